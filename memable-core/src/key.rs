@@ -1,0 +1,214 @@
+//! Key validation and the `(workflow name, instance id)` pair that names an instance.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::EngineError;
+
+/// The longest key component accepted, in bytes (workflow names, instance
+/// ids and step keys alike).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_core::MAX_KEY_LEN, 4096);
+/// ```
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// Key of the reserved step holding an instance's input.
+pub(crate) const INPUT_KEY: &str = "_input";
+/// Key of the reserved step holding an instance's output.
+pub(crate) const OUTPUT_KEY: &str = "_output";
+
+/// Checks one key component: not empty, no `/`, at most [`MAX_KEY_LEN`] bytes.
+///
+/// `label` names the component in the error (`"workflow_name"`,
+/// `"instance_id"`, `"step_key"`).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{validate_key, EngineError};
+///
+/// assert!(validate_key("step_key", "fetch:v1").is_ok());
+/// assert!(matches!(validate_key("step_key", "a/b"), Err(EngineError::InvalidKey { .. })));
+/// assert!(matches!(validate_key("step_key", ""), Err(EngineError::EmptyKey { .. })));
+/// ```
+pub fn validate_key(label: &'static str, value: &str) -> Result<(), EngineError> {
+    if value.is_empty() {
+        return Err(EngineError::EmptyKey { label });
+    }
+    if value.len() > MAX_KEY_LEN {
+        return Err(EngineError::KeyTooLong {
+            label,
+            len: value.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    if value.contains('/') {
+        return Err(EngineError::InvalidKey {
+            label,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a key chosen by user code: [`validate_key`] plus the rule that keys
+/// starting with `_` are reserved for the engine.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{validate_user_key, EngineError};
+///
+/// assert!(validate_user_key("step_key", "charge").is_ok());
+/// assert!(matches!(
+///     validate_user_key("step_key", "_input"),
+///     Err(EngineError::ReservedKey { .. })
+/// ));
+/// ```
+pub fn validate_user_key(label: &'static str, value: &str) -> Result<(), EngineError> {
+    validate_key(label, value)?;
+    if value.starts_with('_') {
+        return Err(EngineError::ReservedKey {
+            label,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Names one workflow instance: `(workflow name, instance id)`.
+///
+/// Every table of every store is keyed by this pair, so two workflows may use
+/// the same instance id. Cloning is cheap (two reference counts).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::InstanceKey;
+///
+/// let key = InstanceKey::new("orders", "order-42").unwrap();
+/// assert_eq!(key.workflow(), "orders");
+/// assert_eq!(key.instance(), "order-42");
+/// assert!(InstanceKey::new("orders", "a/b").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    workflow: Arc<str>,
+    instance: Arc<str>,
+}
+
+impl InstanceKey {
+    /// Builds a key after validating both components with [`validate_key`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, InstanceKey};
+    ///
+    /// assert!(matches!(InstanceKey::new("", "1"), Err(EngineError::EmptyKey { label: "workflow_name" })));
+    /// ```
+    pub fn new(workflow: &str, instance: &str) -> Result<Self, EngineError> {
+        validate_key("workflow_name", workflow)?;
+        validate_key("instance_id", instance)?;
+        Ok(Self {
+            workflow: Arc::from(workflow),
+            instance: Arc::from(instance),
+        })
+    }
+
+    /// The smallest key in `(workflow, instance)` order, for range scans.
+    pub(crate) fn min() -> Self {
+        Self {
+            workflow: Arc::from(""),
+            instance: Arc::from(""),
+        }
+    }
+
+    /// The workflow name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use memable_core::InstanceKey;
+    /// assert_eq!(InstanceKey::new("etl", "1").unwrap().workflow(), "etl");
+    /// ```
+    #[must_use]
+    pub fn workflow(&self) -> &str {
+        &self.workflow
+    }
+
+    /// The instance id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use memable_core::InstanceKey;
+    /// assert_eq!(InstanceKey::new("etl", "1").unwrap().instance(), "1");
+    /// ```
+    #[must_use]
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+impl fmt::Debug for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workflow, self.instance)
+    }
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workflow, self.instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_slash_empty_reserved_and_long_keys() {
+        assert!(matches!(
+            validate_key("step_key", "a/b"),
+            Err(EngineError::InvalidKey {
+                label: "step_key",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_key("instance_id", ""),
+            Err(EngineError::EmptyKey {
+                label: "instance_id"
+            })
+        ));
+        assert!(matches!(
+            validate_user_key("step_key", "_output"),
+            Err(EngineError::ReservedKey { .. })
+        ));
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(matches!(
+            validate_key("step_key", &long),
+            Err(EngineError::KeyTooLong { len, max: MAX_KEY_LEN, .. }) if len == MAX_KEY_LEN + 1
+        ));
+    }
+
+    #[test]
+    fn accepts_unicode_and_limit_length_keys() {
+        assert!(validate_user_key("step_key", "étape-ß-步骤").is_ok());
+        assert!(validate_key("step_key", &"k".repeat(MAX_KEY_LEN)).is_ok());
+        // Reserved keys are fine for the engine itself.
+        assert!(validate_key("step_key", INPUT_KEY).is_ok());
+    }
+
+    #[test]
+    fn same_instance_id_under_two_workflows_differs() {
+        let a = InstanceKey::new("a", "1").unwrap();
+        let b = InstanceKey::new("b", "1").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.to_string(), "a/1");
+    }
+}

@@ -1,0 +1,28 @@
+//! The memable engine: durable workflows by key-based memoisation.
+//!
+//! This crate holds the engine, the workflow [`Context`], the storage
+//! contract [`StepStore`] with the in-memory [`MemoryStore`], and the error
+//! types. Most users depend on the `memable` facade crate, which re-exports
+//! everything here and adds the redb and SQLite backends.
+#![forbid(unsafe_code)]
+
+mod clock;
+mod codec;
+mod error;
+mod key;
+mod record;
+mod retry;
+mod store;
+
+pub use clock::{Clock, ManualClock, Sleep, SystemClock};
+pub use codec::{decode_value, encode_value, type_tag};
+pub use error::{EngineError, StateError, StepError, StorageError, SubscribeError};
+pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
+pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
+pub use retry::RetryPolicy;
+pub use store::txn;
+pub use store::{
+    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
+    InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
+    TimerEntry,
+};

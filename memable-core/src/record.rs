@@ -1,0 +1,516 @@
+//! What the stores persist: step records and instance metadata.
+//!
+//! Backends may store these as columns (SQL) or as the compact byte
+//! encodings [`StepRecord::encode`] and [`WorkflowMetadata::encode`] (key-value
+//! stores). Both encodings start with a format byte so they can evolve.
+
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// Format byte at the start of every encoded record.
+const RECORD_FORMAT: u8 = 1;
+
+/// The state of one step record.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StepState;
+///
+/// assert!(StepState::Completed.is_final());
+/// assert!(!StepState::Retrying.is_final());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StepState {
+    /// The step's result is committed; it is never run again.
+    Completed,
+    /// The step is a suspend point or timer waiting for its signal.
+    Suspended,
+    /// A retryable failure was recorded; `attempts` attempts were made so far.
+    Retrying,
+    /// Retries were exhausted: a dead letter. `Engine::resume` re-attempts it.
+    Failed,
+}
+
+impl StepState {
+    /// `true` for the states a plain commit never overwrites
+    /// ([`Completed`](Self::Completed) and [`Suspended`](Self::Suspended)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::StepState;
+    ///
+    /// assert!(StepState::Suspended.is_final());
+    /// assert!(!StepState::Failed.is_final());
+    /// ```
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Suspended)
+    }
+}
+
+/// What created a step record.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StepKind;
+///
+/// assert_ne!(StepKind::Step, StepKind::Timer);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StepKind {
+    /// `ctx.step(key).run(..)`.
+    Step,
+    /// `ctx.suspend(&point)`: completed by a signal.
+    Suspend,
+    /// `ctx.timer(key, duration)`: completed by the timer scheduler.
+    Timer,
+    /// An engine record (`_input`, `_output`).
+    Engine,
+}
+
+/// One persisted step: its state, the type tag and postcard bytes of its
+/// value, and bookkeeping for retries, timers and status.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{StepKind, StepRecord, StepState};
+///
+/// let rec = StepRecord::completed(StepKind::Step, "u32", vec![42], None);
+/// assert_eq!(rec.state, StepState::Completed);
+/// assert_eq!(StepRecord::decode(&rec.encode()).unwrap(), rec);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The record's state.
+    pub state: StepState,
+    /// What created it.
+    pub kind: StepKind,
+    /// The type tag of `value` (see [`type_tag`](crate::type_tag)); for a
+    /// suspended record, the type the signal must carry.
+    pub type_tag: String,
+    /// Postcard bytes of the value (empty unless completed).
+    pub value: Vec<u8>,
+    /// The workflow's status message current when the record was written.
+    pub status: Option<String>,
+    /// Attempts made so far (retrying and failed records).
+    pub attempts: u32,
+    /// The last error, as text (retrying and failed records).
+    pub error: Option<String>,
+    /// For timers: when the timer fires, in milliseconds since the Unix epoch.
+    pub deadline_ms: Option<u64>,
+}
+
+impl StepRecord {
+    /// A completed record holding `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StepKind, StepRecord};
+    ///
+    /// let rec = StepRecord::completed(StepKind::Step, "String", vec![1, b'a'], Some("ok".into()));
+    /// assert_eq!(rec.status.as_deref(), Some("ok"));
+    /// ```
+    #[must_use]
+    pub fn completed(
+        kind: StepKind,
+        type_tag: impl Into<String>,
+        value: Vec<u8>,
+        status: Option<String>,
+    ) -> Self {
+        Self {
+            state: StepState::Completed,
+            kind,
+            type_tag: type_tag.into(),
+            value,
+            status,
+            attempts: 0,
+            error: None,
+            deadline_ms: None,
+        }
+    }
+
+    /// A suspended record waiting for a value of type `type_tag`; `deadline_ms`
+    /// is set for timers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StepKind, StepRecord, StepState};
+    ///
+    /// let rec = StepRecord::suspended(StepKind::Timer, "()", None, Some(1_000));
+    /// assert_eq!(rec.state, StepState::Suspended);
+    /// assert_eq!(rec.deadline_ms, Some(1_000));
+    /// ```
+    #[must_use]
+    pub fn suspended(
+        kind: StepKind,
+        type_tag: impl Into<String>,
+        status: Option<String>,
+        deadline_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            state: StepState::Suspended,
+            kind,
+            type_tag: type_tag.into(),
+            value: Vec::new(),
+            status,
+            attempts: 0,
+            error: None,
+            deadline_ms,
+        }
+    }
+
+    /// A failure record: [`StepState::Retrying`] while attempts remain,
+    /// [`StepState::Failed`] (a dead letter) when they are exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StepRecord, StepState};
+    ///
+    /// let rec = StepRecord::failure(StepState::Failed, 3, "connection refused");
+    /// assert_eq!(rec.attempts, 3);
+    /// assert_eq!(rec.error.as_deref(), Some("connection refused"));
+    /// ```
+    #[must_use]
+    pub fn failure(state: StepState, attempts: u32, error: impl Into<String>) -> Self {
+        Self {
+            state,
+            kind: StepKind::Step,
+            type_tag: String::new(),
+            value: Vec::new(),
+            status: None,
+            attempts,
+            error: Some(error.into()),
+            deadline_ms: None,
+        }
+    }
+
+    /// Encodes the record as bytes (format byte + postcard).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StepKind, StepRecord};
+    ///
+    /// let bytes = StepRecord::completed(StepKind::Step, "()", vec![], None).encode();
+    /// assert_eq!(bytes[0], 1);
+    /// ```
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        encode_with_format(self)
+    }
+
+    /// Decodes bytes written by [`encode`](Self::encode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::StepRecord;
+    ///
+    /// assert!(StepRecord::decode(b"not a record").is_err());
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        decode_with_format(bytes, "decode step record")
+    }
+}
+
+/// The persisted status of an instance.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{MetadataStatus, StatusKind};
+///
+/// let status = MetadataStatus::Suspended { key: "approval".into(), status: None };
+/// assert_eq!(status.kind(), StatusKind::Suspended);
+/// assert!(!status.is_terminal());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataStatus {
+    /// A run is in progress, or must be resumed after a crash.
+    Running,
+    /// Waiting at a suspend point or timer.
+    Suspended {
+        /// The suspended step's key.
+        key: String,
+        /// The status message given when suspending.
+        status: Option<String>,
+    },
+    /// Finished successfully, with the last status message.
+    Completed(Option<String>),
+    /// Finished with an error (its message).
+    Failed(String),
+    /// Cancelled by `Engine::cancel`.
+    Cancelled,
+}
+
+impl MetadataStatus {
+    /// The status without its data, for filtering and indexes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{MetadataStatus, StatusKind};
+    ///
+    /// assert_eq!(MetadataStatus::Failed("boom".into()).kind(), StatusKind::Failed);
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            Self::Running => StatusKind::Running,
+            Self::Suspended { .. } => StatusKind::Suspended,
+            Self::Completed(_) => StatusKind::Completed,
+            Self::Failed(_) => StatusKind::Failed,
+            Self::Cancelled => StatusKind::Cancelled,
+        }
+    }
+
+    /// `true` for `Completed`, `Failed` and `Cancelled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::MetadataStatus;
+    ///
+    /// assert!(MetadataStatus::Cancelled.is_terminal());
+    /// assert!(!MetadataStatus::Running.is_terminal());
+    /// ```
+    #[must_use]
+    pub fn is_terminal(&self) -> bool {
+        self.kind().is_terminal()
+    }
+}
+
+/// An instance status without its data.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StatusKind;
+///
+/// assert_eq!(StatusKind::Running.as_str(), "running");
+/// assert_eq!(StatusKind::parse("suspended"), Some(StatusKind::Suspended));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StatusKind {
+    /// See [`MetadataStatus::Running`].
+    Running,
+    /// See [`MetadataStatus::Suspended`].
+    Suspended,
+    /// See [`MetadataStatus::Completed`].
+    Completed,
+    /// See [`MetadataStatus::Failed`].
+    Failed,
+    /// See [`MetadataStatus::Cancelled`].
+    Cancelled,
+}
+
+impl StatusKind {
+    /// Every status, in declaration order.
+    pub const ALL: [StatusKind; 5] = [
+        Self::Running,
+        Self::Suspended,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// A stable lowercase name, usable as a database column value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::StatusKind::Cancelled.as_str(), "cancelled");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Suspended => "suspended",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a name written by [`as_str`](Self::as_str).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::StatusKind::parse("nope"), None);
+    /// ```
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// `true` for `Completed`, `Failed` and `Cancelled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(memable_core::StatusKind::Completed.is_terminal());
+    /// ```
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// The metadata of one instance.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, MetadataStatus, WorkflowMetadata};
+///
+/// let key = InstanceKey::new("etl", "run-1").unwrap();
+/// let meta = WorkflowMetadata::running(&key, 1_000);
+/// assert_eq!(meta.status, MetadataStatus::Running);
+/// assert_eq!(WorkflowMetadata::decode(&meta.encode()).unwrap(), meta);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowMetadata {
+    /// The workflow name.
+    pub workflow_name: String,
+    /// The instance id.
+    pub instance_id: String,
+    /// The current status.
+    pub status: MetadataStatus,
+    /// When the instance was started (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When the status last changed.
+    pub updated_at_ms: u64,
+    /// When the instance reached a terminal status.
+    pub completed_at_ms: Option<u64>,
+}
+
+impl WorkflowMetadata {
+    /// Metadata of a freshly started instance.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, WorkflowMetadata};
+    ///
+    /// let meta = WorkflowMetadata::running(&InstanceKey::new("a", "1").unwrap(), 5);
+    /// assert_eq!((meta.created_at_ms, meta.updated_at_ms), (5, 5));
+    /// ```
+    #[must_use]
+    pub fn running(key: &crate::InstanceKey, now_ms: u64) -> Self {
+        Self {
+            workflow_name: key.workflow().to_owned(),
+            instance_id: key.instance().to_owned(),
+            status: MetadataStatus::Running,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            completed_at_ms: None,
+        }
+    }
+
+    /// The instance key this metadata belongs to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, WorkflowMetadata};
+    ///
+    /// let key = InstanceKey::new("a", "1").unwrap();
+    /// assert_eq!(WorkflowMetadata::running(&key, 0).key().unwrap(), key);
+    /// ```
+    pub fn key(&self) -> Result<crate::InstanceKey, EngineError> {
+        crate::InstanceKey::new(&self.workflow_name, &self.instance_id)
+    }
+
+    /// Encodes the metadata as bytes (format byte + postcard).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, WorkflowMetadata};
+    ///
+    /// let meta = WorkflowMetadata::running(&InstanceKey::new("a", "1").unwrap(), 0);
+    /// assert!(!meta.encode().is_empty());
+    /// ```
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        encode_with_format(self)
+    }
+
+    /// Decodes bytes written by [`encode`](Self::encode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::WorkflowMetadata;
+    ///
+    /// assert!(WorkflowMetadata::decode(&[]).is_err());
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        decode_with_format(bytes, "decode instance metadata")
+    }
+}
+
+fn encode_with_format<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_FORMAT];
+    // Serializing these plain structs into a Vec cannot fail.
+    postcard::to_io(value, &mut out).expect("record encoding into a Vec is infallible");
+    out
+}
+
+fn decode_with_format<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    operation: &'static str,
+) -> Result<T, EngineError> {
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| EngineError::storage(operation, e))
+        }
+        Some((format, _)) => Err(EngineError::storage(
+            operation,
+            format!("unknown record format {format}: written by a newer memable?"),
+        )),
+        None => Err(EngineError::storage(operation, "empty record")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_record_format_is_a_storage_error() {
+        let mut bytes = StepRecord::completed(StepKind::Step, "u8", vec![1], None).encode();
+        bytes[0] = 99;
+        let err = StepRecord::decode(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown record format 99"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_record_is_a_storage_error() {
+        let bytes = StepRecord::failure(StepState::Retrying, 2, "x").encode();
+        assert!(
+            StepRecord::decode(&bytes[..bytes.len() - 1])
+                .unwrap_err()
+                .is_storage()
+        );
+    }
+
+    #[test]
+    fn status_kind_names_round_trip() {
+        for kind in StatusKind::ALL {
+            assert_eq!(StatusKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

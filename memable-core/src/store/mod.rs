@@ -1,0 +1,510 @@
+//! The storage contract: [`StepStore`], its outcomes, and the in-memory
+//! reference store.
+//!
+//! Every write method is one of the atomic transitions of the engine's state
+//! machine and must be applied in **one** store transaction: either all of its
+//! effects are durable when it returns `Ok`, or none are. Expected refusals
+//! (a lost compare-and-set, an instance that does not exist) are `Ok` outcome
+//! values, never errors; `Err` means storage failed and nothing was written.
+//!
+//! Write methods take their data by value so a backend can move them to a
+//! writer thread and group-commit many concurrent calls into one transaction
+//! (see [`txn`] for a helper that applies any transition inside a backend's
+//! transaction). Timestamps come from the engine's clock as arguments; stores
+//! never read a clock.
+
+mod memory;
+pub mod txn;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+use crate::{EngineError, InstanceKey, MetadataStatus, StatusKind, StepRecord, WorkflowMetadata};
+
+/// All step records of one instance plus its metadata, read in one
+/// transaction.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, InstanceSnapshot, WorkflowMetadata};
+///
+/// let key = InstanceKey::new("a", "1").unwrap();
+/// let snap = InstanceSnapshot { metadata: WorkflowMetadata::running(&key, 0), steps: vec![] };
+/// assert!(snap.step("fetch").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSnapshot {
+    /// The instance's metadata.
+    pub metadata: WorkflowMetadata,
+    /// Every step record of the instance (including `_input` / `_output`),
+    /// sorted by key.
+    pub steps: Vec<(String, StepRecord)>,
+}
+
+impl InstanceSnapshot {
+    /// Looks up one step record by key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, InstanceSnapshot, StepKind, StepRecord, WorkflowMetadata};
+    ///
+    /// let key = InstanceKey::new("a", "1").unwrap();
+    /// let rec = StepRecord::completed(StepKind::Step, "()", vec![], None);
+    /// let snap = InstanceSnapshot {
+    ///     metadata: WorkflowMetadata::running(&key, 0),
+    ///     steps: vec![("fetch".into(), rec.clone())],
+    /// };
+    /// assert_eq!(snap.step("fetch"), Some(&rec));
+    /// ```
+    #[must_use]
+    pub fn step(&self, key: &str) -> Option<&StepRecord> {
+        self.steps
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.steps[i].1)
+    }
+}
+
+/// A pending timer: the suspended timer step it wakes.
+///
+/// Timers are ordered by `(deadline_ms, instance, step_key)`.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, TimerEntry};
+///
+/// let t = TimerEntry { deadline_ms: 10, instance: InstanceKey::new("a", "1").unwrap(), step_key: "nap".into() };
+/// assert_eq!(t.deadline_ms, 10);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerEntry {
+    /// When the timer fires (ms since the Unix epoch).
+    pub deadline_ms: u64,
+    /// The instance it belongs to.
+    pub instance: InstanceKey,
+    /// The timer step's key.
+    pub step_key: String,
+}
+
+/// Which instances [`StepStore::list_instances`] returns.
+///
+/// Results are ordered by `(workflow name, instance id)`; `after` and `limit`
+/// page through them.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceFilter, StatusKind};
+///
+/// let filter = InstanceFilter::new().workflow("etl").status(StatusKind::Running).limit(100);
+/// assert_eq!(filter.workflow.as_deref(), Some("etl"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only instances of this workflow.
+    pub workflow: Option<String>,
+    /// Only instances in this status.
+    pub status: Option<StatusKind>,
+    /// Only instances ordered strictly after this key.
+    pub after: Option<InstanceKey>,
+    /// At most this many instances.
+    pub limit: Option<usize>,
+}
+
+impl InstanceFilter {
+    /// A filter that matches every instance.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::InstanceFilter::new(), Default::default());
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only instances of workflow `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = memable_core::InstanceFilter::new().workflow("etl");
+    /// assert_eq!(f.workflow.as_deref(), Some("etl"));
+    /// ```
+    #[must_use]
+    pub fn workflow(mut self, name: impl Into<String>) -> Self {
+        self.workflow = Some(name.into());
+        self
+    }
+
+    /// Only instances whose status is `kind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, StatusKind};
+    /// assert_eq!(InstanceFilter::new().status(StatusKind::Failed).status, Some(StatusKind::Failed));
+    /// ```
+    #[must_use]
+    pub fn status(mut self, kind: StatusKind) -> Self {
+        self.status = Some(kind);
+        self
+    }
+
+    /// Only instances after `key` in `(workflow, instance)` order: pass the
+    /// last key of the previous page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, InstanceKey};
+    /// let key = InstanceKey::new("etl", "41").unwrap();
+    /// assert_eq!(InstanceFilter::new().after(key.clone()).after, Some(key));
+    /// ```
+    #[must_use]
+    pub fn after(mut self, key: InstanceKey) -> Self {
+        self.after = Some(key);
+        self
+    }
+
+    /// At most `n` results.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::InstanceFilter::new().limit(5).limit, Some(5));
+    /// ```
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Whether `meta` passes the workflow, status and `after` conditions
+    /// (`limit` is applied by the caller).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, InstanceKey, StatusKind, WorkflowMetadata};
+    /// let meta = WorkflowMetadata::running(&InstanceKey::new("etl", "1").unwrap(), 0);
+    /// assert!(InstanceFilter::new().status(StatusKind::Running).matches(&meta));
+    /// assert!(!InstanceFilter::new().workflow("other").matches(&meta));
+    /// ```
+    #[must_use]
+    pub fn matches(&self, meta: &WorkflowMetadata) -> bool {
+        self.workflow
+            .as_deref()
+            .is_none_or(|w| w == meta.workflow_name)
+            && self.status.is_none_or(|s| s == meta.status.kind())
+            && self.after.as_ref().is_none_or(|after| {
+                (meta.workflow_name.as_str(), meta.instance_id.as_str())
+                    > (after.workflow(), after.instance())
+            })
+    }
+}
+
+/// Outcome of [`StepStore::start_instance`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StartOutcome;
+/// assert!(matches!(StartOutcome::Started, StartOutcome::Started));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The instance was created.
+    Started,
+    /// An instance with this key already exists; nothing was written.
+    Exists(WorkflowMetadata),
+}
+
+/// Outcome of [`StepStore::commit_step`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::CommitOutcome;
+/// assert_ne!(CommitOutcome::Committed, CommitOutcome::InstanceMissing);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The record was written.
+    Committed,
+    /// A `Completed` or `Suspended` record already exists under this key; it
+    /// was kept and is returned (first writer wins).
+    Kept(StepRecord),
+    /// The instance does not exist; nothing was written.
+    InstanceMissing,
+}
+
+/// Outcome of [`StepStore::suspend_step`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::SuspendOutcome;
+/// assert_eq!(SuspendOutcome::Suspended, SuspendOutcome::Suspended);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuspendOutcome {
+    /// The step is suspended and the instance is `Suspended` at this key.
+    Suspended,
+    /// The step already has a `Completed` record (for example a signal won
+    /// the race); it is returned and nothing was written.
+    AlreadyCompleted(StepRecord),
+    /// The instance is missing (`None`) or not `Running`/`Suspended`;
+    /// nothing was written.
+    NotActive(Option<MetadataStatus>),
+}
+
+/// Outcome of [`StepStore::claim_step`], the compare-and-set that delivers a
+/// signal or fires a timer.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::ClaimOutcome;
+/// assert_ne!(ClaimOutcome::Claimed, ClaimOutcome::StepMissing);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This caller won: the step is `Completed` with the payload, the
+    /// instance is `Running`, the step's timer row is gone.
+    Claimed,
+    /// No record under this key (or no such instance).
+    StepMissing,
+    /// The record exists but is not `Suspended`; it is returned.
+    StepNotSuspended(StepRecord),
+    /// The step is suspended but the instance is not `Suspended` (it is
+    /// running, finished or cancelled); its status is returned.
+    InstanceNotSuspended(MetadataStatus),
+}
+
+/// How an instance finishes, for [`StepStore::finish_instance`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::Finish;
+/// let f = Finish::Failed("boom".into());
+/// assert!(matches!(f, Finish::Failed(_)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Completed with the last status message and the `_output` record.
+    Completed {
+        /// The last status message.
+        status: Option<String>,
+        /// The output record, stored under `_output`.
+        output: StepRecord,
+    },
+    /// Failed with an error message.
+    Failed(String),
+}
+
+/// Outcome of [`StepStore::finish_instance`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::FinishOutcome;
+/// assert_eq!(FinishOutcome::Finished, FinishOutcome::Finished);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// The terminal status (and output) was written.
+    Finished,
+    /// The instance is missing (`None`) or not `Running` (for example it was
+    /// cancelled); nothing was written.
+    NotRunning(Option<MetadataStatus>),
+}
+
+/// Outcome of [`StepStore::revive_instance`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{MetadataStatus, ReviveOutcome};
+/// let o = ReviveOutcome::Revived(MetadataStatus::Running);
+/// assert!(matches!(o, ReviveOutcome::Revived(_)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReviveOutcome {
+    /// The instance may run; its status before the call is returned.
+    Revived(MetadataStatus),
+    /// The instance is cancelled; nothing was written.
+    Cancelled,
+    /// No such instance.
+    InstanceMissing,
+}
+
+/// Outcome of [`StepStore::cancel_instance`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::CancelOutcome;
+/// assert_eq!(CancelOutcome::Cancelled, CancelOutcome::Cancelled);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The instance is now `Cancelled` and its timers are gone.
+    Cancelled,
+    /// The instance is missing (`None`) or already terminal; nothing was
+    /// written.
+    NotActive(Option<MetadataStatus>),
+}
+
+/// What a store can do, for the engine and the conformance suite.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{MemoryStore, StepStore};
+/// assert_eq!(MemoryStore::new().name(), "memory");
+/// ```
+#[async_trait]
+pub trait StepStore: Send + Sync + 'static {
+    /// A short name for logs and benchmarks (`"memory"`, `"redb"`, `"sqlite"`).
+    fn name(&self) -> &'static str;
+
+    /// **Start an instance.** If no instance exists under `key`, writes its
+    /// metadata (`Running`, `created_at = updated_at = now_ms`) and the
+    /// `_input` record together and returns [`StartOutcome::Started`].
+    /// If one exists — whatever its status — writes nothing and returns
+    /// [`StartOutcome::Exists`] with its metadata.
+    async fn start_instance(
+        &self,
+        key: InstanceKey,
+        input: StepRecord,
+        now_ms: u64,
+    ) -> Result<StartOutcome, EngineError>;
+
+    /// **Commit a step.** Writes `record` under `(key, step_key)` unless a
+    /// `Completed` or `Suspended` record is already there, which is kept and
+    /// returned as [`CommitOutcome::Kept`] (so a committed result is never
+    /// overwritten and a suspend point is only completed by
+    /// [`claim_step`](Self::claim_step)). `Retrying` and `Failed` records are
+    /// overwritten. Returns [`CommitOutcome::InstanceMissing`] if the instance
+    /// does not exist. Instance metadata is not touched.
+    async fn commit_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+    ) -> Result<CommitOutcome, EngineError>;
+
+    /// **Suspend.** If the instance is `Running` or `Suspended` and the step
+    /// has no `Completed` record: writes `record` (state `Suspended`), a timer
+    /// row `(record.deadline_ms, key, step_key)` if the record has a deadline,
+    /// and sets the instance to `Suspended { key: step_key, status }` with
+    /// `updated_at = now_ms` — all together. Idempotent: suspending an already
+    /// suspended step rewrites the same rows.
+    ///
+    /// If the step is `Completed`, returns it as
+    /// [`SuspendOutcome::AlreadyCompleted`]; if the instance is missing or in
+    /// another status, returns [`SuspendOutcome::NotActive`]. Neither writes.
+    async fn suspend_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+        status: Option<String>,
+        now_ms: u64,
+    ) -> Result<SuspendOutcome, EngineError>;
+
+    /// **Claim** (signal delivery / timer firing), a compare-and-set. Checks,
+    /// in order: the step exists ([`ClaimOutcome::StepMissing`]), it is
+    /// `Suspended` ([`ClaimOutcome::StepNotSuspended`]), the instance is
+    /// `Suspended` ([`ClaimOutcome::InstanceNotSuspended`]). If all hold,
+    /// writes together: the step replaced by `payload` (state `Completed`),
+    /// the instance `Running` with `updated_at = now_ms`, and the step's timer
+    /// row removed. Of any number of concurrent claims of one step, exactly
+    /// one returns [`ClaimOutcome::Claimed`].
+    async fn claim_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> Result<ClaimOutcome, EngineError>;
+
+    /// **Finish.** If the instance is `Running`: sets it `Completed(status)`
+    /// (writing `output` under `_output`) or `Failed(message)`, with
+    /// `updated_at = completed_at = now_ms`, together. Otherwise writes
+    /// nothing and returns [`FinishOutcome::NotRunning`].
+    async fn finish_instance(
+        &self,
+        key: InstanceKey,
+        finish: Finish,
+        now_ms: u64,
+    ) -> Result<FinishOutcome, EngineError>;
+
+    /// **Revive** (before `Engine::resume` runs an instance again).
+    /// `Completed` or `Failed` → `Running` (clearing `completed_at`, setting
+    /// `updated_at = now_ms`; `_output` is kept until the next finish);
+    /// `Running` and `Suspended` are left as they are. Returns the status
+    /// before the call, or [`ReviveOutcome::Cancelled`] /
+    /// [`ReviveOutcome::InstanceMissing`] without writing.
+    async fn revive_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<ReviveOutcome, EngineError>;
+
+    /// **Cancel.** If the instance is `Running` or `Suspended`: sets it
+    /// `Cancelled` (`updated_at = completed_at = now_ms`) and removes every
+    /// timer row of the instance, together. Step records are kept.
+    async fn cancel_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, EngineError>;
+
+    /// **Delete** (retention): removes the instance's metadata, every step
+    /// record (including `_input` and `_output`) and every timer row, together.
+    /// Returns whether the instance existed.
+    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError>;
+
+    /// Reads the metadata and every step record of one instance in one read
+    /// transaction; `None` if the instance does not exist. Never returns
+    /// records of another instance.
+    async fn load_instance(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<InstanceSnapshot>, EngineError>;
+
+    /// Reads one step record.
+    async fn get_step(
+        &self,
+        key: &InstanceKey,
+        step_key: &str,
+    ) -> Result<Option<StepRecord>, EngineError>;
+
+    /// Reads one instance's metadata.
+    async fn get_metadata(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<WorkflowMetadata>, EngineError>;
+
+    /// Lists instance metadata matching `filter`, ordered by
+    /// `(workflow name, instance id)`. Filtering by status must not scan
+    /// instances of other statuses (keep an index).
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<WorkflowMetadata>, EngineError>;
+
+    /// Timers with `deadline_ms <= now_ms`, earliest first, at most `limit`.
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError>;
+
+    /// The earliest timer deadline, if any timer is pending.
+    async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError>;
+}
