@@ -508,3 +508,59 @@ pub trait StepStore: Send + Sync + 'static {
     /// The earliest timer deadline, if any timer is pending.
     async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError>;
 }
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<S: StepStore + ?Sized> StepStore for $ty {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            async fn start_instance(&self, key: InstanceKey, input: StepRecord, now_ms: u64) -> Result<StartOutcome, EngineError> {
+                (**self).start_instance(key, input, now_ms).await
+            }
+            async fn commit_step(&self, key: InstanceKey, step_key: String, record: StepRecord) -> Result<CommitOutcome, EngineError> {
+                (**self).commit_step(key, step_key, record).await
+            }
+            async fn suspend_step(&self, key: InstanceKey, step_key: String, record: StepRecord, status: Option<String>, now_ms: u64) -> Result<SuspendOutcome, EngineError> {
+                (**self).suspend_step(key, step_key, record, status, now_ms).await
+            }
+            async fn claim_step(&self, key: InstanceKey, step_key: String, payload: StepRecord, now_ms: u64) -> Result<ClaimOutcome, EngineError> {
+                (**self).claim_step(key, step_key, payload, now_ms).await
+            }
+            async fn finish_instance(&self, key: InstanceKey, finish: Finish, now_ms: u64) -> Result<FinishOutcome, EngineError> {
+                (**self).finish_instance(key, finish, now_ms).await
+            }
+            async fn revive_instance(&self, key: InstanceKey, now_ms: u64) -> Result<ReviveOutcome, EngineError> {
+                (**self).revive_instance(key, now_ms).await
+            }
+            async fn cancel_instance(&self, key: InstanceKey, now_ms: u64) -> Result<CancelOutcome, EngineError> {
+                (**self).cancel_instance(key, now_ms).await
+            }
+            async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
+                (**self).delete_instance(key).await
+            }
+            async fn load_instance(&self, key: &InstanceKey) -> Result<Option<InstanceSnapshot>, EngineError> {
+                (**self).load_instance(key).await
+            }
+            async fn get_step(&self, key: &InstanceKey, step_key: &str) -> Result<Option<StepRecord>, EngineError> {
+                (**self).get_step(key, step_key).await
+            }
+            async fn get_metadata(&self, key: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> {
+                (**self).get_metadata(key).await
+            }
+            async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<WorkflowMetadata>, EngineError> {
+                (**self).list_instances(filter).await
+            }
+            async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> {
+                (**self).due_timers(now_ms, limit).await
+            }
+            async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> {
+                (**self).next_timer_deadline().await
+            }
+        }
+    )*};
+}
+
+// `Arc<dyn StepStore>` and `Box<dyn StepStore>` are stores too.
+forward_store!(std::sync::Arc<S>, Box<S>);
