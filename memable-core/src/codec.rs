@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::EngineError;
 
 /// The type tag stored with values of type `T`: its type name with module
-/// paths removed.
+/// paths removed, string types (`&str`, `Box<str>`, …) written as `String`.
 ///
 /// # Examples
 ///
@@ -37,6 +37,7 @@ use crate::EngineError;
 /// assert_eq!(type_tag::<billing::Invoice>(), "Invoice");
 /// assert_eq!(type_tag::<Vec<String>>(), "Vec<String>");
 /// assert_eq!(type_tag::<Option<(u32, i64)>>(), "Option<(u32, i64)>");
+/// assert_eq!(type_tag::<&str>(), "String");
 /// ```
 #[must_use]
 pub fn type_tag<T: ?Sized + 'static>() -> &'static str {
@@ -46,9 +47,28 @@ pub fn type_tag<T: ?Sized + 'static>() -> &'static str {
     if let Some(tag) = tags.read().ok().and_then(|map| map.get(&id).copied()) {
         return tag;
     }
-    let tag: &'static str = Box::leak(strip_paths(std::any::type_name::<T>()).into_boxed_str());
+    let tag: &'static str = Box::leak(normalize(std::any::type_name::<T>()).into_boxed_str());
     if let Ok(mut map) = tags.write() {
         map.insert(id, tag);
+    }
+    tag
+}
+
+/// The tag of a type name: module paths removed, and the string types that
+/// serialize like `String` (`&str`, `Box<str>`, `Cow<str>`, `Arc<str>`,
+/// `Rc<str>`) written as `String`, so a workflow may return `"done"` and be
+/// read back as a `String`.
+fn normalize(name: &str) -> String {
+    let mut tag = strip_paths(name);
+    for alias in [
+        "&'static str",
+        "&str",
+        "Box<str>",
+        "Cow<str>",
+        "Arc<str>",
+        "Rc<str>",
+    ] {
+        tag = tag.replace(alias, "String");
     }
     tag
 }
@@ -180,6 +200,15 @@ mod tests {
         );
         assert_eq!(strip_paths("[u8; 4]"), "[u8; 4]");
         assert_eq!(strip_paths("&str"), "&str");
+    }
+
+    #[test]
+    fn borrowed_and_owned_strings_share_a_tag() {
+        assert_eq!(type_tag::<&'static str>(), type_tag::<String>());
+        assert_eq!(type_tag::<Vec<&'static str>>(), "Vec<String>");
+        let bytes = encode_value("k", "done").unwrap();
+        let owned: String = decode_value("k", type_tag::<&str>(), &bytes).unwrap();
+        assert_eq!(owned, "done");
     }
 
     #[test]

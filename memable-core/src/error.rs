@@ -475,6 +475,10 @@ pub enum SubscribeError {
     /// A storage operation failed while reading metadata.
     #[error("storage error: {0}")]
     Storage(Box<dyn std::error::Error + Send + Sync>),
+
+    /// The request itself was invalid (for example a key containing `/`).
+    #[error(transparent)]
+    Engine(EngineError),
 }
 
 /// Error returned by [`Engine::state`](crate::Engine::state).
@@ -504,6 +508,10 @@ pub enum StateError {
     /// A storage operation failed while reading metadata.
     #[error("storage error: {0}")]
     Storage(Box<dyn std::error::Error + Send + Sync>),
+
+    /// The request itself was invalid (for example a key containing `/`).
+    #[error(transparent)]
+    Engine(EngineError),
 }
 
 /// Error returned by step closures.

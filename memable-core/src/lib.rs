@@ -8,18 +8,24 @@
 
 mod clock;
 mod codec;
+mod context;
+mod engine;
 mod error;
 mod key;
 mod record;
 mod retry;
+mod status;
 mod store;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
+pub use context::{Context, StepBuilder, SuspendBuilder, SuspendPoint};
+pub use engine::{Engine, EngineBuilder, Invocation, InvokeBuilder};
 pub use error::{EngineError, StateError, StepError, StorageError, SubscribeError};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
 pub use retry::RetryPolicy;
+pub use status::{StatusStream, WorkflowState};
 pub use store::txn;
 pub use store::{
     CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,

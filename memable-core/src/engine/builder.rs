@@ -1,0 +1,154 @@
+//! [`EngineBuilder`]: store, clock and defaults of an [`Engine`].
+
+use std::sync::Arc;
+
+use super::Engine;
+use crate::{Clock, MemoryStore, RetryPolicy, StepStore, SystemClock};
+
+/// Configures and builds an [`Engine`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use memable_core::{Engine, ManualClock, RetryPolicy};
+///
+/// let engine = Engine::builder()
+///     .in_memory()
+///     .clock(ManualClock::new(0))
+///     .default_retry(RetryPolicy::fixed(5, Duration::from_millis(10)))
+///     .resume_on_start(false)
+///     .build();
+/// # let _ = engine;
+/// ```
+#[must_use]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn StepStore>>,
+    clock: Arc<dyn Clock>,
+    default_retry: RetryPolicy,
+    resume_on_start: bool,
+    strict_keys: bool,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            clock: Arc::new(SystemClock),
+            default_retry: RetryPolicy::default(),
+            resume_on_start: true,
+            strict_keys: false,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// Uses a fresh [`MemoryStore`] (the default when no store is given):
+    /// memoisation, signals and timers work, but nothing survives the process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().in_memory().build();
+    /// # let _ = engine;
+    /// ```
+    pub fn in_memory(self) -> Self {
+        self.store(MemoryStore::new())
+    }
+
+    /// Uses `store` for every instance.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, MemoryStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let engine = Engine::builder().store(store.clone()).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn store(mut self, store: impl StepStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Replaces the system clock (tests use [`ManualClock`](crate::ManualClock)
+    /// to move timers and backoff without sleeping).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, ManualClock};
+    /// let engine = Engine::builder().clock(ManualClock::new(0)).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The retry policy of steps that do not set their own (default:
+    /// [`RetryPolicy::default`], three attempts with exponential backoff).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, RetryPolicy};
+    /// let engine = Engine::builder().default_retry(RetryPolicy::none()).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
+        self.default_retry = policy;
+        self
+    }
+
+    /// Whether [`Engine::start`] re-runs instances left `Running` by a crash
+    /// (default `true`). With `false` they wait for [`Engine::resume`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().resume_on_start(false).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn resume_on_start(mut self, resume: bool) -> Self {
+        self.resume_on_start = resume;
+        self
+    }
+
+    /// Makes a step key used twice in one run an error
+    /// ([`EngineError::KeyReused`](crate::EngineError::KeyReused)) instead of
+    /// a `tracing` warning (default `false`: the second use returns the first
+    /// result).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().strict_keys(true).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn strict_keys(mut self, strict: bool) -> Self {
+        self.strict_keys = strict;
+        self
+    }
+
+    /// Builds the engine. Register workflows, then call [`Engine::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().build();
+    /// # let _ = engine;
+    /// ```
+    #[must_use]
+    pub fn build(self) -> Engine {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        Engine::from_parts(
+            store,
+            self.clock,
+            self.default_retry,
+            self.resume_on_start,
+            self.strict_keys,
+        )
+    }
+}

@@ -1,0 +1,326 @@
+//! Starting an instance ([`InvokeBuilder`]) and following it ([`Invocation`]).
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Engine;
+use super::live::{LiveInstance, LiveInstances, RunRequest};
+use crate::key::INPUT_KEY;
+use crate::{
+    EngineError, InstanceKey, StartOutcome, StatusStream, StepKind, StepRecord, WorkflowState,
+    encode_value, type_tag, validate_key, validate_user_key,
+};
+
+/// Builds an invocation of a workflow: optional instance id and input.
+/// Await it (or call [`start`](Self::start)) to start the instance.
+///
+/// **Idempotent ids:** with [`id`](Self::id), starting an id that already
+/// exists never starts it twice: the existing instance's [`Invocation`] is
+/// returned ([`Invocation::is_new`] is `false`) and the new input is ignored.
+/// Without an id, a fresh time-ordered id (UUID v7) is generated.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Context, Engine};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), memable_core::EngineError> {
+/// let engine = Engine::builder().build();
+/// engine.register("greet", |ctx: Context| async move {
+///     let name: String = ctx.input()?;
+///     Ok(format!("hello {name}"))
+/// })?;
+/// engine.start().await?;
+/// let first = engine.invoke("greet").id("order-42").input("ada".to_string()).await?;
+/// let again = engine.invoke("greet").id("order-42").input("bob".to_string()).await?;
+/// assert!(first.is_new() && !again.is_new());
+/// assert_eq!(again.wait_output::<String>().await?, "hello ada");
+/// # Ok(()) }
+/// ```
+#[must_use = "an invocation does nothing until it is awaited"]
+pub struct InvokeBuilder {
+    engine: Engine,
+    workflow: String,
+    id: Option<String>,
+    input: Result<StepRecord, EngineError>,
+}
+
+impl InvokeBuilder {
+    pub(super) fn new(engine: Engine, workflow: &str) -> Self {
+        Self {
+            engine,
+            workflow: workflow.to_owned(),
+            id: None,
+            input: encode_input(&()),
+        }
+    }
+
+    /// Uses `id` as the instance id instead of a generated one.
+    ///
+    /// # Examples
+    ///
+    /// See [`InvokeBuilder`].
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The instance's input, read in the workflow with
+    /// [`Context::input`](crate::Context::input). It is stored with the
+    /// instance and survives resume, signals and recovery.
+    ///
+    /// # Examples
+    ///
+    /// See [`InvokeBuilder`].
+    pub fn input<T: Serialize + 'static>(mut self, input: T) -> Self {
+        self.input = encode_input(&input);
+        self
+    }
+
+    /// Starts the instance (or finds the existing one with this id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) }).unwrap();
+    /// assert!(matches!(engine.invoke("noop").start().await, Err(EngineError::NotStarted)));
+    /// # }
+    /// ```
+    pub async fn start(self) -> Result<Invocation, EngineError> {
+        let inner = &self.engine.inner;
+        inner.ensure_started()?;
+        validate_user_key("workflow_name", &self.workflow)?;
+        inner.registry().ensure(&self.workflow)?;
+        let id = match self.id {
+            Some(id) => {
+                validate_key("instance_id", &id)?;
+                id
+            }
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let key = InstanceKey::new(&self.workflow, &id)?;
+        let input = self.input?;
+        let now = inner.clock.now_ms();
+        match inner.store.start_instance(key.clone(), input, now).await? {
+            StartOutcome::Started => {
+                let entry = inner.trigger_run(&key, RunRequest::default());
+                Ok(Invocation::for_entry(&self.engine, key, entry, true))
+            }
+            StartOutcome::Exists(meta) => {
+                let (guard, rx) = inner
+                    .live
+                    .subscribe(inner, &key, || WorkflowState::from(&meta.status));
+                Ok(Invocation {
+                    engine: self.engine.clone(),
+                    key,
+                    stream: StatusStream::new(guard, rx),
+                    created: false,
+                })
+            }
+        }
+    }
+}
+
+fn encode_input<T: Serialize + 'static>(input: &T) -> Result<StepRecord, EngineError> {
+    Ok(StepRecord::completed(
+        StepKind::Engine,
+        type_tag::<T>(),
+        encode_value(INPUT_KEY, input)?,
+        None,
+    ))
+}
+
+impl IntoFuture for InvokeBuilder {
+    type Output = Result<Invocation, EngineError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.start())
+    }
+}
+
+/// A handle on one instance: its id, its live state, and its end.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Context, Engine, WorkflowState};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), memable_core::EngineError> {
+/// let engine = Engine::builder().build();
+/// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+/// engine.start().await?;
+/// let run = engine.invoke("noop").id("n1").await?;
+/// assert_eq!(run.instance_id(), "n1");
+/// assert_eq!(run.wait().await?, WorkflowState::Completed { status: None });
+/// # Ok(()) }
+/// ```
+pub struct Invocation {
+    engine: Engine,
+    key: InstanceKey,
+    stream: StatusStream,
+    created: bool,
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("instance", &self.key)
+            .field("state", &self.stream.current())
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Invocation {
+    pub(super) fn for_entry(
+        engine: &Engine,
+        key: InstanceKey,
+        entry: Arc<LiveInstance>,
+        created: bool,
+    ) -> Self {
+        let (guard, rx) = LiveInstances::guard_for(&engine.inner, &key, entry);
+        Self {
+            engine: engine.clone(),
+            key,
+            stream: StatusStream::new(guard, rx),
+            created,
+        }
+    }
+
+    /// The instance id.
+    ///
+    /// # Examples
+    ///
+    /// See [`Invocation`].
+    #[must_use]
+    pub fn instance_id(&self) -> &str {
+        self.key.instance()
+    }
+
+    /// The workflow name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// assert_eq!(engine.invoke("noop").await?.workflow_name(), "noop");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn workflow_name(&self) -> &str {
+        self.key.workflow()
+    }
+
+    /// `true` if this call started the instance, `false` if an instance with
+    /// this id already existed.
+    ///
+    /// # Examples
+    ///
+    /// See [`InvokeBuilder`].
+    #[must_use]
+    pub fn is_new(&self) -> bool {
+        self.created
+    }
+
+    /// The current live state, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// let run = engine.invoke("noop").await?;
+    /// run.wait().await?;
+    /// assert!(run.status().is_terminal());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> WorkflowState {
+        self.stream.current()
+    }
+
+    /// Waits until the run ends — completed, failed, cancelled or suspended —
+    /// and returns that state.
+    ///
+    /// # Examples
+    ///
+    /// See [`Invocation`].
+    pub async fn wait(&self) -> Result<WorkflowState, EngineError> {
+        Ok(self.stream.settled().await)
+    }
+
+    /// Waits until the instance completes and returns its output as `O`.
+    ///
+    /// Errors: [`WorkflowFailed`](EngineError::WorkflowFailed),
+    /// [`Cancelled`](EngineError::Cancelled),
+    /// [`Suspended`](EngineError::Suspended) if it suspended instead,
+    /// [`TypeMismatch`](EngineError::TypeMismatch) for a wrong `O`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Engine`].
+    pub async fn wait_output<O: DeserializeOwned + 'static>(self) -> Result<O, EngineError> {
+        match self.wait().await? {
+            WorkflowState::Suspended { key, .. } => Err(EngineError::Suspended { key }),
+            WorkflowState::Failed { error } => Err(EngineError::WorkflowFailed {
+                workflow_name: self.key.workflow().to_owned(),
+                instance_id: self.key.instance().to_owned(),
+                error,
+            }),
+            _ => {
+                self.engine
+                    .output(self.key.workflow(), self.key.instance())
+                    .await
+            }
+        }
+    }
+
+    /// Turns the handle into a [`StatusStream`] of its states.
+    ///
+    /// # Examples
+    ///
+    /// See [`StatusStream`].
+    #[must_use]
+    pub fn into_stream(self) -> StatusStream {
+        self.stream
+    }
+
+    /// Splits the handle into its instance id and its [`StatusStream`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// let (id, mut states) = engine.invoke("noop").id("x").await?.into_parts();
+    /// assert_eq!(id, "x");
+    /// while states.next().await.is_some() {}
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn into_parts(self) -> (String, StatusStream) {
+        (self.key.instance().to_owned(), self.stream)
+    }
+}

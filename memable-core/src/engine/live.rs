@@ -1,0 +1,256 @@
+//! The instances that are live in this process: one entry per instance with a
+//! run in progress or a status subscriber, and nothing for any other
+//! instance (suspended and finished instances cost no memory).
+//!
+//! Each entry serialises runs: a trigger that arrives while a run is in
+//! progress is queued behind it (several queued triggers coalesce into one
+//! rerun, which starts from a fresh snapshot), so two runs of one instance
+//! never execute at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::Inner;
+use crate::{InstanceKey, WorkflowState};
+
+/// Why a run was requested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunRequest {
+    /// `Engine::resume`: dead-lettered steps get a fresh retry budget and a
+    /// finished instance is replayed.
+    pub resume: bool,
+}
+
+impl RunRequest {
+    fn merge(self, other: Self) -> Self {
+        Self {
+            resume: self.resume || other.resume,
+        }
+    }
+}
+
+/// One live instance.
+pub(crate) struct LiveInstance {
+    pub state: watch::Sender<WorkflowState>,
+    pub cancelled: AtomicBool,
+    slot: Mutex<RunSlot>,
+}
+
+#[derive(Default)]
+struct RunSlot {
+    running: bool,
+    rerun: Option<RunRequest>,
+    abort: Option<AbortHandle>,
+}
+
+impl LiveInstance {
+    fn new(initial: WorkflowState) -> Self {
+        Self {
+            state: watch::Sender::new(initial),
+            cancelled: AtomicBool::new(false),
+            slot: Mutex::new(RunSlot::default()),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, RunSlot> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Publishes `state` to subscribers if it differs from the current one.
+    pub fn publish(&self, state: WorkflowState) {
+        self.state.send_if_modified(|current| {
+            let changed = *current != state;
+            if changed {
+                *current = state;
+            }
+            changed
+        });
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.slot().running
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// Keeps a live entry alive for a subscriber and removes it, when the last
+/// subscriber goes and no run is in progress.
+pub(crate) struct LiveGuard {
+    registry: Weak<Inner>,
+    key: InstanceKey,
+    entry: Arc<LiveInstance>,
+}
+
+impl LiveGuard {
+    pub fn key(&self) -> &InstanceKey {
+        &self.key
+    }
+
+    pub fn entry(&self) -> &Arc<LiveInstance> {
+        &self.entry
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.registry.upgrade() {
+            // The subscriber's own receiver is still alive here.
+            inner.live.release(&self.key, &self.entry, 1);
+        }
+    }
+}
+
+/// The map of live instances.
+#[derive(Default)]
+pub(crate) struct LiveInstances {
+    map: Mutex<HashMap<InstanceKey, Arc<LiveInstance>>>,
+}
+
+/// What [`LiveInstances::trigger`] decided.
+pub(crate) enum Triggered {
+    /// A new run must be spawned by the caller with this request.
+    Spawn(Arc<LiveInstance>),
+    /// A run is in progress; the request was queued behind it.
+    Queued(Arc<LiveInstance>),
+}
+
+impl LiveInstances {
+    fn lock(&self) -> MutexGuard<'_, HashMap<InstanceKey, Arc<LiveInstance>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The live entry of `key`, if any.
+    pub fn get(&self, key: &InstanceKey) -> Option<Arc<LiveInstance>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Number of live entries (runs in progress or subscribed instances).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Requests a run of `key`: marks the entry running (caller spawns) or
+    /// queues the request behind the run in progress.
+    pub fn trigger(&self, key: &InstanceKey, request: RunRequest) -> Triggered {
+        let mut map = self.lock();
+        let entry = map
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(LiveInstance::new(WorkflowState::Running { status: None })))
+            .clone();
+        let mut slot = entry.slot();
+        if slot.running {
+            slot.rerun = Some(slot.rerun.map_or(request, |queued| queued.merge(request)));
+            drop(slot);
+            Triggered::Queued(entry)
+        } else {
+            slot.running = true;
+            drop(slot);
+            Triggered::Spawn(entry)
+        }
+    }
+
+    /// Records the abort handle of the task running `entry`.
+    pub fn set_abort(entry: &LiveInstance, abort: AbortHandle) {
+        entry.slot().abort = Some(abort);
+    }
+
+    /// Called when a run ends: returns the queued request to run next, or
+    /// marks the entry idle (removing it if nobody watches it).
+    pub fn run_finished(&self, key: &InstanceKey, entry: &Arc<LiveInstance>) -> Option<RunRequest> {
+        let mut map = self.lock();
+        let mut slot = entry.slot();
+        if let Some(next) = slot.rerun.take() {
+            return Some(next);
+        }
+        slot.running = false;
+        slot.abort = None;
+        drop(slot);
+        if entry.state.receiver_count() == 0 {
+            Self::remove_if_same(&mut map, key, entry);
+        }
+        None
+    }
+
+    /// A subscriber holding `held` receivers is going away: remove the entry
+    /// if it is idle and that subscriber was the last.
+    pub fn release(&self, key: &InstanceKey, entry: &Arc<LiveInstance>, held: usize) {
+        let mut map = self.lock();
+        let idle = !entry.slot().running;
+        if idle && entry.state.receiver_count() <= held {
+            Self::remove_if_same(&mut map, key, entry);
+        }
+    }
+
+    fn remove_if_same(
+        map: &mut HashMap<InstanceKey, Arc<LiveInstance>>,
+        key: &InstanceKey,
+        entry: &Arc<LiveInstance>,
+    ) {
+        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(key);
+        }
+    }
+
+    /// A guard + receiver on `key`'s entry, creating an idle entry with
+    /// `initial` if there is none.
+    pub fn subscribe(
+        &self,
+        registry: &Arc<Inner>,
+        key: &InstanceKey,
+        initial: impl FnOnce() -> WorkflowState,
+    ) -> (LiveGuard, watch::Receiver<WorkflowState>) {
+        let mut map = self.lock();
+        let entry = map
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(LiveInstance::new(initial())))
+            .clone();
+        let receiver = entry.state.subscribe();
+        drop(map);
+        (
+            LiveGuard {
+                registry: Arc::downgrade(registry),
+                key: key.clone(),
+                entry,
+            },
+            receiver,
+        )
+    }
+
+    /// Guard + receiver for an entry the caller already holds.
+    pub fn guard_for(
+        registry: &Arc<Inner>,
+        key: &InstanceKey,
+        entry: Arc<LiveInstance>,
+    ) -> (LiveGuard, watch::Receiver<WorkflowState>) {
+        let receiver = entry.state.subscribe();
+        (
+            LiveGuard {
+                registry: Arc::downgrade(registry),
+                key: key.clone(),
+                entry,
+            },
+            receiver,
+        )
+    }
+
+    /// Aborts every run in progress (crash simulation).
+    pub fn abort_all(&self) {
+        let map = self.lock();
+        for entry in map.values() {
+            if let Some(abort) = entry.slot().abort.take() {
+                abort.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! The [`Engine`]: registers workflows, starts, signals, resumes, cancels and
+//! observes instances.
+
+mod builder;
+mod invocation;
+pub(crate) mod live;
+mod registry;
+mod run;
+mod scheduler;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+pub use builder::EngineBuilder;
+pub use invocation::{Invocation, InvokeBuilder};
+
+use crate::key::OUTPUT_KEY;
+use crate::{
+    CancelOutcome, ClaimOutcome, Clock, Context, EngineError, InstanceFilter, InstanceKey,
+    MetadataStatus, RetryPolicy, ReviveOutcome, StateError, StatusStream, StepKind, StepRecord,
+    StepState, StepStore, SubscribeError, SuspendPoint, WorkflowMetadata, WorkflowState,
+    decode_value, encode_value, type_tag, validate_user_key,
+};
+use live::{LiveInstances, RunRequest, Triggered};
+use registry::Registry;
+use scheduler::TimerWakeup;
+
+const NOT_STARTED: u8 = 0;
+const STARTED: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// Shared state behind every [`Engine`] clone, every run and the scheduler.
+pub(crate) struct Inner {
+    pub store: Arc<dyn StepStore>,
+    pub clock: Arc<dyn Clock>,
+    pub default_retry: RetryPolicy,
+    pub strict_keys: bool,
+    resume_on_start: bool,
+    lifecycle: AtomicU8,
+    aborted: AtomicBool,
+    registry: Registry,
+    pub live: LiveInstances,
+    active_runs: watch::Sender<usize>,
+    pub timers: Arc<TimerWakeup>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.timers.shut_down();
+    }
+}
+
+/// The durable execution engine.
+///
+/// Cheap to clone: clones share one engine. Build it with
+/// [`Engine::builder`], [`register`](Engine::register) workflows, then
+/// [`start`](Engine::start) it (on a tokio runtime).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Context, Engine, EngineError, StepError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), EngineError> {
+/// let engine = Engine::builder().in_memory().build();
+/// engine.register("double", |ctx: Context| async move {
+///     let n: u64 = ctx.input()?;
+///     ctx.step("double").run(|| async move { Ok::<_, StepError>(n * 2) }).await
+/// })?;
+/// engine.start().await?;
+///
+/// let run = engine.invoke("double").id("job-1").input(21u64).await?;
+/// assert_eq!(run.wait_output::<u64>().await?, 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.inner.store.name())
+            .field("clock", &self.inner.clock)
+            .field("live_instances", &self.inner.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A builder; see [`EngineBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().in_memory().build();
+    /// # let _ = engine;
+    /// ```
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    fn from_parts(
+        store: Arc<dyn StepStore>,
+        clock: Arc<dyn Clock>,
+        default_retry: RetryPolicy,
+        resume_on_start: bool,
+        strict_keys: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                default_retry,
+                strict_keys,
+                resume_on_start,
+                lifecycle: AtomicU8::new(NOT_STARTED),
+                aborted: AtomicBool::new(false),
+                registry: Registry::default(),
+                live: LiveInstances::default(),
+                active_runs: watch::Sender::new(0),
+                timers: Arc::new(TimerWakeup::default()),
+            }),
+        }
+    }
+
+    /// Registers `workflow` under `name` (replacing any earlier registration).
+    ///
+    /// A workflow is an async function of its [`Context`] returning
+    /// `Result<O, EngineError>`; `O` is committed as the instance's output.
+    /// It may be called many times for one instance (after a crash, a signal,
+    /// a timer): every step whose result is committed returns it instead of
+    /// running again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    ///
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) }).unwrap();
+    /// assert!(engine.register("bad/name", |_ctx: Context| async { Ok(()) }).is_err());
+    /// ```
+    pub fn register<F, Fut, O>(&self, name: &str, workflow: F) -> Result<(), EngineError>
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, EngineError>> + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        validate_user_key("workflow_name", name)?;
+        if self.inner.registry.insert(name, registry::erase(workflow)) {
+            tracing::debug!(workflow = name, "workflow registration replaced");
+        }
+        Ok(())
+    }
+
+    /// Starts the engine: launches the timer scheduler (due timers fire at
+    /// once) and, unless [`EngineBuilder::resume_on_start`] is `false`,
+    /// re-runs every instance left `Running` by a crash. Calling it again is
+    /// a no-op; after [`stop`](Engine::stop) it fails with
+    /// [`EngineError::Stopped`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = memable_core::Engine::builder().build();
+    /// engine.start().await?;
+    /// engine.start().await?; // no-op
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(&self) -> Result<(), EngineError> {
+        match self.inner.lifecycle.compare_exchange(
+            NOT_STARTED,
+            STARTED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {}
+            Err(STARTED) => return Ok(()),
+            Err(_) => return Err(EngineError::Stopped),
+        }
+        scheduler::spawn(&self.inner);
+        if self.inner.resume_on_start {
+            self.recover_running().await?;
+        }
+        Ok(())
+    }
+
+    async fn recover_running(&self) -> Result<(), EngineError> {
+        const PAGE: usize = 1_000;
+        let mut filter = InstanceFilter::new()
+            .status(crate::StatusKind::Running)
+            .limit(PAGE);
+        let mut recovered = 0usize;
+        loop {
+            let page = self.inner.store.list_instances(&filter).await?;
+            for meta in &page {
+                let key = meta.key()?;
+                if self.inner.registry.get(key.workflow()).is_none() {
+                    tracing::warn!(instance = %key, "not recovering: workflow is not registered");
+                    continue;
+                }
+                self.inner.trigger_run(&key, RunRequest::default());
+                recovered += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => filter = filter.after(last.key()?),
+                _ => break,
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(recovered, "re-running instances left running");
+        }
+        Ok(())
+    }
+
+    /// Stops accepting work: `invoke`, `signal` and `resume` fail with
+    /// [`EngineError::Stopped`] and timers stop firing. Runs in progress go
+    /// on; [`wait_all`](Engine::wait_all) waits for them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = memable_core::Engine::builder().build();
+    /// engine.start().await?;
+    /// engine.stop();
+    /// engine.wait_all().await;
+    /// assert!(engine.start().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn stop(&self) {
+        self.inner.lifecycle.store(STOPPED, Ordering::Release);
+        self.inner.timers.shut_down();
+    }
+
+    /// Simulates a crash: stops the engine and aborts every run at its next
+    /// await point, writing nothing more. What was committed stays; the next
+    /// engine on the same store recovers the rest. For tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = memable_core::Engine::builder().build();
+    /// engine.abort();
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        self.inner.aborted.store(true, Ordering::Release);
+        self.stop();
+        self.inner.live.abort_all();
+    }
+
+    /// Waits until no run is in progress (suspended instances are not
+    /// waited for).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// memable_core::Engine::builder().build().wait_all().await;
+    /// # }
+    /// ```
+    pub async fn wait_all(&self) {
+        let mut rx = self.inner.active_runs.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive.
+        let _ = rx.wait_for(|active| *active == 0).await;
+    }
+
+    /// Starts building an invocation of workflow `name`; see [`InvokeBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// let run = engine.invoke("noop").await?;
+    /// assert!(run.wait().await?.is_terminal());
+    /// # Ok(()) }
+    /// ```
+    pub fn invoke(&self, name: &str) -> InvokeBuilder {
+        InvokeBuilder::new(self.clone(), name)
+    }
+
+    /// Runs an instance again from the top: every committed step replays,
+    /// dead-lettered steps get a fresh retry budget, a `Completed` or `Failed`
+    /// instance becomes `Running` again. If a run is in progress the resume
+    /// queues behind it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// engine.invoke("noop").id("a").await?.wait().await?;
+    /// let again = engine.resume("noop", "a").await?;
+    /// assert!(again.wait().await?.is_terminal());
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<Invocation, EngineError> {
+        self.inner.ensure_started()?;
+        let key = InstanceKey::new(workflow, instance_id)?;
+        self.inner.registry.ensure(workflow)?;
+        let now = self.inner.clock.now_ms();
+        match self.inner.store.revive_instance(key.clone(), now).await? {
+            ReviveOutcome::Revived(_) => {
+                let entry = self.inner.trigger_run(&key, RunRequest { resume: true });
+                Ok(Invocation::for_entry(self, key, entry, false))
+            }
+            ReviveOutcome::Cancelled => Err(EngineError::Cancelled {
+                workflow_name: workflow.to_owned(),
+                instance_id: instance_id.to_owned(),
+            }),
+            ReviveOutcome::InstanceMissing => Err(not_found(&key)),
+        }
+    }
+
+    /// Delivers `value` to the instance suspended at `point`: atomically
+    /// completes the suspended step with it and runs the instance again.
+    ///
+    /// Errors: [`SignalRejected`](EngineError::SignalRejected) when the step
+    /// is not there, was never a suspend point, or the instance is finished or
+    /// cancelled; [`SignalSuperseded`](EngineError::SignalSuperseded) when
+    /// another signal already claimed it;
+    /// [`TypeMismatch`](EngineError::TypeMismatch) when `T` is not the type
+    /// the suspend point expects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, SuspendPoint};
+    ///
+    /// static APPROVAL: SuspendPoint<bool> = SuspendPoint::new("approval");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("review", |ctx: Context| async move { ctx.suspend(&APPROVAL).await })?;
+    /// engine.start().await?;
+    /// engine.invoke("review").id("r1").await?.wait().await?;
+    /// let run = engine.signal("review", "r1", &APPROVAL, true).await?;
+    /// assert!(run.wait_output::<bool>().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn signal<T: Serialize + 'static>(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+        point: &SuspendPoint<T>,
+        value: T,
+    ) -> Result<Invocation, EngineError> {
+        self.inner.ensure_started()?;
+        let key = InstanceKey::new(workflow, instance_id)?;
+        let step_key = point.key();
+        validate_user_key("step_key", step_key)?;
+        self.inner.registry.ensure(workflow)?;
+        let rejected = |reason: &str| EngineError::SignalRejected {
+            key: step_key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let superseded = || EngineError::SignalSuperseded {
+            key: step_key.to_owned(),
+        };
+        let Some(existing) = self.inner.store.get_step(&key, step_key).await? else {
+            return match self.inner.store.get_metadata(&key).await? {
+                None => Err(not_found(&key)),
+                Some(meta) if meta.status.is_terminal() => Err(rejected(&format!(
+                    "the instance is {} and never suspended at this step",
+                    WorkflowState::from(&meta.status)
+                ))),
+                Some(_) => Err(rejected("the instance has not suspended at this step")),
+            };
+        };
+        match (existing.state, existing.kind) {
+            (StepState::Suspended, StepKind::Timer) => {
+                return Err(rejected("the step is a durable timer; it fires on its own"));
+            }
+            (StepState::Suspended, _) if existing.type_tag != type_tag::<T>() => {
+                return Err(EngineError::TypeMismatch {
+                    key: step_key.to_owned(),
+                    expected: existing.type_tag,
+                    found: type_tag::<T>().to_owned(),
+                });
+            }
+            (StepState::Suspended, _) => {}
+            (StepState::Completed, StepKind::Suspend | StepKind::Timer) => return Err(superseded()),
+            _ => return Err(rejected("the step is a regular step, never suspended")),
+        }
+        let payload = StepRecord::completed(
+            StepKind::Suspend,
+            type_tag::<T>(),
+            encode_value(step_key, &value)?,
+            existing.status,
+        );
+        let now = self.inner.clock.now_ms();
+        match self
+            .inner
+            .store
+            .claim_step(key.clone(), step_key.to_owned(), payload, now)
+            .await?
+        {
+            ClaimOutcome::Claimed => {
+                let entry = self.inner.trigger_run(&key, RunRequest::default());
+                Ok(Invocation::for_entry(self, key, entry, false))
+            }
+            ClaimOutcome::StepMissing => Err(rejected("the step no longer exists")),
+            ClaimOutcome::InstanceNotSuspended(status) if status.is_terminal() => Err(rejected(
+                &format!("the instance is {}", WorkflowState::from(&status)),
+            )),
+            ClaimOutcome::StepNotSuspended(_) | ClaimOutcome::InstanceNotSuspended(_) => {
+                Err(superseded())
+            }
+        }
+    }
+
+    /// Cancels an instance: it becomes `Cancelled` at once; a run in progress
+    /// stops at its next step boundary, a suspended instance's timers are
+    /// dropped, and later signals are rejected. Cancelling a cancelled
+    /// instance is a no-op; a completed or failed one is an
+    /// [`InvalidState`](EngineError::InvalidState) error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Context, Engine, WorkflowState};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("nap", |ctx: Context| async move { ctx.timer("nap", Duration::from_secs(3600)).await })?;
+    /// engine.start().await?;
+    /// engine.invoke("nap").id("n1").await?.wait().await?;
+    /// engine.cancel("nap", "n1").await?;
+    /// assert_eq!(engine.state("nap", "n1").await.unwrap(), WorkflowState::Cancelled);
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel(&self, workflow: &str, instance_id: &str) -> Result<(), EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
+        let now = self.inner.clock.now_ms();
+        match self.inner.store.cancel_instance(key.clone(), now).await? {
+            CancelOutcome::Cancelled
+            | CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
+                if let Some(entry) = self.inner.live.get(&key) {
+                    entry.cancelled.store(true, Ordering::Release);
+                    if !entry.is_running() {
+                        entry.publish(WorkflowState::Cancelled);
+                    }
+                }
+                Ok(())
+            }
+            CancelOutcome::NotActive(None) => Err(not_found(&key)),
+            CancelOutcome::NotActive(Some(status)) => Err(invalid_state("cancel", &key, &status)),
+        }
+    }
+
+    /// Deletes every record of a finished, suspended or cancelled instance
+    /// (retention). Returns whether it existed. An instance with a run in
+    /// progress is an [`InvalidState`](EngineError::InvalidState) error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// engine.invoke("noop").id("x").await?.wait().await?;
+    /// assert!(engine.delete("noop", "x").await?);
+    /// assert!(engine.get_metadata("noop", "x").await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, workflow: &str, instance_id: &str) -> Result<bool, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
+        if self.inner.live.get(&key).is_some_and(|e| e.is_running()) {
+            return Err(EngineError::InvalidState {
+                operation: "delete",
+                workflow_name: workflow.to_owned(),
+                instance_id: instance_id.to_owned(),
+                state: "running".to_owned(),
+            });
+        }
+        self.inner.store.delete_instance(key).await
+    }
+
+    /// The instance's live state: the in-process state while a run is in
+    /// progress (with its status message), else the persisted status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, StateError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = Engine::builder().build();
+    /// assert!(matches!(engine.state("etl", "404").await, Err(StateError::NotFound { .. })));
+    /// # }
+    /// ```
+    pub async fn state(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<WorkflowState, StateError> {
+        let key = InstanceKey::new(workflow, instance_id).map_err(StateError::Engine)?;
+        if let Some(entry) = self.inner.live.get(&key)
+            && entry.is_running()
+        {
+            return Ok(entry.state.borrow().clone());
+        }
+        match self.inner.store.get_metadata(&key).await {
+            Ok(Some(meta)) => Ok(WorkflowState::from(&meta.status)),
+            Ok(None) => Err(StateError::NotFound {
+                workflow_name: workflow.to_owned(),
+                instance_id: instance_id.to_owned(),
+            }),
+            Err(e) => Err(StateError::Storage(Box::new(e))),
+        }
+    }
+
+    /// Follows an instance's states; see [`StatusStream`].
+    ///
+    /// Errors with [`SubscribeError::StaleRunning`] when the store says
+    /// `Running` but no run is in progress in this process (a crash left it;
+    /// call [`resume`](Engine::resume)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, SubscribeError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = Engine::builder().build();
+    /// assert!(matches!(engine.subscribe("etl", "404").await, Err(SubscribeError::NotFound { .. })));
+    /// # }
+    /// ```
+    pub async fn subscribe(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<StatusStream, SubscribeError> {
+        let key = InstanceKey::new(workflow, instance_id).map_err(SubscribeError::Engine)?;
+        if let Some(entry) = self.inner.live.get(&key) {
+            let (guard, rx) = LiveInstances::guard_for(&self.inner, &key, entry);
+            return Ok(StatusStream::new(guard, rx));
+        }
+        let meta = self
+            .inner
+            .store
+            .get_metadata(&key)
+            .await
+            .map_err(|e| SubscribeError::Storage(Box::new(e)))?
+            .ok_or_else(|| SubscribeError::NotFound {
+                workflow_name: workflow.to_owned(),
+                instance_id: instance_id.to_owned(),
+            })?;
+        let (guard, rx) = self
+            .inner
+            .live
+            .subscribe(&self.inner, &key, || WorkflowState::from(&meta.status));
+        if !guard.entry().is_running() {
+            // Re-read: a run may have finished between the read and the subscription.
+            let fresh = self
+                .inner
+                .store
+                .get_metadata(&key)
+                .await
+                .map_err(|e| SubscribeError::Storage(Box::new(e)))?;
+            if let Some(fresh) = fresh {
+                if fresh.status == MetadataStatus::Running && !guard.entry().is_running() {
+                    return Err(SubscribeError::StaleRunning {
+                        workflow_name: workflow.to_owned(),
+                        instance_id: instance_id.to_owned(),
+                    });
+                }
+                if !guard.entry().is_running() {
+                    guard.entry().publish(WorkflowState::from(&fresh.status));
+                }
+            }
+        }
+        Ok(StatusStream::new(guard, rx))
+    }
+
+    /// The persisted metadata of one instance.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = memable_core::Engine::builder().build();
+    /// assert!(engine.get_metadata("etl", "1").await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_metadata(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<Option<WorkflowMetadata>, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
+        self.inner.store.get_metadata(&key).await
+    }
+
+    /// Lists instances, filtered by workflow and status, paged by `after` /
+    /// `limit`; see [`InstanceFilter`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, InstanceFilter, StatusKind};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// let running = engine.list_instances(&InstanceFilter::new().status(StatusKind::Running)).await?;
+    /// assert!(running.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<WorkflowMetadata>, EngineError> {
+        self.inner.store.list_instances(filter).await
+    }
+
+    /// The committed output of a completed instance, decoded as `O`.
+    ///
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound),
+    /// [`WorkflowFailed`](EngineError::WorkflowFailed) for a failed instance,
+    /// [`Cancelled`](EngineError::Cancelled),
+    /// [`InvalidState`](EngineError::InvalidState) while it is running or
+    /// suspended, [`TypeMismatch`](EngineError::TypeMismatch) for a wrong `O`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("answer", |_ctx: Context| async { Ok(42u8) })?;
+    /// engine.start().await?;
+    /// engine.invoke("answer").id("a").await?.wait().await?;
+    /// assert_eq!(engine.output::<u8>("answer", "a").await?, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn output<O: DeserializeOwned + 'static>(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<O, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
+        let meta = self
+            .inner
+            .store
+            .get_metadata(&key)
+            .await?
+            .ok_or_else(|| not_found(&key))?;
+        match &meta.status {
+            MetadataStatus::Completed(_) => {}
+            MetadataStatus::Failed(error) => {
+                return Err(EngineError::WorkflowFailed {
+                    workflow_name: workflow.to_owned(),
+                    instance_id: instance_id.to_owned(),
+                    error: error.clone(),
+                });
+            }
+            MetadataStatus::Cancelled => {
+                return Err(EngineError::Cancelled {
+                    workflow_name: workflow.to_owned(),
+                    instance_id: instance_id.to_owned(),
+                });
+            }
+            other => return Err(invalid_state("read the output of", &key, other)),
+        }
+        let record = self
+            .inner
+            .store
+            .get_step(&key, OUTPUT_KEY)
+            .await?
+            .ok_or_else(|| {
+                EngineError::storage(
+                    "output",
+                    format!("{key} is completed but has no _output record"),
+                )
+            })?;
+        decode_value(OUTPUT_KEY, &record.type_tag, &record.value)
+    }
+}
+
+impl Inner {
+    pub fn ensure_started(&self) -> Result<(), EngineError> {
+        match self.lifecycle.load(Ordering::Acquire) {
+            STARTED => Ok(()),
+            NOT_STARTED => Err(EngineError::NotStarted),
+            _ => Err(EngineError::Stopped),
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.lifecycle.load(Ordering::Acquire) == STOPPED
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Runs `key` now, or queues the request behind its run in progress.
+    pub fn trigger_run(
+        self: &Arc<Self>,
+        key: &InstanceKey,
+        request: RunRequest,
+    ) -> Arc<live::LiveInstance> {
+        match self.live.trigger(key, request) {
+            Triggered::Queued(entry) => entry,
+            Triggered::Spawn(entry) => {
+                self.active_runs.send_modify(|n| *n += 1);
+                tokio::spawn(run::run_loop(
+                    Arc::clone(self),
+                    key.clone(),
+                    Arc::clone(&entry),
+                    request,
+                ));
+                entry
+            }
+        }
+    }
+
+    pub fn run_ended(&self) {
+        self.active_runs.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+pub(crate) fn not_found(key: &InstanceKey) -> EngineError {
+    EngineError::InstanceNotFound {
+        workflow_name: key.workflow().to_owned(),
+        instance_id: key.instance().to_owned(),
+    }
+}
+
+pub(crate) fn invalid_state(
+    operation: &'static str,
+    key: &InstanceKey,
+    status: &MetadataStatus,
+) -> EngineError {
+    EngineError::InvalidState {
+        operation,
+        workflow_name: key.workflow().to_owned(),
+        instance_id: key.instance().to_owned(),
+        state: WorkflowState::from(status).to_string(),
+    }
+}

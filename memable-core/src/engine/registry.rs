@@ -1,0 +1,69 @@
+//! Registered workflow functions, type-erased.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::key::OUTPUT_KEY;
+use crate::{Context, EngineError, StepKind, StepRecord, encode_value, type_tag};
+
+/// A workflow's future, producing the `_output` record.
+pub(crate) type WorkflowFuture =
+    Pin<Box<dyn Future<Output = Result<StepRecord, EngineError>> + Send>>;
+
+/// A registered workflow function.
+pub(crate) type WorkflowFn = Arc<dyn Fn(Context) -> WorkflowFuture + Send + Sync>;
+
+/// Wraps a typed workflow function so its output is encoded with its type tag.
+pub(crate) fn erase<F, Fut, O>(workflow: F) -> WorkflowFn
+where
+    F: Fn(Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, EngineError>> + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    Arc::new(move |ctx: Context| -> WorkflowFuture {
+        let run = workflow(ctx);
+        Box::pin(async move {
+            let output = run.await?;
+            let bytes = encode_value(OUTPUT_KEY, &output)?;
+            Ok(StepRecord::completed(
+                StepKind::Engine,
+                type_tag::<O>(),
+                bytes,
+                None,
+            ))
+        })
+    })
+}
+
+/// Workflow functions by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    workflows: RwLock<HashMap<String, WorkflowFn>>,
+}
+
+impl Registry {
+    pub fn insert(&self, name: &str, workflow: WorkflowFn) -> bool {
+        self.workflows
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), workflow)
+            .is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<WorkflowFn> {
+        self.workflows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    pub fn ensure(&self, name: &str) -> Result<WorkflowFn, EngineError> {
+        self.get(name)
+            .ok_or_else(|| EngineError::WorkflowNotFound(name.to_owned()))
+    }
+}
