@@ -63,7 +63,13 @@ impl LiveInstance {
     }
 
     /// Publishes `state` to subscribers if it differs from the current one.
+    /// Once the instance is cancelled, only `Cancelled` is published.
     pub fn publish(&self, state: WorkflowState) {
+        let state = if self.is_cancelled() {
+            WorkflowState::Cancelled
+        } else {
+            state
+        };
         self.state.send_if_modified(|current| {
             let changed = *current != state;
             if changed {

@@ -466,9 +466,7 @@ impl Engine {
             | CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
                 if let Some(entry) = self.inner.live.get(&key) {
                     entry.cancelled.store(true, Ordering::Release);
-                    if !entry.is_running() {
-                        entry.publish(WorkflowState::Cancelled);
-                    }
+                    entry.publish(WorkflowState::Cancelled);
                 }
                 Ok(())
             }
