@@ -587,3 +587,65 @@ impl std::error::Error for StepError {
         }
     }
 }
+
+/// Lets `?` turn a [`SubscribeError`] into an [`EngineError`] in code that
+/// returns the latter.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{EngineError, SubscribeError};
+///
+/// let err: EngineError = SubscribeError::NotFound { workflow_name: "etl".into(), instance_id: "1".into() }.into();
+/// assert!(matches!(err, EngineError::InstanceNotFound { .. }));
+/// ```
+impl From<SubscribeError> for EngineError {
+    fn from(err: SubscribeError) -> Self {
+        match err {
+            SubscribeError::NotFound {
+                workflow_name,
+                instance_id,
+            } => Self::InstanceNotFound {
+                workflow_name,
+                instance_id,
+            },
+            SubscribeError::StaleRunning {
+                workflow_name,
+                instance_id,
+            } => Self::InvalidState {
+                operation: "subscribe to",
+                workflow_name,
+                instance_id,
+                state: "running with no live run (stale after a crash; call resume)".to_owned(),
+            },
+            SubscribeError::Storage(source) => Self::Storage(source),
+            SubscribeError::Engine(err) => err,
+        }
+    }
+}
+
+/// Lets `?` turn a [`StateError`] into an [`EngineError`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{EngineError, StateError};
+///
+/// let err: EngineError = StateError::NotFound { workflow_name: "etl".into(), instance_id: "1".into() }.into();
+/// assert!(matches!(err, EngineError::InstanceNotFound { .. }));
+/// ```
+impl From<StateError> for EngineError {
+    fn from(err: StateError) -> Self {
+        match err {
+            StateError::NotFound {
+                workflow_name,
+                instance_id,
+            } => Self::InstanceNotFound {
+                workflow_name,
+                instance_id,
+            },
+            StateError::Storage(source) => Self::Storage(source),
+            StateError::Engine(err) => err,
+        }
+    }
+}
