@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use super::Engine;
 use super::live::{LiveInstance, LiveInstances, RunRequest};
@@ -111,8 +112,8 @@ impl InvokeBuilder {
         let now = inner.clock.now_ms();
         match inner.store.start_instance(key.clone(), input, now).await? {
             StartOutcome::Started => {
-                let entry = inner.trigger_run(&key, RunRequest::default());
-                Ok(Invocation::for_entry(&self.engine, key, entry, true))
+                let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
+                Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
             }
             StartOutcome::Exists(meta) => {
                 let (guard, rx) = inner
@@ -185,9 +186,10 @@ impl Invocation {
         engine: &Engine,
         key: InstanceKey,
         entry: Arc<LiveInstance>,
+        rx: watch::Receiver<WorkflowState>,
         created: bool,
     ) -> Self {
-        let (guard, rx) = LiveInstances::guard_for(&engine.inner, &key, entry);
+        let guard = LiveInstances::guard_for(&engine.inner, &key, entry);
         Self {
             engine: engine.clone(),
             key,

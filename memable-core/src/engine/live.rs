@@ -147,15 +147,21 @@ impl LiveInstances {
     }
 
     /// Requests a run of `key`: marks the entry running (caller spawns) or
-    /// queues the request behind the run in progress.
-    pub fn trigger(&self, key: &InstanceKey, request: RunRequest) -> Triggered {
+    /// queues the request behind the run in progress. The receiver is
+    /// subscribed before the run can start, so it sees every state after it.
+    pub fn trigger(
+        &self,
+        key: &InstanceKey,
+        request: RunRequest,
+    ) -> (Triggered, watch::Receiver<WorkflowState>) {
         let mut map = self.lock();
         let entry = map
             .entry(key.clone())
             .or_insert_with(|| Arc::new(LiveInstance::new(WorkflowState::Running { status: None })))
             .clone();
+        let receiver = entry.state.subscribe();
         let mut slot = entry.slot();
-        if slot.running {
+        let triggered = if slot.running {
             slot.rerun = Some(slot.rerun.map_or(request, |queued| queued.merge(request)));
             drop(slot);
             Triggered::Queued(entry)
@@ -163,7 +169,8 @@ impl LiveInstances {
             slot.running = true;
             drop(slot);
             Triggered::Spawn(entry)
-        }
+        };
+        (triggered, receiver)
     }
 
     /// Records the abort handle of the task running `entry`.
@@ -233,21 +240,17 @@ impl LiveInstances {
         )
     }
 
-    /// Guard + receiver for an entry the caller already holds.
+    /// A guard for an entry the caller already holds a receiver of.
     pub fn guard_for(
         registry: &Arc<Inner>,
         key: &InstanceKey,
         entry: Arc<LiveInstance>,
-    ) -> (LiveGuard, watch::Receiver<WorkflowState>) {
-        let receiver = entry.state.subscribe();
-        (
-            LiveGuard {
-                registry: Arc::downgrade(registry),
-                key: key.clone(),
-                entry,
-            },
-            receiver,
-        )
+    ) -> LiveGuard {
+        LiveGuard {
+            registry: Arc::downgrade(registry),
+            key: key.clone(),
+            entry,
+        }
     }
 
     /// Aborts every run in progress (crash simulation).

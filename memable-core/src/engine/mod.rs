@@ -329,8 +329,8 @@ impl Engine {
         let now = self.inner.clock.now_ms();
         match self.inner.store.revive_instance(key.clone(), now).await? {
             ReviveOutcome::Revived(_) => {
-                let entry = self.inner.trigger_run(&key, RunRequest { resume: true });
-                Ok(Invocation::for_entry(self, key, entry, false))
+                let (entry, rx) = self.inner.trigger_run(&key, RunRequest { resume: true });
+                Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
             ReviveOutcome::Cancelled => Err(EngineError::Cancelled {
                 workflow_name: workflow.to_owned(),
@@ -424,8 +424,8 @@ impl Engine {
             .await?
         {
             ClaimOutcome::Claimed => {
-                let entry = self.inner.trigger_run(&key, RunRequest::default());
-                Ok(Invocation::for_entry(self, key, entry, false))
+                let (entry, rx) = self.inner.trigger_run(&key, RunRequest::default());
+                Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
             ClaimOutcome::StepMissing => Err(rejected("the step no longer exists")),
             ClaimOutcome::InstanceNotSuspended(status) if status.is_terminal() => Err(rejected(
@@ -563,7 +563,8 @@ impl Engine {
     ) -> Result<StatusStream, SubscribeError> {
         let key = InstanceKey::new(workflow, instance_id).map_err(SubscribeError::Engine)?;
         if let Some(entry) = self.inner.live.get(&key) {
-            let (guard, rx) = LiveInstances::guard_for(&self.inner, &key, entry);
+            let rx = entry.state.subscribe();
+            let guard = LiveInstances::guard_for(&self.inner, &key, entry);
             return Ok(StatusStream::new(guard, rx));
         }
         let meta = self
@@ -731,12 +732,14 @@ impl Inner {
     }
 
     /// Runs `key` now, or queues the request behind its run in progress.
+    /// Returns the live entry and a receiver subscribed before the run starts.
     pub fn trigger_run(
         self: &Arc<Self>,
         key: &InstanceKey,
         request: RunRequest,
-    ) -> Arc<live::LiveInstance> {
-        match self.live.trigger(key, request) {
+    ) -> (Arc<live::LiveInstance>, watch::Receiver<WorkflowState>) {
+        let (triggered, receiver) = self.live.trigger(key, request);
+        let entry = match triggered {
             Triggered::Queued(entry) => entry,
             Triggered::Spawn(entry) => {
                 self.active_runs.send_modify(|n| *n += 1);
@@ -748,7 +751,8 @@ impl Inner {
                 ));
                 entry
             }
-        }
+        };
+        (entry, receiver)
     }
 
     pub fn run_ended(&self) {
