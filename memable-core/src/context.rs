@@ -732,7 +732,10 @@ impl StepBuilder<'_> {
                         .clock
                         .now_ms()
                         .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                    ctx.run.inner.clock.sleep_until(wake).await;
+                    tokio::select! {
+                        () = ctx.run.inner.clock.sleep_until(wake) => {}
+                        () = ctx.run.entry.cancelled() => {}
+                    }
                     ctx.check_cancelled()?;
                 }
             }

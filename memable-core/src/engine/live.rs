@@ -36,7 +36,8 @@ impl RunRequest {
 /// One live instance.
 pub(crate) struct LiveInstance {
     pub state: watch::Sender<WorkflowState>,
-    pub cancelled: AtomicBool,
+    cancelled: AtomicBool,
+    cancel_wakeup: tokio::sync::Notify,
     slot: Mutex<RunSlot>,
 }
 
@@ -52,6 +53,7 @@ impl LiveInstance {
         Self {
             state: watch::Sender::new(initial),
             cancelled: AtomicBool::new(false),
+            cancel_wakeup: tokio::sync::Notify::new(),
             slot: Mutex::new(RunSlot::default()),
         }
     }
@@ -85,6 +87,25 @@ impl LiveInstance {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Marks the instance cancelled, wakes a run waiting in a retry backoff
+    /// and publishes `Cancelled`.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.cancel_wakeup.notify_waiters();
+        self.publish(WorkflowState::Cancelled);
+    }
+
+    /// Completes when [`cancel`](Self::cancel) is called (or at once if it was).
+    pub async fn cancelled(&self) {
+        let mut notified = std::pin::pin!(self.cancel_wakeup.notified());
+        // Registered before the check, so a cancel between the two still wakes us.
+        notified.as_mut().enable();
+        if self.is_cancelled() {
+            return;
+        }
+        notified.await;
     }
 }
 

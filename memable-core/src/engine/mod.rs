@@ -465,8 +465,7 @@ impl Engine {
             CancelOutcome::Cancelled
             | CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
                 if let Some(entry) = self.inner.live.get(&key) {
-                    entry.cancelled.store(true, Ordering::Release);
-                    entry.publish(WorkflowState::Cancelled);
+                    entry.cancel();
                 }
                 Ok(())
             }
