@@ -17,8 +17,8 @@ use crate::engine::live::LiveInstance;
 use crate::key::INPUT_KEY;
 use crate::{
     CommitOutcome, EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, RetryPolicy,
-    StepError, StepKind, StepRecord, StepState, SuspendOutcome, WorkflowState, decode_value,
-    encode_value, type_tag, validate_user_key,
+    ReviveOutcome, StepError, StepKind, StepRecord, StepState, SuspendOutcome, WorkflowState,
+    decode_value, encode_value, type_tag, validate_user_key,
 };
 
 /// The handle a workflow receives: runs [`step`](Context::step)s, suspends
@@ -73,6 +73,9 @@ struct RunState {
     steps: HashMap<String, StepRecord>,
     metadata_status: MetadataStatus,
     retry_dead_letters: bool,
+    /// A resumed `Completed`/`Failed` instance is set `Running` only when the
+    /// run reaches new work, so a replay that changes nothing writes nothing.
+    pending_revive: AtomicBool,
     live: AtomicBool,
     suspended: AtomicBool,
     status: Mutex<Option<String>>,
@@ -107,6 +110,9 @@ impl Context {
                 key,
                 entry,
                 steps: snapshot.steps.into_iter().collect(),
+                pending_revive: AtomicBool::new(
+                    retry_dead_letters && snapshot.metadata.status.is_terminal(),
+                ),
                 metadata_status: snapshot.metadata.status,
                 retry_dead_letters,
                 live: AtomicBool::new(false),
@@ -315,13 +321,67 @@ impl Context {
         Ok(())
     }
 
-    /// The run reaches new work: publish its state once.
-    fn go_live(&self) {
-        if !self.run.live.swap(true, Ordering::AcqRel) {
-            self.run.entry.publish(WorkflowState::Running {
-                status: self.current_status(),
-            });
+    /// The run reaches new work: revive a finished instance being resumed,
+    /// then publish the running state once.
+    async fn go_live(&self) -> Result<(), EngineError> {
+        if self.run.live.swap(true, Ordering::AcqRel) {
+            return Ok(());
         }
+        self.revive_if_pending().await?;
+        self.run.entry.publish(WorkflowState::Running {
+            status: self.current_status(),
+        });
+        Ok(())
+    }
+
+    /// Sets a resumed `Completed`/`Failed` instance `Running` in the store,
+    /// once, before the run writes anything else.
+    pub(crate) async fn revive_if_pending(&self) -> Result<(), EngineError> {
+        if !self.run.pending_revive.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let now = self.run.inner.clock.now_ms();
+        match self
+            .run
+            .inner
+            .store
+            .revive_instance(self.run.key.clone(), now)
+            .await?
+        {
+            ReviveOutcome::Revived(_) => Ok(()),
+            ReviveOutcome::Cancelled => Err(EngineError::Cancelled {
+                workflow_name: self.run.key.workflow().to_owned(),
+                instance_id: self.run.key.instance().to_owned(),
+            }),
+            ReviveOutcome::InstanceMissing => Err(crate::engine::not_found(&self.run.key)),
+        }
+    }
+
+    /// For a resumed finished instance that never reached new work: whether
+    /// `outcome` is exactly what is already stored, so nothing needs writing.
+    pub(crate) fn replay_changed_nothing(&self, outcome: &Result<StepRecord, EngineError>) -> bool {
+        if !self.run.pending_revive.load(Ordering::Acquire) {
+            return false;
+        }
+        match (&self.run.metadata_status, outcome) {
+            (MetadataStatus::Completed(status), Ok(output)) => {
+                *status == self.current_status()
+                    && self
+                        .run
+                        .steps
+                        .get(crate::key::OUTPUT_KEY)
+                        .is_some_and(|stored| {
+                            stored.type_tag == output.type_tag && stored.value == output.value
+                        })
+            }
+            (MetadataStatus::Failed(message), Err(error)) => *message == error.to_string(),
+            _ => false,
+        }
+    }
+
+    /// The instance's persisted status when this run started.
+    pub(crate) fn initial_status(&self) -> &MetadataStatus {
+        &self.run.metadata_status
     }
 
     pub(crate) fn current_status(&self) -> Option<String> {
@@ -349,6 +409,7 @@ impl Context {
             .get(key)
             .is_some_and(|r| r.state == StepState::Suspended);
         if !already_suspended_here {
+            self.revive_if_pending().await?;
             let now = self.run.inner.clock.now_ms();
             match self
                 .run
@@ -660,7 +721,7 @@ impl StepBuilder<'_> {
                 StepState::Failed => {}
             }
         }
-        ctx.go_live();
+        ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.inner.default_retry);
         loop {
             let result = match self.timeout {

@@ -180,6 +180,10 @@ impl LiveInstances {
             .entry(key.clone())
             .or_insert_with(|| Arc::new(LiveInstance::new(WorkflowState::Running { status: None })))
             .clone();
+        // Subscribers of an idle entry see the new run start; a handle
+        // returned for this trigger must not mistake the previous run's end
+        // for its own.
+        entry.publish(WorkflowState::Running { status: None });
         let receiver = entry.state.subscribe();
         let mut slot = entry.slot();
         let triggered = if slot.running {

@@ -22,9 +22,9 @@ pub use invocation::{Invocation, InvokeBuilder};
 use crate::key::OUTPUT_KEY;
 use crate::{
     CancelOutcome, ClaimOutcome, Clock, Context, EngineError, InstanceFilter, InstanceKey,
-    MetadataStatus, RetryPolicy, ReviveOutcome, StateError, StatusStream, StepKind, StepRecord,
-    StepState, StepStore, SubscribeError, SuspendPoint, WorkflowMetadata, WorkflowState,
-    decode_value, encode_value, type_tag, validate_user_key,
+    MetadataStatus, RetryPolicy, StateError, StatusStream, StepKind, StepRecord, StepState,
+    StepStore, SubscribeError, SuspendPoint, WorkflowMetadata, WorkflowState, decode_value,
+    encode_value, type_tag, validate_user_key,
 };
 use live::{LiveInstances, RunRequest, Triggered};
 use registry::Registry;
@@ -299,10 +299,12 @@ impl Engine {
         InvokeBuilder::new(self.clone(), name)
     }
 
-    /// Runs an instance again from the top: every committed step replays,
-    /// dead-lettered steps get a fresh retry budget, a `Completed` or `Failed`
-    /// instance becomes `Running` again. If a run is in progress the resume
-    /// queues behind it.
+    /// Runs an instance again from the top: every committed step replays and
+    /// dead-lettered steps get a fresh retry budget. A `Completed` or `Failed`
+    /// instance becomes `Running` again as soon as the run reaches new work;
+    /// a replay that ends exactly as before writes nothing. If a run is in
+    /// progress the resume queues behind it. A cancelled instance cannot be
+    /// resumed ([`EngineError::Cancelled`]).
     ///
     /// # Examples
     ///
@@ -326,17 +328,16 @@ impl Engine {
         self.inner.ensure_started()?;
         let key = InstanceKey::new(workflow, instance_id)?;
         self.inner.registry.ensure(workflow)?;
-        let now = self.inner.clock.now_ms();
-        match self.inner.store.revive_instance(key.clone(), now).await? {
-            ReviveOutcome::Revived(_) => {
-                let (entry, rx) = self.inner.trigger_run(&key, RunRequest { resume: true });
-                Ok(Invocation::for_entry(self, key, entry, rx, false))
-            }
-            ReviveOutcome::Cancelled => Err(EngineError::Cancelled {
+        match self.inner.store.get_metadata(&key).await? {
+            None => Err(not_found(&key)),
+            Some(meta) if meta.status == MetadataStatus::Cancelled => Err(EngineError::Cancelled {
                 workflow_name: workflow.to_owned(),
                 instance_id: instance_id.to_owned(),
             }),
-            ReviveOutcome::InstanceMissing => Err(not_found(&key)),
+            Some(_) => {
+                let (entry, rx) = self.inner.trigger_run(&key, RunRequest { resume: true });
+                Ok(Invocation::for_entry(self, key, entry, rx, false))
+            }
         }
     }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::Inner;
 use super::live::{LiveInstance, RunRequest};
 use crate::context::Context;
-use crate::{EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, WorkflowState};
+use crate::{
+    EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, StepRecord, WorkflowState,
+};
 
 /// Decrements the engine's active-run count when the run task ends, even
 /// when it is aborted.
@@ -97,7 +99,30 @@ async fn run_once(
         )),
         Err(_) => return, // aborted: a simulated crash writes nothing more
     };
-    if ctx.is_suspended() {
+    if !ctx.is_suspended() {
+        record_outcome(inner, key, entry, &ctx, outcome).await;
+    }
+}
+
+/// Commits how a run that did not suspend ended, and publishes it.
+async fn record_outcome(
+    inner: &Arc<Inner>,
+    key: &InstanceKey,
+    entry: &Arc<LiveInstance>,
+    ctx: &Context,
+    outcome: Result<StepRecord, EngineError>,
+) {
+    if ctx.replay_changed_nothing(&outcome) {
+        entry.publish(WorkflowState::from(ctx.initial_status()));
+        return;
+    }
+    if let Err(error) = ctx.revive_if_pending().await {
+        entry.publish(match error {
+            EngineError::Cancelled { .. } => WorkflowState::Cancelled,
+            other => WorkflowState::Failed {
+                error: other.to_string(),
+            },
+        });
         return;
     }
     let now = inner.clock.now_ms();
