@@ -216,7 +216,12 @@ impl Context {
     /// Suspends the workflow at `point` until [`Engine::signal`](crate::Engine::signal)
     /// delivers a value of type `T`, which this returns when the workflow
     /// runs again. Until then it returns [`EngineError::Suspended`]:
-    /// propagate it with `?` so the run ends.
+    /// propagate it with `?` so the run ends. To wait with a deadline, use
+    /// [`SuspendBuilder::timeout`] (not `tokio::select!`: a suspension
+    /// resolves at once, so racing two of them picks an arbitrary one).
+    ///
+    /// A run that suspended anywhere ends suspended, even if the workflow
+    /// swallowed the error; it runs again when the suspension is resolved.
     ///
     /// # Examples
     ///
@@ -565,30 +570,125 @@ impl<T> SuspendBuilder<'_, T> {
     }
 }
 
+impl<'a, T: DeserializeOwned + Send + 'static> SuspendBuilder<'a, T> {
+    /// Waits at most `duration` (from the first time this point is reached,
+    /// by the engine's clock, surviving restarts): resolves to `Some(value)`
+    /// if a signal arrives first, `None` if the deadline passes first. The
+    /// signal and the timer race through the same compare-and-set, so
+    /// exactly one of them wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Context, Engine, ManualClock, SuspendPoint};
+    ///
+    /// static ANSWER: SuspendPoint<String> = SuspendPoint::new("answer");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let clock = ManualClock::new(0);
+    /// let engine = Engine::builder().clock(clock.clone()).build();
+    /// engine.register("ask", |ctx: Context| async move {
+    ///     let answer = ctx.suspend(&ANSWER).timeout(Duration::from_secs(60)).await?;
+    ///     Ok(answer.unwrap_or_else(|| "no answer".to_string()))
+    /// })?;
+    /// engine.start().await?;
+    /// engine.invoke("ask").id("q").await?.wait().await?;
+    /// let mut states = engine.subscribe("ask", "q").await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// while states.next().await.is_some() {}
+    /// assert_eq!(engine.output::<String>("ask", "q").await?, "no answer");
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(self, duration: Duration) -> SuspendTimeout<'a, T> {
+        SuspendTimeout {
+            suspension: self,
+            duration,
+        }
+    }
+
+    /// `Some(value)` once signalled, `None` once timed out.
+    async fn resolve(self, timeout: Option<Duration>) -> Result<Option<T>, EngineError> {
+        let ctx = self.ctx;
+        let key = self.key;
+        ctx.enter_step(key)?;
+        let existing = ctx.run.steps.get(key);
+        if let Some(record) = existing
+            && record.state == StepState::Completed
+        {
+            return resolved(key, record);
+        }
+        let deadline = timeout.map(|duration| match existing {
+            Some(record)
+                if record.state == StepState::Suspended && record.deadline_ms.is_some() =>
+            {
+                record.deadline_ms.unwrap_or_default()
+            }
+            _ => ctx
+                .run
+                .inner
+                .clock
+                .now_ms()
+                .saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+        });
+        let status = self.status.or_else(|| ctx.current_status());
+        let record =
+            StepRecord::suspended(StepKind::Suspend, type_tag::<T>(), status.clone(), deadline);
+        if let Some(completed) = ctx.suspend_at(key, record, status).await? {
+            return resolved(key, &completed);
+        }
+        if let Some(deadline) = deadline {
+            ctx.run.inner.timers.scheduled(deadline);
+        }
+        Err(EngineError::Suspended {
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// A completed suspend record: the signal's value, or `None` if its timer
+/// claimed it.
+fn resolved<T: DeserializeOwned + 'static>(
+    key: &str,
+    record: &StepRecord,
+) -> Result<Option<T>, EngineError> {
+    if record.kind == StepKind::Timer {
+        return Ok(None);
+    }
+    decode_value(key, &record.type_tag, &record.value).map(Some)
+}
+
 impl<'a, T: DeserializeOwned + Send + 'static> IntoFuture for SuspendBuilder<'a, T> {
     type Output = Result<T, EngineError>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
+        let key = self.key;
         Box::pin(async move {
-            let ctx = self.ctx;
-            let key = self.key;
-            ctx.enter_step(key)?;
-            if let Some(record) = ctx.run.steps.get(key)
-                && record.state == StepState::Completed
-            {
-                return decode_value(key, &record.type_tag, &record.value);
-            }
-            let status = self.status.or_else(|| ctx.current_status());
-            let record =
-                StepRecord::suspended(StepKind::Suspend, type_tag::<T>(), status.clone(), None);
-            match ctx.suspend_at(key, record, status).await? {
-                Some(completed) => decode_value(key, &completed.type_tag, &completed.value),
-                None => Err(EngineError::Suspended {
+            self.resolve(None)
+                .await?
+                .ok_or_else(|| EngineError::TypeMismatch {
                     key: key.to_owned(),
-                }),
-            }
+                    expected: type_tag::<T>().to_owned(),
+                    found: "a timeout (this point was awaited with .timeout() before)".to_owned(),
+                })
         })
+    }
+}
+
+/// A suspension with a deadline; see [`SuspendBuilder::timeout`].
+#[must_use = "a suspension does nothing until it is awaited"]
+pub struct SuspendTimeout<'a, T> {
+    suspension: SuspendBuilder<'a, T>,
+    duration: Duration,
+}
+
+impl<'a, T: DeserializeOwned + Send + 'static> IntoFuture for SuspendTimeout<'a, T> {
+    type Output = Result<Option<T>, EngineError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.suspension.resolve(Some(self.duration)))
     }
 }
 

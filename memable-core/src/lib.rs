@@ -19,7 +19,7 @@ mod store;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
-pub use context::{Context, StepBuilder, SuspendBuilder, SuspendPoint};
+pub use context::{Context, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
 pub use engine::{Engine, EngineBuilder, Invocation, InvokeBuilder};
 pub use error::{EngineError, StateError, StepError, StorageError, SubscribeError};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
