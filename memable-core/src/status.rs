@@ -171,7 +171,9 @@ pub struct StatusStream {
     // Declared first so its Drop runs while the receiver below is alive.
     guard: LiveGuard,
     current: WorkflowState,
-    pending: Option<NextState>,
+    // In a mutex only so the stream is `Sync`; it is reached through
+    // `get_mut`, never locked.
+    pending: std::sync::Mutex<Option<NextState>>,
     receiver: Option<watch::Receiver<WorkflowState>>,
     yielded_first: bool,
     finished: bool,
@@ -183,7 +185,7 @@ impl StatusStream {
         Self {
             guard,
             current,
-            pending: None,
+            pending: std::sync::Mutex::new(None),
             receiver: Some(receiver),
             yielded_first: false,
             finished: false,
@@ -232,11 +234,15 @@ impl StatusStream {
             self.finished = self.current.is_terminal();
             return Poll::Ready(Some(self.current.clone()));
         }
-        if self.pending.is_none() {
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.is_none() {
             let Some(mut rx) = self.receiver.take() else {
                 return Poll::Ready(None);
             };
-            self.pending = Some(Box::pin(async move {
+            *pending = Some(Box::pin(async move {
                 let next = match rx.changed().await {
                     Ok(()) => Some(rx.borrow_and_update().clone()),
                     Err(_) => None,
@@ -244,13 +250,13 @@ impl StatusStream {
                 (rx, next)
             }));
         }
-        let Some(pending) = self.pending.as_mut() else {
+        let Some(next) = pending.as_mut() else {
             return Poll::Ready(None);
         };
-        match pending.as_mut().poll(cx) {
+        match next.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready((rx, next)) => {
-                self.pending = None;
+                *pending = None;
                 self.receiver = Some(rx);
                 if let Some(state) = next {
                     self.finished = state.is_terminal();
@@ -279,5 +285,20 @@ impl fmt::Debug for StatusStream {
             .field("instance", self.guard.key())
             .field("current", &self.current)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_tasks() {
+        assert_send_sync::<StatusStream>();
+        assert_send_sync::<crate::Invocation>();
+        assert_send_sync::<crate::Engine>();
+        assert_send_sync::<crate::Context>();
     }
 }
