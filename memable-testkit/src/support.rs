@@ -1,0 +1,146 @@
+//! Helpers shared by the cases: fixtures, keys, records and a full dump of a
+//! store's observable state.
+
+use std::sync::Arc;
+
+use memable_core::{
+    EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepKind, StepRecord, StepState,
+    StepStore, TimerEntry, WorkflowMetadata,
+};
+
+use crate::{StoreFactory, StoreFixture};
+
+/// Unwraps a store result, failing the case with the operation's name.
+#[track_caller]
+pub(crate) fn ok<T>(result: Result<T, EngineError>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what} failed with a storage error: {err}"),
+    }
+}
+
+/// A fresh fixture and a handle to its store.
+pub(crate) async fn fresh(
+    factory: &dyn StoreFactory,
+) -> (Box<dyn StoreFixture>, Arc<dyn StepStore>) {
+    let fixture = ok(factory.create().await, "StoreFactory::create");
+    let store = fixture.store();
+    (fixture, store)
+}
+
+/// Prints the skip line and tells the case to return.
+pub(crate) fn skip(case: &str, factory: &dyn StoreFactory, reason: &str) {
+    println!("SKIPPED {case} on {}: {reason}", factory.name());
+}
+
+/// `InstanceKey::new`, failing the case on an invalid key.
+#[track_caller]
+pub(crate) fn key(workflow: &str, instance: &str) -> InstanceKey {
+    ok(InstanceKey::new(workflow, instance), "InstanceKey::new")
+}
+
+/// A completed step record holding `value`.
+pub(crate) fn done(value: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Step, "bytes", value.to_vec(), None)
+}
+
+/// An `_input` record.
+pub(crate) fn input(value: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Engine, "input", value.to_vec(), None)
+}
+
+/// An `_output` record.
+pub(crate) fn output(value: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Engine, "output", value.to_vec(), None)
+}
+
+/// A suspended signal point (no deadline).
+pub(crate) fn waiting() -> StepRecord {
+    StepRecord::suspended(StepKind::Suspend, "signal", Some("waiting".into()), None)
+}
+
+/// A suspended timer firing at `deadline_ms`.
+pub(crate) fn timer(deadline_ms: u64) -> StepRecord {
+    StepRecord::suspended(StepKind::Timer, "()", None, Some(deadline_ms))
+}
+
+/// A signal / timer payload.
+pub(crate) fn payload(value: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Suspend, "signal", value.to_vec(), None)
+}
+
+/// A retrying failure record.
+pub(crate) fn retrying(attempts: u32) -> StepRecord {
+    StepRecord::failure(
+        StepState::Retrying,
+        attempts,
+        format!("attempt {attempts} failed"),
+    )
+}
+
+/// A dead-letter record.
+pub(crate) fn dead(attempts: u32) -> StepRecord {
+    StepRecord::failure(StepState::Failed, attempts, "gave up")
+}
+
+/// A timer entry, for comparisons.
+pub(crate) fn entry(deadline_ms: u64, instance: &InstanceKey, step_key: &str) -> TimerEntry {
+    TimerEntry {
+        deadline_ms,
+        instance: instance.clone(),
+        step_key: step_key.to_owned(),
+    }
+}
+
+/// Starts `key` with a small input, asserting it started.
+pub(crate) async fn start(store: &dyn StepStore, key: &InstanceKey, now_ms: u64) {
+    let outcome = ok(
+        store
+            .start_instance(key.clone(), input(key.to_string().as_bytes()), now_ms)
+            .await,
+        "start_instance",
+    );
+    assert_eq!(outcome, memable_core::StartOutcome::Started, "start {key}");
+}
+
+/// Everything a store lets a caller observe: every instance's snapshot (in
+/// listing order), every timer, the next deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Dump {
+    pub(crate) instances: Vec<InstanceSnapshot>,
+    pub(crate) timers: Vec<TimerEntry>,
+    pub(crate) next_deadline: Option<u64>,
+}
+
+impl Dump {
+    /// The snapshot of `key`, if present.
+    pub(crate) fn instance(&self, key: &InstanceKey) -> Option<&InstanceSnapshot> {
+        self.instances.iter().find(|s| {
+            s.metadata.workflow_name == key.workflow() && s.metadata.instance_id == key.instance()
+        })
+    }
+}
+
+/// Reads the whole observable state of `store`.
+pub(crate) async fn dump(store: &dyn StepStore) -> Dump {
+    let metas: Vec<WorkflowMetadata> = ok(
+        store.list_instances(&InstanceFilter::new()).await,
+        "list_instances",
+    );
+    let mut instances = Vec::with_capacity(metas.len());
+    for meta in metas {
+        let key = ok(meta.key(), "WorkflowMetadata::key");
+        let snap = ok(store.load_instance(&key).await, "load_instance")
+            .unwrap_or_else(|| panic!("{key} is listed but load_instance returns None"));
+        assert_eq!(
+            snap.metadata, meta,
+            "listed metadata of {key} differs from its snapshot"
+        );
+        instances.push(snap);
+    }
+    Dump {
+        instances,
+        timers: ok(store.due_timers(u64::MAX, usize::MAX).await, "due_timers"),
+        next_deadline: ok(store.next_timer_deadline().await, "next_timer_deadline"),
+    }
+}
