@@ -144,3 +144,93 @@ pub(crate) async fn dump(store: &dyn StepStore) -> Dump {
         next_deadline: ok(store.next_timer_deadline().await, "next_timer_deadline"),
     }
 }
+
+/// Fills `store` with a bit of everything: instances in every status (some
+/// under look-alike and unicode keys), steps in every state, pending timers,
+/// inputs and outputs. Returns the keys it created.
+pub(crate) async fn populate(store: &dyn StepStore) -> Vec<InstanceKey> {
+    use memable_core::Finish;
+    let keys = vec![
+        key("a", "1"),
+        key("a", "10"),
+        key("a-b", "1"),
+        key("ab", "1"),
+        key("工作流", "ïd-🚀"),
+        key("a", "2"),
+        key("b", "1"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let t = u64::try_from(i).unwrap_or(0) * 10;
+        start(store, k, t + 1).await;
+        ok(
+            store
+                .commit_step(k.clone(), "done".into(), done(k.to_string().as_bytes()))
+                .await,
+            "commit",
+        );
+        ok(
+            store
+                .commit_step(k.clone(), "retry".into(), retrying(2))
+                .await,
+            "commit",
+        );
+        ok(
+            store.commit_step(k.clone(), "dead".into(), dead(3)).await,
+            "commit",
+        );
+        ok(
+            store
+                .suspend_step(
+                    k.clone(),
+                    "nap".into(),
+                    timer(1_000 + t),
+                    Some(format!("napping {i}")),
+                    t + 2,
+                )
+                .await,
+            "suspend",
+        );
+        match i % 5 {
+            0 => {}
+            1 => {
+                ok(
+                    store
+                        .claim_step(k.clone(), "nap".into(), payload(b"woke"), t + 3)
+                        .await,
+                    "claim",
+                );
+            }
+            2 => {
+                ok(
+                    store
+                        .claim_step(k.clone(), "nap".into(), payload(b"woke"), t + 3)
+                        .await,
+                    "claim",
+                );
+                let fin = Finish::Completed {
+                    status: Some("fine".into()),
+                    output: output(b"out"),
+                };
+                ok(store.finish_instance(k.clone(), fin, t + 4).await, "finish");
+            }
+            3 => {
+                ok(
+                    store
+                        .claim_step(k.clone(), "nap".into(), payload(b"woke"), t + 3)
+                        .await,
+                    "claim",
+                );
+                ok(
+                    store
+                        .finish_instance(k.clone(), Finish::Failed("broke".into()), t + 4)
+                        .await,
+                    "finish",
+                );
+            }
+            _ => {
+                ok(store.cancel_instance(k.clone(), t + 4).await, "cancel");
+            }
+        }
+    }
+    keys
+}

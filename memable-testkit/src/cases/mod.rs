@@ -14,4 +14,18 @@
 // Cases are assertions: they panic on purpose when a store breaks a contract.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod atomicity;
+pub mod claim;
+pub mod concurrency;
+pub mod delete;
+pub mod isolation;
+pub mod lifecycle;
+pub mod listing;
+pub mod model;
+pub mod persistence;
+pub mod snapshot;
 pub mod start;
+pub mod steps;
+pub mod suspend;
+pub mod timers;
+pub mod values;

@@ -1,0 +1,253 @@
+//! Atomicity: refused transitions write nothing; a write that fails writes
+//! nothing (checked by injecting failures with [`FaultyStore`]); a write
+//! whose acknowledgement is lost is durable.
+
+use std::sync::Arc;
+
+use memable_core::{
+    ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceKey, ReviveOutcome,
+    StartOutcome, StepStore, SuspendOutcome,
+};
+
+use crate::support::{
+    done, dump, fresh, input, key, ok, output, payload, populate, timer, waiting,
+};
+use crate::{FaultyStore, StoreFactory, StoreOp};
+
+/// Every refused transition (start of an existing key, kept commit, commit
+/// to a missing instance, suspend of a completed step or inactive instance,
+/// every kind of lost claim, finish of a non-running instance, revive of a
+/// cancelled, missing or active one, cancel of a terminal one, delete of a
+/// missing one) leaves the whole store unchanged.
+pub async fn refused_transitions_write_nothing(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let keys = populate(&*store).await;
+    // populate: i % 5 == 0 suspended, 1 running, 2 completed, 3 failed, 4 cancelled.
+    let (suspended, running, completed, failed, cancelled) =
+        (&keys[0], &keys[1], &keys[2], &keys[3], &keys[4]);
+    let missing = key("a", "100");
+    let before = dump(&*store).await;
+    let s = &*store;
+    macro_rules! refused {
+        ($call:expr, $pat:pat) => {{
+            let outcome = ok($call.await, stringify!($call));
+            assert!(
+                matches!(outcome, $pat),
+                "{} returned {outcome:?}",
+                stringify!($call)
+            );
+            assert_eq!(
+                dump(s).await,
+                before,
+                "refused {} wrote something",
+                stringify!($call)
+            );
+        }};
+    }
+    for k in &keys {
+        refused!(
+            s.start_instance(k.clone(), input(b"again"), 999),
+            StartOutcome::Exists(_)
+        );
+        refused!(
+            s.commit_step(k.clone(), "done".into(), done(b"over")),
+            CommitOutcome::Kept(_)
+        );
+        refused!(
+            s.suspend_step(k.clone(), "done".into(), timer(5), None, 999),
+            SuspendOutcome::AlreadyCompleted(_) | SuspendOutcome::NotActive(_)
+        );
+        refused!(
+            s.claim_step(k.clone(), "done".into(), payload(b"x"), 999),
+            ClaimOutcome::StepNotSuspended(_)
+        );
+        refused!(
+            s.claim_step(k.clone(), "nope".into(), payload(b"x"), 999),
+            ClaimOutcome::StepMissing
+        );
+    }
+    refused!(
+        s.commit_step(suspended.clone(), "nap".into(), done(b"x")),
+        CommitOutcome::Kept(_)
+    );
+    refused!(
+        s.commit_step(missing.clone(), "s".into(), done(b"x")),
+        CommitOutcome::InstanceMissing
+    );
+    refused!(
+        s.suspend_step(missing.clone(), "s".into(), waiting(), None, 999),
+        SuspendOutcome::NotActive(None)
+    );
+    for k in [completed, failed, cancelled] {
+        refused!(
+            s.suspend_step(k.clone(), "new".into(), timer(5), None, 999),
+            SuspendOutcome::NotActive(Some(_))
+        );
+        refused!(
+            s.cancel_instance(k.clone(), 999),
+            memable_core::CancelOutcome::NotActive(Some(_))
+        );
+    }
+    refused!(
+        s.claim_step(cancelled.clone(), "nap".into(), payload(b"x"), 999),
+        ClaimOutcome::InstanceNotSuspended(_)
+    );
+    refused!(
+        s.claim_step(missing.clone(), "nap".into(), payload(b"x"), 999),
+        ClaimOutcome::StepMissing
+    );
+    for k in [suspended, completed, failed, cancelled, &missing] {
+        refused!(
+            s.finish_instance(
+                k.clone(),
+                Finish::Completed {
+                    status: None,
+                    output: output(b"o")
+                },
+                999
+            ),
+            FinishOutcome::NotRunning(_)
+        );
+        refused!(
+            s.finish_instance(k.clone(), Finish::Failed("f".into()), 999),
+            FinishOutcome::NotRunning(_)
+        );
+    }
+    refused!(
+        s.revive_instance(cancelled.clone(), 999),
+        ReviveOutcome::Cancelled
+    );
+    refused!(
+        s.revive_instance(missing.clone(), 999),
+        ReviveOutcome::InstanceMissing
+    );
+    refused!(
+        s.revive_instance(running.clone(), 999),
+        ReviveOutcome::Revived(_)
+    );
+    refused!(
+        s.revive_instance(suspended.clone(), 999),
+        ReviveOutcome::Revived(_)
+    );
+    refused!(
+        s.cancel_instance(missing.clone(), 999),
+        memable_core::CancelOutcome::NotActive(None)
+    );
+    let deleted = ok(s.delete_instance(missing.clone()).await, "delete");
+    assert!(!deleted);
+    assert_eq!(
+        dump(s).await,
+        before,
+        "deleting a missing instance wrote something"
+    );
+}
+
+/// Runs the write `op` against `store` with arguments that would succeed on
+/// the populated store.
+async fn write(
+    store: &dyn StepStore,
+    op: StoreOp,
+    keys: &[InstanceKey],
+) -> Result<(), EngineError> {
+    let (suspended, running, completed, new) = (&keys[0], &keys[1], &keys[2], key("new", "1"));
+    match op {
+        StoreOp::StartInstance => store.start_instance(new, input(b"i"), 500).await.map(drop),
+        StoreOp::CommitStep => store
+            .commit_step(running.clone(), "fresh".into(), done(b"f"))
+            .await
+            .map(drop),
+        StoreOp::SuspendStep => store
+            .suspend_step(running.clone(), "t2".into(), timer(3), None, 500)
+            .await
+            .map(drop),
+        StoreOp::ClaimStep => store
+            .claim_step(suspended.clone(), "nap".into(), payload(b"p"), 500)
+            .await
+            .map(drop),
+        StoreOp::FinishInstance => {
+            let fin = Finish::Completed {
+                status: None,
+                output: output(b"o"),
+            };
+            store
+                .finish_instance(running.clone(), fin, 500)
+                .await
+                .map(drop)
+        }
+        StoreOp::ReviveInstance => store
+            .revive_instance(completed.clone(), 500)
+            .await
+            .map(drop),
+        StoreOp::CancelInstance => store
+            .cancel_instance(suspended.clone(), 500)
+            .await
+            .map(drop),
+        StoreOp::DeleteInstance => store.delete_instance(suspended.clone()).await.map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// A write that fails (a fault injected before it reaches the store) leaves
+/// the store exactly as it was and reports a storage error naming the
+/// operation; once faults stop, the same write succeeds.
+pub async fn failed_write_leaves_store_unchanged(factory: &dyn StoreFactory) {
+    for op in StoreOp::WRITES {
+        let (_fx, store) = fresh(factory).await;
+        let keys = populate(&*store).await;
+        let before = dump(&*store).await;
+        let faulty = FaultyStore::builder(Arc::clone(&store))
+            .fail_from(op, 1)
+            .build();
+        let err = write(&faulty, op, &keys)
+            .await
+            .expect_err("the injected fault must surface");
+        assert!(err.is_storage(), "{op:?}: {err}");
+        assert!(
+            err.to_string().contains(op.name()),
+            "error does not name {}: {err}",
+            op.name()
+        );
+        assert_eq!(
+            dump(&*store).await,
+            before,
+            "failed {} changed the store",
+            op.name()
+        );
+        faulty.set_enabled(false);
+        ok(write(&faulty, op, &keys).await, op.name());
+        assert_ne!(
+            dump(&*store).await,
+            before,
+            "{} wrote nothing once faults stopped",
+            op.name()
+        );
+        assert_eq!((faulty.calls(op), faulty.injected(op)), (2, 1));
+    }
+}
+
+/// A write whose acknowledgement is lost reports an error but is durable:
+/// the store holds exactly what the same successful write would produce.
+pub async fn ack_lost_write_is_durable(factory: &dyn StoreFactory) {
+    for op in StoreOp::WRITES {
+        let (_fx_ok, reference) = fresh(factory).await;
+        let keys = populate(&*reference).await;
+        ok(write(&*reference, op, &keys).await, op.name());
+        let expected = dump(&*reference).await;
+
+        let (_fx, store) = fresh(factory).await;
+        populate(&*store).await;
+        let faulty = FaultyStore::builder(Arc::clone(&store))
+            .ack_lost_nth(op, 1)
+            .build();
+        let err = write(&faulty, op, &keys)
+            .await
+            .expect_err("the lost ack must surface");
+        assert!(err.is_storage(), "{op:?}: {err}");
+        assert_eq!(
+            dump(&*store).await,
+            expected,
+            "{} with a lost ack is not durable",
+            op.name()
+        );
+    }
+}
