@@ -1,0 +1,364 @@
+//! [`RedbStore`]: the [`StepStore`] implementation.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use memable_core::txn::WriteOp;
+use memable_core::{
+    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
+    InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
+    SuspendOutcome, TimerEntry, WorkflowMetadata,
+};
+use redb::Database;
+
+use crate::open::{Durability, RedbStoreBuilder};
+use crate::read;
+use crate::writer::{Counters, Writer};
+
+/// A durable [`StepStore`] over a redb database (a file, or memory).
+///
+/// Clones are cheap and share the database and its writer thread; the file
+/// is closed when the last clone is dropped (the drop waits for the writer
+/// thread to finish, so the file can be reopened right away).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, StartOutcome, StepKind, StepRecord, StepStore};
+/// use memable_redb::RedbStore;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+/// let key = InstanceKey::new("etl", "1").unwrap();
+/// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+/// assert_eq!(store.start_instance(key.clone(), input, 0).await.unwrap(), StartOutcome::Started);
+/// drop(store);
+///
+/// let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+/// assert!(store.get_metadata(&key).await.unwrap().is_some());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    // Field order matters: the writer (which joins its thread on drop) is
+    // dropped before the last database handle.
+    writer: Writer,
+    db: Arc<Database>,
+    counters: Arc<Counters>,
+    durability: Durability,
+}
+
+/// Commit counters of a [`RedbStore`], for tests and benchmarks: with many
+/// concurrent writers, `ops` grows faster than `commits`.
+///
+/// # Examples
+///
+/// ```
+/// let store = memable_redb::RedbStore::in_memory().unwrap();
+/// let stats = store.stats();
+/// assert_eq!((stats.commits, stats.ops), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Write operations (transitions) committed.
+    pub ops: u64,
+    /// The most operations committed in one transaction.
+    pub largest_batch: u64,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database file at `path` with the default
+    /// settings ([`Durability::Immediate`], verification on open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_redb::RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        RedbStoreBuilder::new().open(path)
+    }
+
+    /// A store on redb's in-memory backend: no file, nothing survives the
+    /// last handle being dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = memable_redb::RedbStore::in_memory().unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn in_memory() -> Result<Self, EngineError> {
+        RedbStoreBuilder::new().in_memory()
+    }
+
+    /// A builder for other settings (durability, verification, custom
+    /// backends).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_redb::{Durability, RedbStore};
+    ///
+    /// let store = RedbStore::builder().durability(Durability::Relaxed).in_memory().unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn builder() -> RedbStoreBuilder {
+        RedbStoreBuilder::new()
+    }
+
+    pub(crate) fn from_database(db: Database, durability: Durability) -> Result<Self, EngineError> {
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                db,
+                counters,
+                durability,
+            }),
+        })
+    }
+
+    /// The durability this store commits with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_redb::{Durability, RedbStore};
+    ///
+    /// assert_eq!(RedbStore::in_memory().unwrap().durability(), Durability::Immediate);
+    /// ```
+    #[must_use]
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Commit counters since the store was opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = memable_redb::RedbStore::in_memory().unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    /// store.start_instance(InstanceKey::new("a", "1").unwrap(), input, 0).await.unwrap();
+    /// assert_eq!(store.stats().commits, 1);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            ops: c.ops.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs a blocking read off the async worker threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Database) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let db = Arc::clone(&self.inner.db);
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Not on a tokio runtime: there is no worker thread to protect.
+            return f(&db);
+        }
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| EngineError::storage(operation, format!("read task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl StepStore for RedbStore {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
+    async fn start_instance(
+        &self,
+        key: InstanceKey,
+        input: StepRecord,
+        now_ms: u64,
+    ) -> Result<StartOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Start { key, input, now_ms })
+            .await?
+            .into_start()
+    }
+
+    async fn commit_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+    ) -> Result<CommitOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Commit {
+                key,
+                step_key,
+                record,
+            })
+            .await?
+            .into_commit()
+    }
+
+    async fn suspend_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+        status: Option<String>,
+        now_ms: u64,
+    ) -> Result<SuspendOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Suspend {
+                key,
+                step_key,
+                record,
+                status,
+                now_ms,
+            })
+            .await?
+            .into_suspend()
+    }
+
+    async fn claim_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> Result<ClaimOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Claim {
+                key,
+                step_key,
+                payload,
+                now_ms,
+            })
+            .await?
+            .into_claim()
+    }
+
+    async fn finish_instance(
+        &self,
+        key: InstanceKey,
+        finish: Finish,
+        now_ms: u64,
+    ) -> Result<FinishOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Finish {
+                key,
+                finish,
+                now_ms,
+            })
+            .await?
+            .into_finish()
+    }
+
+    async fn revive_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<ReviveOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Revive { key, now_ms })
+            .await?
+            .into_revive()
+    }
+
+    async fn cancel_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Cancel { key, now_ms })
+            .await?
+            .into_cancel()
+    }
+
+    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
+        self.inner
+            .writer
+            .submit(WriteOp::Delete { key })
+            .await?
+            .into_delete()
+    }
+
+    async fn load_instance(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<InstanceSnapshot>, EngineError> {
+        let key = key.clone();
+        self.read("load_instance", move |db| read::load_instance(db, &key))
+            .await
+    }
+
+    async fn get_step(
+        &self,
+        key: &InstanceKey,
+        step_key: &str,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        let (key, step_key) = (key.clone(), step_key.to_owned());
+        self.read("get_step", move |db| read::get_step(db, &key, &step_key))
+            .await
+    }
+
+    async fn get_metadata(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<WorkflowMetadata>, EngineError> {
+        let key = key.clone();
+        self.read("get_metadata", move |db| read::get_metadata(db, &key))
+            .await
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<WorkflowMetadata>, EngineError> {
+        let filter = filter.clone();
+        self.read("list_instances", move |db| {
+            read::list_instances(db, &filter)
+        })
+        .await
+    }
+
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> {
+        self.read("due_timers", move |db| read::due_timers(db, now_ms, limit))
+            .await
+    }
+
+    async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> {
+        self.read("next_timer_deadline", read::next_timer_deadline)
+            .await
+    }
+}
