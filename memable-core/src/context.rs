@@ -80,6 +80,9 @@ struct RunState {
     suspended: AtomicBool,
     status: Mutex<Option<String>>,
     used_keys: Mutex<HashSet<String>>,
+    /// Results (and dead letters) committed by this run, so a key reused in
+    /// the same run returns the first result instead of running again.
+    committed: Mutex<HashMap<String, StepRecord>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -119,6 +122,7 @@ impl Context {
                 suspended: AtomicBool::new(false),
                 status: Mutex::new(None),
                 used_keys: Mutex::new(HashSet::new()),
+                committed: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -458,12 +462,53 @@ impl Context {
         Ok(None)
     }
 
+    /// The memoised outcome of step `key`, if it has one: a result committed
+    /// earlier in this run (a reused key) or in the snapshot, a dead letter,
+    /// or a conflict. Sets `attempts` from a recorded retry sequence.
+    fn memoised<T: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        attempts: &mut u32,
+    ) -> Option<Result<T, EngineError>> {
+        let this_run = lock(&self.run.committed).get(key).cloned();
+        let record = this_run.as_ref().or_else(|| self.run.steps.get(key))?;
+        let dead_letter = || {
+            Err(EngineError::retries_exhausted(
+                key,
+                record.attempts,
+                record.error.clone().unwrap_or_default(),
+            ))
+        };
+        match record.state {
+            StepState::Completed => Some(decode_value(key, &record.type_tag, &record.value)),
+            StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
+                key: key.to_owned(),
+            })),
+            StepState::Retrying => {
+                *attempts = record.attempts;
+                None
+            }
+            // A dead letter written by this run is final for this run.
+            StepState::Failed if this_run.is_some() || !self.run.retry_dead_letters => {
+                Some(dead_letter())
+            }
+            StepState::Failed => None,
+        }
+    }
+
     async fn commit(&self, key: &str, record: StepRecord) -> Result<CommitOutcome, EngineError> {
-        self.run
+        let remember = matches!(record.state, StepState::Completed | StepState::Failed)
+            .then(|| record.clone());
+        let outcome = self
+            .run
             .inner
             .store
             .commit_step(self.run.key.clone(), key.to_owned(), record)
-            .await
+            .await?;
+        if let (CommitOutcome::Committed, Some(record)) = (&outcome, remember) {
+            lock(&self.run.committed).insert(key.to_owned(), record);
+        }
+        Ok(outcome)
     }
 }
 
@@ -806,20 +851,8 @@ impl StepBuilder<'_> {
         let key = self.key;
         ctx.enter_step(&key)?;
         let mut attempts = 0;
-        if let Some(record) = ctx.run.steps.get(&key) {
-            match record.state {
-                StepState::Completed => return decode_value(&key, &record.type_tag, &record.value),
-                StepState::Suspended => return Err(EngineError::SuspendedStepConflict { key }),
-                StepState::Retrying => attempts = record.attempts,
-                StepState::Failed if !ctx.run.retry_dead_letters => {
-                    return Err(EngineError::retries_exhausted(
-                        key,
-                        record.attempts,
-                        record.error.clone().unwrap_or_default(),
-                    ));
-                }
-                StepState::Failed => {}
-            }
+        if let Some(memoised) = ctx.memoised(&key, &mut attempts) {
+            return memoised;
         }
         ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.inner.default_retry);
