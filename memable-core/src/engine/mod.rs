@@ -45,8 +45,9 @@ pub(crate) struct Inner {
     aborted: AtomicBool,
     registry: Registry,
     pub live: LiveInstances,
-    active_runs: watch::Sender<usize>,
+    active_runs: Arc<watch::Sender<usize>>,
     pub timers: Arc<TimerWakeup>,
+    scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -125,8 +126,9 @@ impl Engine {
                 aborted: AtomicBool::new(false),
                 registry: Registry::default(),
                 live: LiveInstances::default(),
-                active_runs: watch::Sender::new(0),
+                active_runs: Arc::new(watch::Sender::new(0)),
                 timers: Arc::new(TimerWakeup::default()),
+                scheduler: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -188,7 +190,12 @@ impl Engine {
             Err(STARTED) => return Ok(()),
             Err(_) => return Err(EngineError::Stopped),
         }
-        scheduler::spawn(&self.inner);
+        let scheduler = scheduler::spawn(&self.inner);
+        *self
+            .inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(scheduler);
         if self.inner.resume_on_start {
             self.recover_running().await?;
         }
@@ -261,6 +268,35 @@ impl Engine {
         self.inner.aborted.store(true, Ordering::Release);
         self.stop();
         self.inner.live.abort_all();
+    }
+
+    /// Stops the engine and waits until every run and the timer scheduler
+    /// have ended. Once every clone of the engine is dropped afterwards, the
+    /// store is released (a file store can be opened again at once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = memable_core::Engine::builder().build();
+    /// engine.start().await?;
+    /// engine.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) {
+        self.stop();
+        self.wait_all().await;
+        let scheduler = self
+            .inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(scheduler) = scheduler {
+            // It ends at its next wake-up, which `stop` triggered.
+            let _ = scheduler.await;
+        }
     }
 
     /// Waits until no run is in progress (suspended instances are not
@@ -755,8 +791,8 @@ impl Inner {
         (entry, receiver)
     }
 
-    pub fn run_ended(&self) {
-        self.active_runs.send_modify(|n| *n = n.saturating_sub(1));
+    pub fn active_runs(&self) -> Arc<watch::Sender<usize>> {
+        Arc::clone(&self.active_runs)
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use super::Inner;
 use super::live::{LiveInstance, RunRequest};
 use crate::context::Context;
@@ -11,12 +13,13 @@ use crate::{
 };
 
 /// Decrements the engine's active-run count when the run task ends, even
-/// when it is aborted.
-struct ActiveRun(Arc<Inner>);
+/// when it is dropped. It holds the counter, not the engine, so the engine
+/// (and its store) can be released before `wait_all` returns.
+struct ActiveRun(Arc<watch::Sender<usize>>);
 
 impl Drop for ActiveRun {
     fn drop(&mut self) {
-        self.0.run_ended();
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -27,7 +30,7 @@ pub(crate) async fn run_loop(
     entry: Arc<LiveInstance>,
     mut request: RunRequest,
 ) {
-    let _active = ActiveRun(Arc::clone(&inner));
+    let _active = ActiveRun(inner.active_runs());
     loop {
         if !inner.is_aborted() {
             run_once(&inner, &key, &entry, request).await;
@@ -37,6 +40,10 @@ pub(crate) async fn run_loop(
             None => break,
         }
     }
+    // Release the engine before the counter drops, so a caller of
+    // `wait_all` that then drops the engine really closes the store.
+    drop(entry);
+    drop(inner);
 }
 
 async fn run_once(

@@ -52,7 +52,7 @@ impl TimerWakeup {
     }
 }
 
-pub(crate) fn spawn(inner: &Arc<Inner>) {
+pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(inner);
     let wakeup = Arc::clone(&inner.timers);
     let clock = Arc::clone(&inner.clock);
@@ -81,7 +81,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
                 return;
             }
         }
-    });
+    })
 }
 
 enum Tick {
