@@ -219,6 +219,11 @@ fn open_error(context: &str, e: DatabaseError) -> EngineError {
         {
             format!("{context}: not a redb database (the file is too short): {io}")
         }
+        DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            format!("{context}: not a redb database, or the file is damaged: {io}")
+        }
         other => format!("{context}: {other}"),
     };
     EngineError::storage("open", message)

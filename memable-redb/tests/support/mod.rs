@@ -1,0 +1,21 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use memable_core::{InstanceKey, StepKind, StepRecord};
+
+pub fn key(workflow: &str, instance: &str) -> InstanceKey {
+    InstanceKey::new(workflow, instance).expect("valid test key")
+}
+
+pub fn value(bytes: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Step, "bytes", bytes.to_vec(), None)
+}
+
+pub fn input() -> StepRecord {
+    StepRecord::completed(StepKind::Engine, "()", Vec::new(), None)
+}
+
+/// The text of an error, for message assertions.
+pub fn text(err: &memable_core::EngineError) -> String {
+    err.to_string()
+}
