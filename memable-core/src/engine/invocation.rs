@@ -12,8 +12,8 @@ use super::Engine;
 use super::live::{LiveInstance, LiveInstances, RunRequest};
 use crate::key::INPUT_KEY;
 use crate::{
-    EngineError, InstanceKey, StartOutcome, StatusStream, StepKind, StepRecord, WorkflowState,
-    encode_value, type_tag, validate_key, validate_user_key,
+    EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
+    WorkflowState, encode_value, type_tag, validate_key, validate_user_key,
 };
 
 /// Builds an invocation of a workflow: optional instance id and input.
@@ -22,6 +22,8 @@ use crate::{
 /// **Idempotent ids:** with [`id`](Self::id), starting an id that already
 /// exists never starts it twice: the existing instance's [`Invocation`] is
 /// returned ([`Invocation::is_new`] is `false`) and the new input is ignored.
+/// If that instance is `Running` in the store with no run in this process
+/// (a crash left it), it is run again.
 /// Without an id, a fresh time-ordered id (UUID v7) is generated.
 ///
 /// # Examples
@@ -114,6 +116,15 @@ impl InvokeBuilder {
             StartOutcome::Started => {
                 let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
+            }
+            StartOutcome::Exists(meta)
+                if meta.status == MetadataStatus::Running
+                    && !inner.live.get(&key).is_some_and(|e| e.is_running()) =>
+            {
+                // Running in the store with no run in this process: a crash
+                // (or a start whose acknowledgement was lost) left it. Run it.
+                let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
+                Ok(Invocation::for_entry(&self.engine, key, entry, rx, false))
             }
             StartOutcome::Exists(meta) => {
                 let (guard, rx) = inner
