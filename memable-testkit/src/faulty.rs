@@ -325,6 +325,7 @@ impl<S: StepStore> FaultyStoreBuilder<S> {
     /// # Examples
     ///
     /// ```
+    /// # use memable_core::StepStore;
     /// # use memable_testkit::FaultyStore;
     /// let store = FaultyStore::builder(memable_core::MemoryStore::new()).build();
     /// assert_eq!(store.inner().name(), "memory");
@@ -413,6 +414,7 @@ impl<S: StepStore> FaultyStore<S> {
     /// # Examples
     ///
     /// ```
+    /// use memable_core::StepStore;
     /// let store = memable_testkit::FaultyStore::builder(memable_core::MemoryStore::new()).build();
     /// assert_eq!(store.inner().name(), "memory");
     /// ```

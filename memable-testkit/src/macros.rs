@@ -122,6 +122,7 @@ macro_rules! conformance_tests {
             ],
             atomicity: [
                 refused_transitions_write_nothing,
+                refused_lifecycle_transitions_write_nothing,
                 failed_write_leaves_store_unchanged,
                 ack_lost_write_is_durable,
             ],

@@ -331,7 +331,7 @@ pub async fn claim_races_cancel_consistently(factory: &dyn StoreFactory) {
         match claim {
             ClaimOutcome::Claimed => assert_eq!(step, Some(payload(b"p"))),
             ClaimOutcome::InstanceNotSuspended(MetadataStatus::Cancelled) => {
-                assert_eq!(step, Some(timer(100)))
+                assert_eq!(step, Some(timer(100)));
             }
             other => panic!("claim got {other:?}"),
         }

@@ -234,12 +234,18 @@ pub async fn list_pages_with_after_and_limit(factory: &dyn StoreFactory) {
         for page_size in [1, 2, 5, 100] {
             let mut seen = Vec::new();
             let mut page_filter = filter.clone().limit(page_size);
-            loop {
+            for _ in 0..=all.len() {
                 let page = list(&*store, page_filter.clone()).await;
                 assert!(page.len() <= page_size);
                 let Some(last) = page.last().cloned() else {
                     break;
                 };
+                assert!(
+                    page.iter()
+                        .all(|k| page_filter.after.as_ref().is_none_or(|a| k > a)),
+                    "page after {:?} holds earlier keys: {page:?}",
+                    page_filter.after
+                );
                 seen.extend(page);
                 page_filter = page_filter.after(last);
             }
