@@ -19,3 +19,15 @@ pub fn input() -> StepRecord {
 pub fn text(err: &memable_core::EngineError) -> String {
     err.to_string()
 }
+
+pub mod backend;
+
+/// Polls `future` once, so that everything before its first wait (for a
+/// store write: queueing the operation) has happened.
+pub fn poll_once<F: std::future::Future + ?Sized>(future: &mut std::pin::Pin<Box<F>>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the operation finished without waiting for the writer"
+    );
+}
