@@ -68,7 +68,10 @@ async fn queued_writers_share_one_commit() {
         assert_eq!(op.await.unwrap(), CommitOutcome::Committed);
     }
     let stats = store.stats();
-    assert_eq!((stats.commits, stats.ops, stats.largest_batch), (3, 302, 300));
+    assert_eq!(
+        (stats.commits, stats.ops, stats.largest_batch),
+        (3, 302, 300)
+    );
     let snap = store.load_instance(&k).await.unwrap().unwrap();
     assert_eq!(snap.steps.len(), 302);
 }
@@ -111,7 +114,10 @@ async fn a_failing_operation_does_not_fail_its_batch() {
             .open_backend(TestBackend(Arc::clone(&shared)))
             .unwrap();
         for i in ["good", "bad"] {
-            store.start_instance(key("wf", i), input(), 1).await.unwrap();
+            store
+                .start_instance(key("wf", i), input(), 1)
+                .await
+                .unwrap();
         }
     }
     {
@@ -175,7 +181,11 @@ async fn a_failing_operation_does_not_fail_its_batch() {
     let after = store.stats();
     assert_eq!(after.commits - before.commits, 11);
     assert_eq!(after.ops - before.ops, 11);
-    let snap = store.load_instance(&key("wf", "good")).await.unwrap().unwrap();
+    let snap = store
+        .load_instance(&key("wf", "good"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(snap.steps.len(), 12);
 }
 

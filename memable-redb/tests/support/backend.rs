@@ -30,7 +30,9 @@ pub struct Shared {
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Arms the gate: the next sync waits in `sync_data`.
@@ -71,7 +73,10 @@ impl StorageBackend for TestBackend {
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
         let s = self.0.lock();
         let start = usize::try_from(offset).map_err(|_| range_error())?;
-        let src = s.data.get(start..start + out.len()).ok_or_else(range_error)?;
+        let src = s
+            .data
+            .get(start..start + out.len())
+            .ok_or_else(range_error)?;
         out.copy_from_slice(src);
         Ok(())
     }
@@ -81,7 +86,8 @@ impl StorageBackend for TestBackend {
         if s.fail_writes {
             return Err(std::io::Error::other("injected write failure"));
         }
-        s.data.resize(usize::try_from(len).map_err(|_| range_error())?, 0);
+        s.data
+            .resize(usize::try_from(len).map_err(|_| range_error())?, 0);
         Ok(())
     }
 
