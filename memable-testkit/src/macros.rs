@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
                 due_timers_respects_limit,
                 extreme_deadlines_order_numerically,
                 cancel_removes_only_its_timers,
+                claim_removes_timer_atomically,
             ],
             lifecycle: [
                 finish_completed_writes_output_and_status,

@@ -334,6 +334,24 @@ impl Model {
         })
     }
 
+    /// Existing instance keys (for the generator to aim at).
+    pub(crate) fn keys(&self) -> Vec<InstanceKey> {
+        self.instances.keys().cloned().collect()
+    }
+
+    /// Every `(instance, step)` whose record is `Suspended`.
+    pub(crate) fn suspended_steps(&self) -> Vec<(InstanceKey, String)> {
+        self.instances
+            .iter()
+            .flat_map(|(k, i)| {
+                i.steps
+                    .iter()
+                    .filter(|(_, r)| r.state == StepState::Suspended)
+                    .map(move |(s, _)| (k.clone(), s.clone()))
+            })
+            .collect()
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.timers.first().map(|t| t.deadline_ms)
     }

@@ -7,6 +7,7 @@
 //! fixed, so runs are deterministic). A failure prints the seed, how to
 //! replay it, and the operations that led there.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -48,8 +49,22 @@ struct Generator {
 }
 
 impl Generator {
-    fn key(&mut self) -> InstanceKey {
+    /// Any key of the universe; mostly an existing one once there are some.
+    fn key(&mut self, model: &Model) -> InstanceKey {
+        let existing = model.keys();
+        if !existing.is_empty() && self.rng.u8(..4) != 0 {
+            return existing[self.rng.usize(..existing.len())].clone();
+        }
         self.keys[self.rng.usize(..self.keys.len())].clone()
+    }
+
+    /// Mostly a suspended step, so claims often have something to win.
+    fn claim_target(&mut self, model: &Model) -> (InstanceKey, String) {
+        let suspended = model.suspended_steps();
+        if !suspended.is_empty() && self.rng.u8(..4) != 0 {
+            return suspended[self.rng.usize(..suspended.len())].clone();
+        }
+        (self.key(model), self.step())
     }
 
     fn step(&mut self) -> String {
@@ -67,12 +82,29 @@ impl Generator {
         self.rng.bool().then(|| format!("m{}", self.rng.u8(..4)))
     }
 
-    fn op(&mut self) -> Op {
+    fn filter(&mut self, model: &Model) -> InstanceFilter {
+        let mut filter = InstanceFilter::new();
+        if self.rng.bool() {
+            filter = filter.workflow(WORKFLOWS[self.rng.usize(..WORKFLOWS.len())]);
+        }
+        if self.rng.bool() {
+            filter = filter.status(StatusKind::ALL[self.rng.usize(..StatusKind::ALL.len())]);
+        }
+        if self.rng.u8(..3) == 0 {
+            filter = filter.after(self.key(model));
+        }
+        if self.rng.u8(..3) == 0 {
+            filter = filter.limit(self.rng.usize(..4));
+        }
+        filter
+    }
+
+    fn op(&mut self, model: &Model) -> Op {
         self.now += self.rng.u64(..3);
         let now = self.now;
         match self.rng.u32(..100) {
             0..12 => Op::Start {
-                key: self.key(),
+                key: self.key(model),
                 input: StepRecord::completed(StepKind::Engine, "in", self.bytes(), None),
                 now,
             },
@@ -83,7 +115,7 @@ impl Generator {
                     _ => StepRecord::failure(StepState::Failed, self.rng.u32(1..4), "dead"),
                 };
                 Op::Commit {
-                    key: self.key(),
+                    key: self.key(model),
                     step: self.step(),
                     record,
                 }
@@ -97,19 +129,23 @@ impl Generator {
                 };
                 let record = StepRecord::suspended(kind, "sig", self.text(), deadline);
                 Op::Suspend {
-                    key: self.key(),
+                    key: self.key(model),
                     step: self.step(),
                     record,
                     status: self.text(),
                     now,
                 }
             }
-            42..57 => Op::Claim {
-                key: self.key(),
-                step: self.step(),
-                payload: StepRecord::completed(StepKind::Suspend, "sig", self.bytes(), None),
-                now,
-            },
+            42..57 => {
+                let (key, step) = self.claim_target(model);
+                let payload = StepRecord::completed(StepKind::Suspend, "sig", self.bytes(), None);
+                Op::Claim {
+                    key,
+                    step,
+                    payload,
+                    now,
+                }
+            }
             57..66 => {
                 let finish = if self.rng.bool() {
                     let output = StepRecord::completed(StepKind::Engine, "out", self.bytes(), None);
@@ -121,23 +157,25 @@ impl Generator {
                     Finish::Failed(format!("e{}", self.rng.u8(..3)))
                 };
                 Op::Finish {
-                    key: self.key(),
+                    key: self.key(model),
                     finish,
                     now,
                 }
             }
             66..72 => Op::Revive {
-                key: self.key(),
+                key: self.key(model),
                 now,
             },
             72..76 => Op::Cancel {
-                key: self.key(),
+                key: self.key(model),
                 now,
             },
-            76..79 => Op::Delete { key: self.key() },
+            76..79 => Op::Delete {
+                key: self.key(model),
+            },
             79..81 if self.reopen => Op::Reopen,
             81..88 => {
-                let now = (now + self.rng.u64(..50)).saturating_sub(10);
+                let now = (now + self.rng.u64(..120)).saturating_sub(10);
                 let limit = if self.rng.bool() {
                     usize::MAX
                 } else {
@@ -145,25 +183,9 @@ impl Generator {
                 };
                 Op::Due { now, limit }
             }
-            88..95 => {
-                let mut filter = InstanceFilter::new();
-                if self.rng.bool() {
-                    filter = filter.workflow(WORKFLOWS[self.rng.usize(..WORKFLOWS.len())]);
-                }
-                if self.rng.bool() {
-                    filter =
-                        filter.status(StatusKind::ALL[self.rng.usize(..StatusKind::ALL.len())]);
-                }
-                if self.rng.u8(..3) == 0 {
-                    filter = filter.after(self.key());
-                }
-                if self.rng.u8(..3) == 0 {
-                    filter = filter.limit(self.rng.usize(..4));
-                }
-                Op::List(filter)
-            }
+            88..95 => Op::List(self.filter(model)),
             _ => Op::GetStep {
-                key: self.key(),
+                key: self.key(model),
                 step: self.step(),
             },
         }
@@ -274,7 +296,11 @@ async fn compare_state(
 }
 
 /// Runs one seeded sequence; on a mismatch returns the message and the log.
-async fn run_sequence(factory: &dyn StoreFactory, seed: u64) -> Result<(), (String, String)> {
+async fn run_sequence(
+    factory: &dyn StoreFactory,
+    seed: u64,
+    outcomes: &mut BTreeMap<String, u64>,
+) -> Result<(), (String, String)> {
     let mut fixture = ok(factory.create().await, "StoreFactory::create");
     let mut store: Arc<dyn StepStore> = fixture.store();
     let keys = universe();
@@ -287,7 +313,7 @@ async fn run_sequence(factory: &dyn StoreFactory, seed: u64) -> Result<(), (Stri
     let mut model = Model::default();
     let mut log = String::new();
     for i in 0..OPS_PER_SEQUENCE {
-        let op = generator.op();
+        let op = generator.op(&model);
         let _ = writeln!(log, "  {i:>2}: {op:?}");
         if matches!(op, Op::Reopen) {
             drop(store);
@@ -307,12 +333,46 @@ async fn run_sequence(factory: &dyn StoreFactory, seed: u64) -> Result<(), (Stri
                 log,
             ));
         }
+        *outcomes.entry(label(&got)).or_default() += 1;
         compare_state(&*store, &model, &keys)
             .await
             .map_err(|m| (format!("after op {i}: {m}"), log.clone()))?;
     }
     Ok(())
 }
+
+/// The outcome's variant path, e.g. `Claim(Claimed)`, for coverage counts.
+fn label(outcome: &Outcome) -> String {
+    let text = format!("{outcome:?}");
+    let mut depth = 0;
+    let end = text
+        .char_indices()
+        .find(|&(_, c)| {
+            if c == '(' {
+                depth += 1;
+            }
+            depth == 2 || c == ' ' || c == '{' || (depth == 1 && c == ')')
+        })
+        .map_or(text.len(), |(i, _)| i);
+    let mut label = text[..end].to_owned();
+    if depth >= 1 {
+        label.push(')');
+    }
+    label
+}
+
+/// Outcomes every full run must reach, so the generator cannot silently
+/// stop exercising a transition.
+const MUST_SEE: [&str; 8] = [
+    "Start(Started)",
+    "Commit(Committed)",
+    "Commit(Kept)",
+    "Suspend(Suspended)",
+    "Claim(Claimed)",
+    "Claim(InstanceNotSuspended)",
+    "Finish(Finished)",
+    "Cancel(Cancelled)",
+];
 
 /// Hundreds of seeded random sequences (start, commit, suspend, claim,
 /// finish, revive, cancel, delete, reopen, timer and listing reads) over
@@ -321,9 +381,10 @@ async fn run_sequence(factory: &dyn StoreFactory, seed: u64) -> Result<(), (Stri
 pub async fn model_random_sequences(factory: &dyn StoreFactory) {
     let sequences = env_u64("MEMABLE_MODEL_SEQUENCES").unwrap_or(DEFAULT_SEQUENCES);
     let first = env_u64("MEMABLE_MODEL_SEED").unwrap_or(DEFAULT_SEED);
+    let mut outcomes = BTreeMap::new();
     for n in 0..sequences {
         let seed = first.wrapping_add(n);
-        if let Err((message, log)) = run_sequence(factory, seed).await {
+        if let Err((message, log)) = run_sequence(factory, seed, &mut outcomes).await {
             panic!(
                 "model test failed on {} with seed {seed}: {message}\n\
                  replay: MEMABLE_MODEL_SEED={seed} MEMABLE_MODEL_SEQUENCES=1\n\
@@ -333,7 +394,15 @@ pub async fn model_random_sequences(factory: &dyn StoreFactory) {
         }
     }
     println!(
-        "model test on {}: {sequences} sequences x {OPS_PER_SEQUENCE} ops from seed {first}",
+        "model test on {}: {sequences} sequences x {OPS_PER_SEQUENCE} ops from seed {first}; outcomes: {outcomes:?}",
         factory.name()
     );
+    if sequences >= 100 {
+        for outcome in MUST_SEE {
+            assert!(
+                outcomes.contains_key(outcome),
+                "the model test never reached {outcome}: {outcomes:?}"
+            );
+        }
+    }
 }

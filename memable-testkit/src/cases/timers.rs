@@ -247,3 +247,51 @@ pub async fn cancel_removes_only_its_timers(factory: &dyn StoreFactory) {
     assert_eq!(left, vec![a1.clone(), a1.clone()]);
     assert_eq!(ok(store.get_step(&a, "x").await, "get"), Some(timer(10)));
 }
+
+/// A claim removes the timer row in the same transaction as it completes
+/// the step: a reader that sees the step completed never sees its timer row
+/// afterwards, while claims run concurrently.
+pub async fn claim_removes_timer_atomically(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let keys: Vec<InstanceKey> = (0..100).map(|i| key("wf", &format!("{i:03}"))).collect();
+    for (i, k) in keys.iter().enumerate() {
+        start(&*store, k, 1).await;
+        let deadline = 10 + u64::try_from(i % 7).unwrap_or(0);
+        ok(
+            store
+                .suspend_step(k.clone(), "nap".into(), timer(deadline), None, 2)
+                .await,
+            "suspend",
+        );
+    }
+    let claimer = {
+        let (store, keys) = (std::sync::Arc::clone(&store), keys.clone());
+        tokio::spawn(async move {
+            for k in keys {
+                ok(
+                    store
+                        .claim_step(k, "nap".into(), payload(b"fired"), 20)
+                        .await,
+                    "claim",
+                );
+            }
+        })
+    };
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut checked_completed = 0_u32;
+    while !claimer.is_finished() || checked_completed == 0 {
+        let k = &keys[rng.usize(..keys.len())];
+        let step = ok(store.get_step(k, "nap").await, "get_step").expect("record");
+        if step.state == memable_core::StepState::Completed {
+            checked_completed += 1;
+            let timers = ok(store.due_timers(u64::MAX, usize::MAX).await, "due");
+            assert!(
+                !timers.iter().any(|t| &t.instance == k),
+                "{k}: step completed but its timer row is still there"
+            );
+        }
+        tokio::task::yield_now().await;
+    }
+    claimer.await.expect("claimer panicked");
+    assert!(ok(store.due_timers(u64::MAX, usize::MAX).await, "due").is_empty());
+}
