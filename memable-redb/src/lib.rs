@@ -62,6 +62,13 @@
 //! [`Durability::Relaxed`] writes every commit to the file without flushing:
 //! acknowledged transitions survive the process crashing or being killed,
 //! not a power loss or an operating-system crash.
+//!
+//! Opening verifies every page's checksum by default
+//! ([`RedbStoreBuilder::verify_on_open`]), so a damaged file is refused at
+//! open rather than failing at a later read. A power loss during the very
+//! first open of a new file (before [`RedbStore::open`] returned) can leave
+//! a file redb never finished creating; it is refused as "not a redb
+//! database" and, holding nothing, can be deleted.
 #![forbid(unsafe_code)]
 
 mod backend;

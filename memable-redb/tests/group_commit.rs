@@ -29,7 +29,7 @@ async fn a_lone_sequential_writer_pays_one_commit_per_step() {
 
 /// A store whose writer is held inside a commit's `sync_data`, so the
 /// operations queued meanwhile all wait for the next transaction.
-async fn held_store() -> (RedbStore, Arc<Shared>) {
+fn held_store() -> (RedbStore, Arc<Shared>) {
     let shared = Arc::new(Shared::default());
     let store = RedbStore::builder()
         .open_backend(TestBackend(Arc::clone(&shared)))
@@ -39,7 +39,7 @@ async fn held_store() -> (RedbStore, Arc<Shared>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_writers_share_one_commit() {
-    let (store, shared) = held_store().await;
+    let (store, shared) = held_store();
     let k = key("wf", "1");
     store.start_instance(k.clone(), input(), 1).await.unwrap();
 
@@ -78,7 +78,7 @@ async fn queued_writers_share_one_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_compare_and_set_in_a_batch_is_an_answer() {
-    let (store, shared) = held_store().await;
+    let (store, shared) = held_store();
     let k = key("wf", "1");
     store.start_instance(k.clone(), input(), 1).await.unwrap();
     shared.arm_gate();
@@ -191,7 +191,7 @@ async fn a_failing_operation_does_not_fail_its_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_fails_every_operation_of_the_batch() {
-    let (store, shared) = held_store().await;
+    let (store, shared) = held_store();
     let k = key("wf", "1");
     store.start_instance(k.clone(), input(), 1).await.unwrap();
     shared.arm_gate();

@@ -6,6 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use redb::StorageBackend;
 
+// Independent switches of a test double, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default)]
 pub struct State {
     pub data: Vec<u8>,
