@@ -1,0 +1,137 @@
+//! Conversions between rows and memable's records.
+
+use memable_core::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
+use rusqlite::Row;
+
+/// Integers are stored as SQLite's signed 64-bit; times never reach the sign bit.
+pub fn to_sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// See [`to_sql_int`].
+pub fn from_sql_int(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Deadlines span all of `u64` (a `Duration::MAX` timer saturates), so they
+/// are stored offset by 2^63: the signed column then sorts exactly like the
+/// unsigned deadline.
+pub fn deadline_to_sql(deadline: u64) -> i64 {
+    i64::from_be_bytes((deadline ^ (1 << 63)).to_be_bytes())
+}
+
+/// See [`deadline_to_sql`].
+pub fn deadline_from_sql(stored: i64) -> u64 {
+    u64::from_be_bytes(stored.to_be_bytes()) ^ (1 << 63)
+}
+
+pub fn state_name(state: StepState) -> &'static str {
+    match state {
+        StepState::Completed => "completed",
+        StepState::Suspended => "suspended",
+        StepState::Retrying => "retrying",
+        StepState::Failed => "failed",
+    }
+}
+
+fn parse_state(name: &str) -> Option<StepState> {
+    [
+        StepState::Completed,
+        StepState::Suspended,
+        StepState::Retrying,
+        StepState::Failed,
+    ]
+    .into_iter()
+    .find(|s| state_name(*s) == name)
+}
+
+pub fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Step => "step",
+        StepKind::Suspend => "suspend",
+        StepKind::Timer => "timer",
+        StepKind::Engine => "engine",
+    }
+}
+
+fn parse_kind(name: &str) -> Option<StepKind> {
+    [
+        StepKind::Step,
+        StepKind::Suspend,
+        StepKind::Timer,
+        StepKind::Engine,
+    ]
+    .into_iter()
+    .find(|k| kind_name(*k) == name)
+}
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?} in the database").into(),
+    )
+}
+
+/// The status columns of an instance row: `(status, suspended_key, message)`.
+pub fn status_columns(status: &MetadataStatus) -> (&'static str, Option<&str>, Option<&str>) {
+    let kind = status.kind().as_str();
+    match status {
+        MetadataStatus::Running | MetadataStatus::Cancelled => (kind, None, None),
+        MetadataStatus::Suspended { key, status } => (kind, Some(key), status.as_deref()),
+        MetadataStatus::Completed(message) => (kind, None, message.as_deref()),
+        MetadataStatus::Failed(error) => (kind, None, Some(error)),
+    }
+}
+
+/// Columns selected for an instance, in this order.
+pub const METADATA_COLUMNS: &str = "workflow, instance, status, suspended_key, message, created_at_ms, updated_at_ms, completed_at_ms";
+
+/// Reads an instance row selected with [`METADATA_COLUMNS`].
+pub fn metadata(row: &Row<'_>) -> rusqlite::Result<WorkflowMetadata> {
+    let status_name: String = row.get(2)?;
+    let suspended_key: Option<String> = row.get(3)?;
+    let message: Option<String> = row.get(4)?;
+    let status = match StatusKind::parse(&status_name) {
+        Some(StatusKind::Running) => MetadataStatus::Running,
+        Some(StatusKind::Suspended) => MetadataStatus::Suspended {
+            key: suspended_key.unwrap_or_default(),
+            status: message,
+        },
+        Some(StatusKind::Completed) => MetadataStatus::Completed(message),
+        Some(StatusKind::Failed) => MetadataStatus::Failed(message.unwrap_or_default()),
+        Some(StatusKind::Cancelled) => MetadataStatus::Cancelled,
+        None => return Err(corrupt("status", &status_name)),
+    };
+    Ok(WorkflowMetadata {
+        workflow_name: row.get(0)?,
+        instance_id: row.get(1)?,
+        status,
+        created_at_ms: from_sql_int(row.get(5)?),
+        updated_at_ms: from_sql_int(row.get(6)?),
+        completed_at_ms: row.get::<_, Option<i64>>(7)?.map(from_sql_int),
+    })
+}
+
+/// Columns selected for a step, in this order.
+pub const STEP_COLUMNS: &str =
+    "step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms";
+
+/// Reads a step row selected with [`STEP_COLUMNS`]: `(key, record)`.
+pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
+    let state: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    Ok((
+        row.get(0)?,
+        StepRecord {
+            state: parse_state(&state).ok_or_else(|| corrupt("step state", &state))?,
+            kind: parse_kind(&kind).ok_or_else(|| corrupt("step kind", &kind))?,
+            type_tag: row.get(3)?,
+            value: row.get(4)?,
+            status: row.get(5)?,
+            attempts: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(u32::MAX),
+            error: row.get(7)?,
+            deadline_ms: row.get::<_, Option<i64>>(8)?.map(deadline_from_sql),
+        },
+    ))
+}

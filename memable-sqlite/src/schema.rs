@@ -1,0 +1,115 @@
+//! The schema, created and upgraded by numbered migrations tracked in
+//! `PRAGMA user_version`, and the checks that refuse foreign databases.
+
+use rusqlite::Connection;
+
+use crate::error::sql;
+use memable_core::EngineError;
+
+/// `PRAGMA application_id` of a memable database ("mmbl").
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_sqlite::APPLICATION_ID, 0x6d6d_626c);
+/// ```
+pub const APPLICATION_ID: i32 = 0x6d6d_626c;
+
+/// Migration `i` upgrades the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: instances with a status index, steps keyed by (workflow, instance,
+    // key) referencing their instance, timers ordered by deadline.
+    "CREATE TABLE instances (
+        workflow        TEXT    NOT NULL,
+        instance        TEXT    NOT NULL,
+        status          TEXT    NOT NULL,
+        suspended_key   TEXT,
+        message         TEXT,
+        created_at_ms   INTEGER NOT NULL,
+        updated_at_ms   INTEGER NOT NULL,
+        completed_at_ms INTEGER,
+        PRIMARY KEY (workflow, instance)
+    ) WITHOUT ROWID;
+    CREATE INDEX instances_by_status ON instances (status, workflow, instance);
+    CREATE TABLE steps (
+        workflow    TEXT    NOT NULL,
+        instance    TEXT    NOT NULL,
+        step_key    TEXT    NOT NULL,
+        state       TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        type_tag    TEXT    NOT NULL,
+        value       BLOB    NOT NULL,
+        status      TEXT,
+        attempts    INTEGER NOT NULL,
+        error       TEXT,
+        deadline_ms INTEGER,
+        PRIMARY KEY (workflow, instance, step_key),
+        FOREIGN KEY (workflow, instance) REFERENCES instances (workflow, instance) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE TABLE timers (
+        deadline_ms INTEGER NOT NULL,
+        workflow    TEXT    NOT NULL,
+        instance    TEXT    NOT NULL,
+        step_key    TEXT    NOT NULL,
+        PRIMARY KEY (deadline_ms, workflow, instance, step_key)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 1);
+/// ```
+pub const SCHEMA_VERSION: i64 = 1;
+
+const _: () = assert!(
+    MIGRATIONS.len() == 1,
+    "SCHEMA_VERSION must equal the number of migrations"
+);
+
+/// Refuses foreign or newer databases, then applies pending migrations in
+/// one transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
+    let op = "open: check schema";
+    let application_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(sql(op))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sql(op))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(sql(op))?;
+    if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
+        return Err(EngineError::storage(
+            op,
+            format!(
+                "not a memable database: application_id is {application_id:#x} with {tables} schema objects"
+            ),
+        ));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(EngineError::storage(
+            op,
+            format!(
+                "the database has schema version {version}, newer than this memable's {SCHEMA_VERSION}; upgrade memable"
+            ),
+        ));
+    }
+    let tx = conn.transaction().map_err(sql("open: migrate"))?;
+    for (index, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tracing::info!(to = index + 1, "applying SQLite schema migration");
+        tx.execute_batch(migration).map_err(sql("open: migrate"))?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .map_err(sql("open: migrate"))?;
+    tx.commit().map_err(sql("open: migrate"))
+}

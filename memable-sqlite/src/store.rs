@@ -1,0 +1,419 @@
+//! [`SqliteStore`]: the [`StepStore`] implementation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use memable_core::txn::{WriteOp, WriteOutcome};
+use memable_core::{
+    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
+    InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
+    SuspendOutcome, TimerEntry, WorkflowMetadata,
+};
+use rusqlite::{OptionalExtension, params, params_from_iter, types::Value};
+
+use crate::error::sql;
+use crate::open::{SqliteStoreBuilder, Synchronous};
+use crate::readers::Readers;
+use crate::rows::{self, METADATA_COLUMNS, STEP_COLUMNS};
+use crate::writer::{Counters, Writer};
+
+/// A durable [`StepStore`] over SQLite in WAL mode.
+///
+/// Cheap to clone; clones share one writer thread and reader pool. The file
+/// is released when the last clone is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Context, Engine, StepError};
+/// use memable_sqlite::SqliteStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), memable_core::EngineError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let engine = Engine::builder().store(SqliteStore::open(dir.path().join("app.db"))?).build();
+/// engine.register("one", |ctx: Context| async move {
+///     ctx.step("one").run(|| async { Ok::<_, StepError>(1u8) }).await
+/// })?;
+/// engine.start().await?;
+/// assert_eq!(engine.invoke("one").await?.wait_output::<u8>().await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+/// The parts of a store; dropped in declaration order: the writer (joined),
+/// the readers, then the lock.
+pub(crate) struct Shared {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub counters: Arc<Counters>,
+    pub synchronous: Synchronous,
+    pub path: Option<PathBuf>,
+    pub _lock: Option<std::fs::File>,
+}
+
+/// What the writer has done so far.
+///
+/// # Examples
+///
+/// ```
+/// let store = memable_sqlite::SqliteStore::in_memory().unwrap();
+/// assert_eq!(store.stats().commits, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes applied (many per commit under load: group commit).
+    pub writes: u64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .field("synchronous", &self.shared.synchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    pub(crate) fn from_shared(shared: Shared) -> Self {
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Opens (or creates) the database at `path` with default settings
+    /// (`synchronous = FULL`); see [`SqliteStoreBuilder::open`].
+    ///
+    /// # Examples
+    ///
+    /// See [`SqliteStore`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        SqliteStoreBuilder::default().open(path)
+    }
+
+    /// A store in memory; see [`SqliteStoreBuilder::in_memory`].
+    ///
+    /// # Examples
+    ///
+    /// See [`StoreStats`].
+    pub fn in_memory() -> Result<Self, EngineError> {
+        SqliteStoreBuilder::default().in_memory()
+    }
+
+    /// A builder for other settings.
+    ///
+    /// # Examples
+    ///
+    /// See [`SqliteStoreBuilder`].
+    pub fn builder() -> SqliteStoreBuilder {
+        SqliteStoreBuilder::default()
+    }
+
+    /// The durability setting.
+    ///
+    /// # Examples
+    ///
+    /// See [`SqliteStoreBuilder`].
+    #[must_use]
+    pub fn synchronous(&self) -> Synchronous {
+        self.shared.synchronous
+    }
+
+    /// The database file, `None` for an in-memory store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(memable_sqlite::SqliteStore::in_memory().unwrap().path().is_none());
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.path.as_deref()
+    }
+
+    /// Commits and writes so far.
+    ///
+    /// # Examples
+    ///
+    /// See [`StoreStats`].
+    #[must_use]
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.shared.counters.commits.load(Ordering::Relaxed),
+            writes: self.shared.counters.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        self.shared.writer.submit(op).await
+    }
+}
+
+fn read_metadata(
+    conn: &rusqlite::Connection,
+    key: &InstanceKey,
+) -> Result<Option<WorkflowMetadata>, EngineError> {
+    conn.prepare_cached(&format!(
+        "SELECT {METADATA_COLUMNS} FROM instances WHERE workflow = ?1 AND instance = ?2"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(params![key.workflow(), key.instance()], rows::metadata)
+            .optional()
+    })
+    .map_err(sql("get_metadata"))
+}
+
+#[async_trait]
+impl StepStore for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn start_instance(
+        &self,
+        key: InstanceKey,
+        input: StepRecord,
+        now_ms: u64,
+    ) -> Result<StartOutcome, EngineError> {
+        self.write(WriteOp::Start { key, input, now_ms })
+            .await?
+            .into_start()
+    }
+
+    async fn commit_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+    ) -> Result<CommitOutcome, EngineError> {
+        self.write(WriteOp::Commit {
+            key,
+            step_key,
+            record,
+        })
+        .await?
+        .into_commit()
+    }
+
+    async fn suspend_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+        status: Option<String>,
+        now_ms: u64,
+    ) -> Result<SuspendOutcome, EngineError> {
+        self.write(WriteOp::Suspend {
+            key,
+            step_key,
+            record,
+            status,
+            now_ms,
+        })
+        .await?
+        .into_suspend()
+    }
+
+    async fn claim_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> Result<ClaimOutcome, EngineError> {
+        self.write(WriteOp::Claim {
+            key,
+            step_key,
+            payload,
+            now_ms,
+        })
+        .await?
+        .into_claim()
+    }
+
+    async fn finish_instance(
+        &self,
+        key: InstanceKey,
+        finish: Finish,
+        now_ms: u64,
+    ) -> Result<FinishOutcome, EngineError> {
+        self.write(WriteOp::Finish {
+            key,
+            finish,
+            now_ms,
+        })
+        .await?
+        .into_finish()
+    }
+
+    async fn revive_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<ReviveOutcome, EngineError> {
+        self.write(WriteOp::Revive { key, now_ms })
+            .await?
+            .into_revive()
+    }
+
+    async fn cancel_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, EngineError> {
+        self.write(WriteOp::Cancel { key, now_ms })
+            .await?
+            .into_cancel()
+    }
+
+    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
+        self.write(WriteOp::Delete { key }).await?.into_delete()
+    }
+
+    async fn load_instance(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<InstanceSnapshot>, EngineError> {
+        let key = key.clone();
+        self.shared
+            .readers
+            .read("load_instance", move |conn| {
+                // One read transaction: metadata and steps from one snapshot.
+                let tx = conn.unchecked_transaction().map_err(sql("load_instance"))?;
+                let Some(metadata) = read_metadata(&tx, &key)? else {
+                    return Ok(None);
+                };
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 ORDER BY step_key"
+                    ))
+                    .map_err(sql("load_instance"))?;
+                let steps = stmt
+                    .query_map(params![key.workflow(), key.instance()], rows::step)
+                    .and_then(Iterator::collect)
+                    .map_err(sql("load_instance"))?;
+                drop(stmt);
+                tx.commit().map_err(sql("load_instance"))?;
+                Ok(Some(InstanceSnapshot { metadata, steps }))
+            })
+            .await
+    }
+
+    async fn get_step(
+        &self,
+        key: &InstanceKey,
+        step_key: &str,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        let (key, step_key) = (key.clone(), step_key.to_owned());
+        self.shared
+            .readers
+            .read("get_step", move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 AND step_key = ?3"
+                ))
+                .and_then(|mut stmt| stmt.query_row(params![key.workflow(), key.instance(), step_key], rows::step).optional())
+                .map(|found| found.map(|(_, record)| record))
+                .map_err(sql("get_step"))
+            })
+            .await
+    }
+
+    async fn get_metadata(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<WorkflowMetadata>, EngineError> {
+        let key = key.clone();
+        self.shared
+            .readers
+            .read("get_metadata", move |conn| read_metadata(conn, &key))
+            .await
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<WorkflowMetadata>, EngineError> {
+        let filter = filter.clone();
+        self.shared
+            .readers
+            .read("list_instances", move |conn| {
+                let mut sql_text = format!("SELECT {METADATA_COLUMNS} FROM instances WHERE 1 = 1");
+                let mut values: Vec<Value> = Vec::new();
+                if let Some(kind) = filter.status {
+                    sql_text.push_str(" AND status = ?");
+                    values.push(Value::Text(kind.as_str().to_owned()));
+                }
+                if let Some(workflow) = &filter.workflow {
+                    sql_text.push_str(" AND workflow = ?");
+                    values.push(Value::Text(workflow.clone()));
+                }
+                if let Some(after) = &filter.after {
+                    sql_text.push_str(" AND (workflow, instance) > (?, ?)");
+                    values.push(Value::Text(after.workflow().to_owned()));
+                    values.push(Value::Text(after.instance().to_owned()));
+                }
+                sql_text.push_str(" ORDER BY workflow, instance");
+                if let Some(limit) = filter.limit {
+                    sql_text.push_str(" LIMIT ?");
+                    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+                }
+                let mut stmt = conn
+                    .prepare_cached(&sql_text)
+                    .map_err(sql("list_instances"))?;
+                stmt.query_map(params_from_iter(values), rows::metadata)
+                    .and_then(Iterator::collect)
+                    .map_err(sql("list_instances"))
+            })
+            .await
+    }
+
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> {
+        self.shared
+            .readers
+            .read("due_timers", move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT deadline_ms, workflow, instance, step_key FROM timers
+                         WHERE deadline_ms <= ?1 ORDER BY deadline_ms, workflow, instance, step_key LIMIT ?2",
+                    )
+                    .map_err(sql("due_timers"))?;
+                let raw: Vec<(i64, String, String, String)> = stmt
+                    .query_map(params![rows::deadline_to_sql(now_ms), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .and_then(Iterator::collect)
+                    .map_err(sql("due_timers"))?;
+                raw.into_iter()
+                    .map(|(deadline, workflow, instance, step_key)| {
+                        Ok(TimerEntry {
+                            deadline_ms: rows::deadline_from_sql(deadline),
+                            instance: InstanceKey::new(&workflow, &instance)?,
+                            step_key,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> {
+        self.shared
+            .readers
+            .read("next_timer_deadline", |conn| {
+                conn.query_row("SELECT min(deadline_ms) FROM timers", [], |row| {
+                    row.get::<_, Option<i64>>(0)
+                })
+                .map(|d| d.map(rows::deadline_from_sql))
+                .map_err(sql("next_timer_deadline"))
+            })
+            .await
+    }
+}

@@ -1,0 +1,172 @@
+//! Row-level access inside one write transaction, for
+//! [`memable_core::txn::apply`].
+
+use memable_core::txn::Transaction;
+use memable_core::{EngineError, InstanceKey, StepRecord, TimerEntry, WorkflowMetadata};
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::sql;
+use crate::rows::{self, METADATA_COLUMNS, STEP_COLUMNS, to_sql_int};
+
+/// A write transaction on the writer connection.
+pub struct SqlTxn<'c>(pub &'c rusqlite::Transaction<'c>);
+
+impl Transaction for SqlTxn<'_> {
+    fn metadata(&mut self, key: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> {
+        self.0
+            .prepare_cached(&format!(
+                "SELECT {METADATA_COLUMNS} FROM instances WHERE workflow = ?1 AND instance = ?2"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key.workflow(), key.instance()], rows::metadata)
+                    .optional()
+            })
+            .map_err(sql("read metadata"))
+    }
+
+    fn put_metadata(
+        &mut self,
+        key: &InstanceKey,
+        meta: &WorkflowMetadata,
+        _previous: Option<&WorkflowMetadata>,
+    ) -> Result<(), EngineError> {
+        let (status, suspended_key, message) = rows::status_columns(&meta.status);
+        self.0
+            .prepare_cached(
+                "INSERT INTO instances (workflow, instance, status, suspended_key, message, created_at_ms, updated_at_ms, completed_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (workflow, instance) DO UPDATE SET
+                   status = excluded.status, suspended_key = excluded.suspended_key, message = excluded.message,
+                   created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms,
+                   completed_at_ms = excluded.completed_at_ms",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    key.workflow(),
+                    key.instance(),
+                    status,
+                    suspended_key,
+                    message,
+                    to_sql_int(meta.created_at_ms),
+                    to_sql_int(meta.updated_at_ms),
+                    meta.completed_at_ms.map(to_sql_int),
+                ])
+            })
+            .map(drop)
+            .map_err(sql("write metadata"))
+    }
+
+    fn step(
+        &mut self,
+        key: &InstanceKey,
+        step_key: &str,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        self.0
+            .prepare_cached(&format!(
+                "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 AND step_key = ?3"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key.workflow(), key.instance(), step_key], rows::step)
+                    .optional()
+            })
+            .map(|found| found.map(|(_, record)| record))
+            .map_err(sql("read step"))
+    }
+
+    fn put_step(
+        &mut self,
+        key: &InstanceKey,
+        step_key: &str,
+        record: &StepRecord,
+    ) -> Result<(), EngineError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO steps (workflow, instance, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (workflow, instance, step_key) DO UPDATE SET
+                   state = excluded.state, kind = excluded.kind, type_tag = excluded.type_tag,
+                   value = excluded.value, status = excluded.status, attempts = excluded.attempts,
+                   error = excluded.error, deadline_ms = excluded.deadline_ms",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    key.workflow(),
+                    key.instance(),
+                    step_key,
+                    rows::state_name(record.state),
+                    rows::kind_name(record.kind),
+                    record.type_tag,
+                    record.value,
+                    record.status,
+                    i64::from(record.attempts),
+                    record.error,
+                    record.deadline_ms.map(rows::deadline_to_sql),
+                ])
+            })
+            .map(drop)
+            .map_err(sql("write step"))
+    }
+
+    fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
+        let mut stmt = self
+            .0
+            .prepare_cached(&format!(
+                "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 ORDER BY step_key"
+            ))
+            .map_err(sql("read steps"))?;
+        stmt.query_map(params![key.workflow(), key.instance()], rows::step)
+            .and_then(Iterator::collect)
+            .map_err(sql("read steps"))
+    }
+
+    fn put_timer(&mut self, timer: &TimerEntry) -> Result<(), EngineError> {
+        self.0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO timers (deadline_ms, workflow, instance, step_key) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    rows::deadline_to_sql(timer.deadline_ms),
+                    timer.instance.workflow(),
+                    timer.instance.instance(),
+                    timer.step_key
+                ])
+            })
+            .map(drop)
+            .map_err(sql("write timer"))
+    }
+
+    fn remove_timer(&mut self, timer: &TimerEntry) -> Result<(), EngineError> {
+        self.0
+            .prepare_cached(
+                "DELETE FROM timers WHERE deadline_ms = ?1 AND workflow = ?2 AND instance = ?3 AND step_key = ?4",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    rows::deadline_to_sql(timer.deadline_ms),
+                    timer.instance.workflow(),
+                    timer.instance.instance(),
+                    timer.step_key
+                ])
+            })
+            .map(drop)
+            .map_err(sql("remove timer"))
+    }
+
+    fn remove_instance(
+        &mut self,
+        key: &InstanceKey,
+        _meta: &WorkflowMetadata,
+    ) -> Result<(), EngineError> {
+        for statement in [
+            "DELETE FROM steps WHERE workflow = ?1 AND instance = ?2",
+            "DELETE FROM instances WHERE workflow = ?1 AND instance = ?2",
+        ] {
+            self.0
+                .prepare_cached(statement)
+                .and_then(|mut stmt| stmt.execute(params![key.workflow(), key.instance()]))
+                .map_err(sql("delete instance"))?;
+        }
+        Ok(())
+    }
+}
