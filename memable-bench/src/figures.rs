@@ -1,0 +1,396 @@
+//! Every figure, each measured on a fresh store in its own temp dir.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use memable_core::{
+    Clock, Engine, EngineError, Finish, InstanceKey, MemoryStore, StepKind, StepRecord, StepStore,
+    SystemClock, encode_value, type_tag,
+};
+
+use crate::Sizes;
+use crate::backend::Backend;
+use crate::memory::resident_bytes;
+use crate::workloads::{self, Observations};
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+fn print_figure(name: &str, backend: Backend, value: f64, unit: &str) {
+    println!(
+        "figure={name} backend={} value={value:.1} unit={unit}",
+        backend.name()
+    );
+}
+
+fn io(op: &'static str) -> impl Fn(std::io::Error) -> EngineError {
+    move |e| EngineError::storage(op, e)
+}
+
+/// A fresh temp dir, store and started engine with the bench workflows.
+struct Bench {
+    dir: tempfile::TempDir,
+    shared: MemoryStore,
+    engine: Engine,
+    obs: Arc<Observations>,
+}
+
+impl Bench {
+    async fn new(backend: Backend) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+        let shared = MemoryStore::new();
+        let store = backend.open(dir.path(), &shared)?;
+        let obs = Arc::new(Observations::default());
+        let engine = engine_on(store, &obs).await?;
+        Ok(Self {
+            dir,
+            shared,
+            engine,
+            obs,
+        })
+    }
+}
+
+async fn engine_on(store: Arc<dyn StepStore>, obs: &Arc<Observations>) -> Result<Engine> {
+    let engine = Engine::builder().store(store).build();
+    workloads::register(&engine, obs)?;
+    engine.start().await?;
+    Ok(engine)
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+pub async fn run_all(backend: Backend, sizes: Sizes) -> Result<()> {
+    fsync_per_s(backend, sizes)?;
+    seq_steps(backend, sizes).await?;
+    conc_and_replay_many(backend, sizes).await?;
+    replay_steps(backend, sizes).await?;
+    recovery(backend, sizes).await?;
+    timer_lateness(backend, sizes).await?;
+    suspended_bytes(backend, sizes).await?;
+    disk_bytes_per_step(backend, sizes).await?;
+    Ok(())
+}
+
+/// The floor: a raw 8-byte write + fsync loop on the same disk.
+fn fsync_per_s(backend: Backend, sizes: Sizes) -> Result<()> {
+    let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+    let mut file = std::fs::File::create(dir.path().join("fsync.bin")).map_err(io("create"))?;
+    let started = Instant::now();
+    for i in 0..sizes.fsyncs {
+        file.write_all(&(i as u64).to_le_bytes())
+            .map_err(io("write"))?;
+        file.sync_data().map_err(io("fsync"))?;
+    }
+    print_figure(
+        "fsync_per_s",
+        backend,
+        per_second(sizes.fsyncs, started.elapsed()),
+        "ops/s",
+    );
+    Ok(())
+}
+
+/// One workflow of `seq_steps` steps, durable.
+async fn seq_steps(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    let n = sizes.seq_steps as u64;
+    let started = Instant::now();
+    bench
+        .engine
+        .invoke("steps")
+        .input(n)
+        .await?
+        .wait_output::<u64>()
+        .await?;
+    print_figure(
+        "seq_steps_per_s",
+        backend,
+        per_second(sizes.seq_steps, started.elapsed()),
+        "steps/s",
+    );
+    Ok(())
+}
+
+/// Many concurrent workflows of a few steps; then resuming them all
+/// (every step memoised).
+async fn conc_and_replay_many(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    let steps = sizes.conc_steps as u64;
+    let started = Instant::now();
+    let mut runs = Vec::with_capacity(sizes.conc_workflows);
+    for i in 0..sizes.conc_workflows {
+        runs.push(
+            bench
+                .engine
+                .invoke("steps")
+                .id(format!("c{i}"))
+                .input(steps)
+                .await?,
+        );
+    }
+    for run in runs {
+        run.wait_output::<u64>().await?;
+    }
+    let total = sizes.conc_workflows * sizes.conc_steps;
+    print_figure(
+        "conc_steps_per_s",
+        backend,
+        per_second(total, started.elapsed()),
+        "steps/s",
+    );
+
+    let replay_total = sizes.replay_many.min(sizes.conc_workflows) * sizes.conc_steps;
+    let started = Instant::now();
+    let mut runs = Vec::with_capacity(sizes.replay_many);
+    for i in 0..sizes.replay_many.min(sizes.conc_workflows) {
+        runs.push(bench.engine.resume("steps", &format!("c{i}")).await?);
+    }
+    for run in runs {
+        run.wait_output::<u64>().await?;
+    }
+    print_figure(
+        "replay_many_steps_per_s",
+        backend,
+        per_second(replay_total, started.elapsed()),
+        "steps/s",
+    );
+    Ok(())
+}
+
+/// Resuming one completed instance of `replay_steps` steps.
+async fn replay_steps(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    let n = sizes.replay_steps as u64;
+    bench
+        .engine
+        .invoke("steps")
+        .id("long")
+        .input(n)
+        .await?
+        .wait_output::<u64>()
+        .await?;
+    // Best of a few runs: the figure is the replay's own cost.
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        bench
+            .engine
+            .resume("steps", "long")
+            .await?
+            .wait_output::<u64>()
+            .await?;
+        best = best.min(started.elapsed());
+    }
+    print_figure(
+        "replay_steps_per_s",
+        backend,
+        per_second(sizes.replay_steps, best),
+        "steps/s",
+    );
+    Ok(())
+}
+
+/// `start()` on a store with many completed and some running instances,
+/// until every running one runs again.
+async fn recovery(backend: Backend, sizes: Sizes) -> Result<()> {
+    let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+    let shared = MemoryStore::new();
+    {
+        let store = backend.open(dir.path(), &shared)?;
+        populate(&store, sizes).await?;
+    }
+    let store = backend.open(dir.path(), &shared)?;
+    let obs = Arc::new(Observations::default());
+    let engine = Engine::builder().store(store).build();
+    workloads::register(&engine, &obs)?;
+    let started = Instant::now();
+    engine.start().await?;
+    while obs.started.load(Ordering::SeqCst) < sizes.recovery_running {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let elapsed = started.elapsed();
+    engine.wait_all().await;
+    print_figure("recovery_ms", backend, elapsed.as_secs_f64() * 1e3, "ms");
+    Ok(())
+}
+
+/// Writes completed instances and `Running` ones (as a crash leaves them)
+/// straight through the store, many at once so writes share commits.
+async fn populate(store: &Arc<dyn StepStore>, sizes: Sizes) -> Result<()> {
+    let now = SystemClock.now_ms();
+    let input = StepRecord::completed(
+        StepKind::Engine,
+        type_tag::<()>(),
+        encode_value("_input", &())?,
+        None,
+    );
+    let output = input.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let chunk = 2_000;
+    for start in (0..sizes.recovery_completed).step_by(chunk) {
+        let store = Arc::clone(store);
+        let (input, output) = (input.clone(), output.clone());
+        let end = (start + chunk).min(sizes.recovery_completed);
+        tasks.spawn(async move {
+            let mut pending = tokio::task::JoinSet::new();
+            for i in start..end {
+                let store = Arc::clone(&store);
+                let (input, output) = (input.clone(), output.clone());
+                pending.spawn(async move {
+                    let key = InstanceKey::new("first-step", &format!("done-{i:06}"))?;
+                    store.start_instance(key.clone(), input, now).await?;
+                    store
+                        .finish_instance(
+                            key,
+                            Finish::Completed {
+                                status: None,
+                                output,
+                            },
+                            now,
+                        )
+                        .await?;
+                    Ok::<_, EngineError>(())
+                });
+            }
+            while let Some(joined) = pending.join_next().await {
+                joined.map_err(|e| EngineError::storage("populate", e))??;
+            }
+            Ok::<_, EngineError>(())
+        });
+        while tasks.len() >= 2 {
+            if let Some(joined) = tasks.join_next().await {
+                joined.map_err(|e| EngineError::storage("populate", e))??;
+            }
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| EngineError::storage("populate", e))??;
+    }
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..sizes.recovery_running {
+        let store = Arc::clone(store);
+        let input = input.clone();
+        pending.spawn(async move {
+            let key = InstanceKey::new("first-step", &format!("crashed-{i:06}"))?;
+            store.start_instance(key, input, now).await.map(|_| ())
+        });
+    }
+    while let Some(joined) = pending.join_next().await {
+        joined.map_err(|e| EngineError::storage("populate", e))??;
+    }
+    Ok(())
+}
+
+/// Timers due all at once plus timers spread over a window: how late they
+/// wake (p50 and p99, ms).
+async fn timer_lateness(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    let base = SystemClock.now_ms() + 500;
+    let mut deadlines: Vec<u64> = vec![base; sizes.timers_at_once];
+    let spread = sizes.timers_spread.max(1) as u64;
+    deadlines.extend((0..spread).map(|i| base + i * sizes.spread_ms / spread));
+    for (i, deadline) in deadlines.iter().enumerate() {
+        drop(
+            bench
+                .engine
+                .invoke("timer")
+                .id(format!("t{i}"))
+                .input(*deadline)
+                .await?,
+        );
+    }
+    let expected = deadlines.len();
+    loop {
+        if bench.obs.lateness_ms.lock().await.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lateness = bench.obs.lateness_ms.lock().await.clone();
+    lateness.sort_unstable();
+    let pick = |q: f64| lateness[((lateness.len() - 1) as f64 * q).round() as usize] as f64;
+    print_figure("timer_lateness_p50_ms", backend, pick(0.50), "ms");
+    print_figure("timer_lateness_p99_ms", backend, pick(0.99), "ms");
+    Ok(())
+}
+
+/// Process memory growth per suspended instance.
+async fn suspended_bytes(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    // Warm up allocator pools and the store before the baseline.
+    for i in 0..100 {
+        drop(
+            bench
+                .engine
+                .invoke("suspend")
+                .id(format!("warm{i}"))
+                .await?,
+        );
+    }
+    bench.engine.wait_all().await;
+    let before = resident_bytes().unwrap_or(0);
+    let batch = 1_000;
+    for start in (0..sizes.suspended).step_by(batch) {
+        let mut runs = Vec::with_capacity(batch);
+        for i in start..(start + batch).min(sizes.suspended) {
+            runs.push(bench.engine.invoke("suspend").id(format!("s{i}")).await?);
+        }
+        for run in runs {
+            run.wait().await?;
+        }
+    }
+    bench.engine.wait_all().await;
+    let after = resident_bytes().unwrap_or(0);
+    let per_instance = after.saturating_sub(before) as f64 / sizes.suspended as f64;
+    print_figure(
+        "suspended_bytes_per_instance",
+        backend,
+        per_instance,
+        "bytes",
+    );
+    let _ = (&bench.dir, &bench.shared);
+    Ok(())
+}
+
+/// File size growth per committed 8-byte step result.
+async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
+    let bench = Bench::new(backend).await?;
+    bench
+        .engine
+        .invoke("steps")
+        .id("warm")
+        .input(10u64)
+        .await?
+        .wait()
+        .await?;
+    let before = Backend::disk_bytes(bench.dir.path());
+    let per_workflow = 100u64;
+    let workflows = (sizes.disk_steps as u64 / per_workflow).max(1);
+    let mut runs = Vec::new();
+    for i in 0..workflows {
+        runs.push(
+            bench
+                .engine
+                .invoke("steps")
+                .id(format!("d{i}"))
+                .input(per_workflow)
+                .await?,
+        );
+    }
+    for run in runs {
+        run.wait_output::<u64>().await?;
+    }
+    let after = Backend::disk_bytes(bench.dir.path());
+    let steps = (workflows * per_workflow) as f64;
+    print_figure(
+        "disk_bytes_per_step",
+        backend,
+        after.saturating_sub(before) as f64 / steps,
+        "bytes",
+    );
+    Ok(())
+}

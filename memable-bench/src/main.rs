@@ -1,0 +1,119 @@
+//! `memable-bench`: measures what durability costs, on a fresh store in a
+//! temp dir, and prints one line per figure:
+//!
+//! ```text
+//! figure=<name> backend=<memory|redb|sqlite> value=<number> unit=<unit>
+//! ```
+//!
+//! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]`.
+//! See `docs/performance.md` for what each figure means and its target.
+#![forbid(unsafe_code)]
+// Figures are reported as floating-point rates from integer counts.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+mod backend;
+mod figures;
+mod memory;
+mod workloads;
+
+use std::process::ExitCode;
+
+use backend::Backend;
+
+/// Sizes of every workload; `--quick` shrinks them so a run takes seconds.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    fsyncs: usize,
+    seq_steps: usize,
+    conc_workflows: usize,
+    conc_steps: usize,
+    replay_steps: usize,
+    replay_many: usize,
+    recovery_completed: usize,
+    recovery_running: usize,
+    timers_at_once: usize,
+    timers_spread: usize,
+    spread_ms: u64,
+    suspended: usize,
+    disk_steps: usize,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        fsyncs: 1_000,
+        seq_steps: 1_000,
+        conc_workflows: 1_000,
+        conc_steps: 10,
+        replay_steps: 1_000,
+        replay_many: 1_000,
+        recovery_completed: 100_000,
+        recovery_running: 1_000,
+        timers_at_once: 1_000,
+        timers_spread: 100,
+        spread_ms: 2_000,
+        suspended: 100_000,
+        disk_steps: 20_000,
+    };
+
+    const QUICK: Sizes = Sizes {
+        fsyncs: 50,
+        seq_steps: 50,
+        conc_workflows: 100,
+        conc_steps: 5,
+        replay_steps: 200,
+        replay_many: 100,
+        recovery_completed: 1_000,
+        recovery_running: 50,
+        timers_at_once: 100,
+        timers_spread: 20,
+        spread_ms: 300,
+        suspended: 2_000,
+        disk_steps: 1_000,
+    };
+}
+
+fn main() -> ExitCode {
+    let mut backend = None;
+    let mut quick = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--backend" => backend = args.next().and_then(|b| Backend::parse(&b)),
+            "--help" | "-h" => {
+                println!("usage: memable-bench --backend <memory|redb|sqlite> [--quick]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}; see --help");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let Some(backend) = backend else {
+        eprintln!("--backend <memory|redb|sqlite> is required");
+        return ExitCode::FAILURE;
+    };
+    let sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start tokio: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(figures::run_all(backend, sizes)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("benchmark failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

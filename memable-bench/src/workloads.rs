@@ -1,0 +1,74 @@
+//! The workflows the benchmarks run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use memable_core::{Clock, Context, Engine, EngineError, StepError, SuspendPoint, SystemClock};
+use tokio::sync::Mutex;
+
+/// Resumes a suspended `suspend` workflow.
+pub static WAKE: SuspendPoint<u64> = SuspendPoint::new("wake");
+
+/// Shared observations of the timer workflow.
+#[derive(Default)]
+pub struct Observations {
+    pub started: AtomicUsize,
+    pub lateness_ms: Mutex<Vec<u64>>,
+}
+
+/// Registers every benchmark workflow:
+/// - `steps`: input `n`, runs `n` steps each returning an 8-byte `u64`;
+/// - `first-step`: counts its first step in `obs.started`, then finishes;
+/// - `suspend`: suspends at [`WAKE`];
+/// - `timer`: input = absolute deadline (ms), sleeps on a durable timer until
+///   then, and records how late it woke in `obs.lateness_ms`.
+pub fn register(engine: &Engine, obs: &Arc<Observations>) -> Result<(), EngineError> {
+    engine.register("steps", |ctx: Context| async move {
+        let n: u64 = ctx.input()?;
+        let mut sum = 0u64;
+        for i in 0..n {
+            sum += ctx
+                .step(format!("s{i}"))
+                .run(|| async move { Ok::<_, StepError>(i) })
+                .await?;
+        }
+        Ok(sum)
+    })?;
+    let seen = Arc::clone(obs);
+    engine.register("first-step", move |ctx: Context| {
+        let seen = Arc::clone(&seen);
+        async move {
+            ctx.step("first")
+                .run(|| {
+                    seen.started.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, StepError>(()) }
+                })
+                .await
+        }
+    })?;
+    engine.register(
+        "suspend",
+        |ctx: Context| async move { ctx.suspend(&WAKE).await },
+    )?;
+    let seen = Arc::clone(obs);
+    engine.register("timer", move |ctx: Context| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let deadline: u64 = ctx.input()?;
+            let wait = deadline.saturating_sub(SystemClock.now_ms());
+            ctx.timer("t", Duration::from_millis(wait)).await?;
+            let late = SystemClock.now_ms().saturating_sub(deadline);
+            ctx.step("observe")
+                .run(|| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        seen.lateness_ms.lock().await.push(late);
+                        Ok::<_, StepError>(late)
+                    }
+                })
+                .await
+        }
+    })?;
+    Ok(())
+}
