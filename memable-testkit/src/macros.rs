@@ -21,6 +21,17 @@ macro_rules! conformance_tests {
         $crate::__conformance_emit! { ($factory)
             // The one list of conformance cases, by family: a case added
             // here reaches every backend.
+            engine: [
+                engine_full_lifecycle,
+                engine_memoisation_across_resume,
+                engine_retry_and_dead_letter,
+                engine_suspend_signal_complete,
+                engine_signal_race_has_one_winner,
+                engine_timer_fires_at_deadline,
+                engine_cancel_drops_timer_and_rejects_signals,
+                engine_typed_input_and_output,
+                engine_recovery_after_reopen,
+            ],
             start: [
                 start_writes_running_metadata_and_input,
                 start_existing_is_reported_never_overwrites,

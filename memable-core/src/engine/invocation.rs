@@ -118,8 +118,7 @@ impl InvokeBuilder {
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
             }
             StartOutcome::Exists(meta)
-                if meta.status == MetadataStatus::Running
-                    && !inner.live.get(&key).is_some_and(|e| e.is_running()) =>
+                if meta.status == MetadataStatus::Running && !inner.live.is_active(&key) =>
             {
                 // Running in the store with no run in this process: a crash
                 // (or a start whose acknowledgement was lost) left it. Run it.

@@ -140,6 +140,31 @@ impl Drop for LiveGuard {
 #[derive(Default)]
 pub(crate) struct LiveInstances {
     map: Mutex<HashMap<InstanceKey, Arc<LiveInstance>>>,
+    /// Claims (signals, timers) in flight per instance: between a claim's
+    /// commit and its run's start the store says `Running` with no run yet.
+    claims: Mutex<HashMap<InstanceKey, usize>>,
+}
+
+/// Marks a claim in flight until dropped (after its run was triggered).
+pub(crate) struct ClaimInFlight<'a> {
+    live: &'a LiveInstances,
+    key: InstanceKey,
+}
+
+impl Drop for ClaimInFlight<'_> {
+    fn drop(&mut self) {
+        let mut claims = self
+            .live
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = claims.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                claims.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// What [`LiveInstances::trigger`] decided.
@@ -155,6 +180,32 @@ impl LiveInstances {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a claim of `key` in flight; hold the guard until the claim's run
+    /// is triggered (or the claim lost).
+    pub fn claiming(&self, key: &InstanceKey) -> ClaimInFlight<'_> {
+        *self
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default() += 1;
+        ClaimInFlight {
+            live: self,
+            key: key.clone(),
+        }
+    }
+
+    /// Whether `key` has a run in progress or one on its way (a claim in
+    /// flight).
+    pub fn is_active(&self, key: &InstanceKey) -> bool {
+        self.get(key).is_some_and(|e| e.is_running())
+            || self
+                .claims
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(key)
     }
 
     /// The live entry of `key`, if any.

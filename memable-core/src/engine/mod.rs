@@ -454,6 +454,7 @@ impl Engine {
             existing.status,
         );
         let now = self.inner.clock.now_ms();
+        let _in_flight = self.inner.live.claiming(&key);
         match self
             .inner
             .store
@@ -626,7 +627,7 @@ impl Engine {
                 .await
                 .map_err(|e| SubscribeError::Storage(Box::new(e)))?;
             if let Some(fresh) = fresh {
-                if fresh.status == MetadataStatus::Running && !guard.entry().is_running() {
+                if fresh.status == MetadataStatus::Running && !self.inner.live.is_active(&key) {
                     return Err(SubscribeError::StaleRunning {
                         workflow_name: workflow.to_owned(),
                         instance_id: instance_id.to_owned(),

@@ -173,6 +173,7 @@ async fn fire(inner: &Arc<Inner>, timer: &TimerEntry) -> Result<bool, EngineErro
         None,
     );
     let now = inner.clock.now_ms();
+    let _in_flight = inner.live.claiming(&timer.instance);
     match inner
         .store
         .claim_step(timer.instance.clone(), timer.step_key.clone(), payload, now)

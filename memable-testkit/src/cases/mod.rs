@@ -18,6 +18,7 @@ pub mod atomicity;
 pub mod claim;
 pub mod concurrency;
 pub mod delete;
+pub mod engine;
 pub mod isolation;
 pub mod lifecycle;
 pub mod listing;
