@@ -26,6 +26,7 @@ mod factory;
 mod faulty;
 mod macros;
 mod model;
+pub mod soak;
 mod support;
 
 #[doc(hidden)]

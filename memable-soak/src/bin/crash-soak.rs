@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 
 use memable_core::{EngineError, StepStore};
-use memable_soak::{ChildArgs, SoakBackend, SoakConfig, run_child, run_parent};
+use memable_testkit::soak::{ChildArgs, SoakBackend, SoakConfig, run_child, run_parent};
 
 struct Redb;
 impl SoakBackend for Redb {
@@ -66,28 +66,29 @@ fn parse() -> Result<Args, String> {
             }
             "--kills" => {
                 config.kills =
-                    usize::try_from(number(value("--kills")?, "--kills")?).unwrap_or(usize::MAX)
+                    usize::try_from(number(value("--kills")?, "--kills")?).unwrap_or(usize::MAX);
             }
             "--workflows" => {
                 config.workflows =
-                    usize::try_from(number(value("--workflows")?, "--workflows")?).unwrap_or(1)
+                    usize::try_from(number(value("--workflows")?, "--workflows")?).unwrap_or(1);
             }
             "--steps" => {
-                config.steps = usize::try_from(number(value("--steps")?, "--steps")?).unwrap_or(1)
+                config.steps = usize::try_from(number(value("--steps")?, "--steps")?).unwrap_or(1);
             }
             "--seed" => config.seed = number(value("--seed")?, "--seed")?,
             "--min-delay-ms" => {
-                config.min_delay_ms = number(value("--min-delay-ms")?, "--min-delay-ms")?
+                config.min_delay_ms = number(value("--min-delay-ms")?, "--min-delay-ms")?;
             }
             "--max-delay-ms" => {
-                config.max_delay_ms = number(value("--max-delay-ms")?, "--max-delay-ms")?
+                config.max_delay_ms = number(value("--max-delay-ms")?, "--max-delay-ms")?;
             }
             "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
             "--child-round" => {
-                child_round = Some(number(value("--child-round")?, "--child-round")?)
+                child_round = Some(number(value("--child-round")?, "--child-round")?);
             }
             "--child-generation" => {
-                child_generation = Some(number(value("--child-generation")?, "--child-generation")?)
+                child_generation =
+                    Some(number(value("--child-generation")?, "--child-generation")?);
             }
             other => return Err(format!("unknown argument {other}")),
         }

@@ -1,4 +1,4 @@
-//! The crash-soak harness: proves with real `SIGKILL`s that a crash loses
+//! The crash-soak harness (`memable_testkit::soak`): proves with real `SIGKILL`s that a crash loses
 //! nothing and that a committed step never runs again.
 //!
 //! A child process runs `W` workflows of `S` steps on a store file. Every
@@ -18,8 +18,7 @@
 //! - **`wrong_output`**: a workflow whose output is not the expected one.
 //!
 //! Any backend plugs in through [`SoakBackend`]; the `crash-soak` binary
-//! runs it for redb and SQLite.
-#![forbid(unsafe_code)]
+//! (crate `memable-soak`) runs it for redb and SQLite.
 
 mod child;
 mod log;
@@ -43,16 +42,18 @@ pub use verify::SoakReport;
 /// use std::path::Path;
 /// use std::sync::Arc;
 /// use memable_core::{EngineError, StepStore};
-/// use memable_soak::SoakBackend;
+/// use memable_testkit::soak::SoakBackend;
 ///
-/// struct Redb;
-/// impl SoakBackend for Redb {
-///     fn name(&self) -> &'static str { "redb" }
-///     fn open(&self, path: &Path) -> Result<Arc<dyn StepStore>, EngineError> {
-///         Ok(Arc::new(memable_redb::RedbStore::open(path)?))
+/// // A real backend opens its file (e.g. `RedbStore::open(path)`); a memory
+/// // store cannot survive the child process and is only a stand-in here.
+/// struct Memory;
+/// impl SoakBackend for Memory {
+///     fn name(&self) -> &'static str { "memory" }
+///     fn open(&self, _path: &Path) -> Result<Arc<dyn StepStore>, EngineError> {
+///         Ok(Arc::new(memable_core::MemoryStore::new()))
 ///     }
 /// }
-/// assert_eq!(Redb.name(), "redb");
+/// assert_eq!(Memory.name(), "memory");
 /// ```
 pub trait SoakBackend: Send + Sync + 'static {
     /// The name printed in the report line (`redb`, `sqlite`).
@@ -66,7 +67,7 @@ pub trait SoakBackend: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// let config = memable_soak::SoakConfig { kills: 5, ..Default::default() };
+/// let config = memable_testkit::soak::SoakConfig { kills: 5, ..Default::default() };
 /// assert_eq!(config.workflows, 40);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

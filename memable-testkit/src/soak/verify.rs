@@ -6,16 +6,16 @@ use std::path::Path;
 
 use memable_core::{Engine, EngineError, InstanceKey, decode_value};
 
-use crate::child::{STORE_FILE, WORKFLOW, expected_output, input_of, instance_id, step_keys};
-use crate::log::{Event, read_events};
-use crate::{SoakBackend, SoakConfig};
+use super::child::{STORE_FILE, WORKFLOW, expected_output, input_of, instance_id, step_keys};
+use super::log::{Event, read_events};
+use super::{SoakBackend, SoakConfig};
 
 /// The soak's verdict. Its [`Display`](fmt::Display) is the one report line.
 ///
 /// # Examples
 ///
 /// ```
-/// let report = memable_soak::SoakReport {
+/// let report = memable_testkit::soak::SoakReport {
 ///     backend: "redb", kills: 3, workflows: 20, steps: 280,
 ///     lost: 0, reexecuted_after_commit: 0, wrong_output: 0,
 /// };

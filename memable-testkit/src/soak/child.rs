@@ -10,8 +10,8 @@ use memable_core::{
     SuspendPoint,
 };
 
-use crate::log::EventLog;
-use crate::{SoakBackend, SoakConfig};
+use super::log::EventLog;
+use super::{SoakBackend, SoakConfig};
 
 /// The workflow's name.
 pub const WORKFLOW: &str = "soak";

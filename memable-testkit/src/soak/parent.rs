@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use memable_core::EngineError;
 
-use crate::verify::{self, SoakReport};
-use crate::{SoakBackend, SoakConfig};
+use super::verify::{self, SoakReport};
+use super::{SoakBackend, SoakConfig};
 
 /// What a child process must be started with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub struct ChildArgs {
 /// random moments until `config.kills` kills landed (starting new rounds of
 /// workflows while kills remain), lets the last child finish, then verifies.
 ///
-/// `spawn` must start a process that calls [`run_child`](crate::run_child)
+/// `spawn` must start a process that calls [`run_child`](super::run_child)
 /// with the same backend and config and the given args, exiting 0 when done.
 pub fn run_parent(
     backend: &dyn SoakBackend,
