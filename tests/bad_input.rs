@@ -288,6 +288,26 @@ async fn signals_at_the_wrong_time_or_of_the_wrong_type() {
         variant(&engine.signal("plain", "p", &APPROVAL, 1).await.unwrap_err()),
         "SignalRejected"
     );
+}
+
+#[tokio::test]
+async fn cancelled_and_unfinished_instances_refuse_signals_resume_and_output() {
+    let engine = engine().await;
+    engine
+        .invoke("approve")
+        .id("s")
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    engine
+        .signal("approve", "s", &APPROVAL, 5)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     // Cancelled.
     engine
         .invoke("approve")
