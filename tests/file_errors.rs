@@ -17,7 +17,7 @@ fn storage_error<T: std::fmt::Debug>(result: Result<T, memable::EngineError>) ->
 fn garbage(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
     let path = dir.join("garbage.bin");
     let bytes: Vec<u8> = (0..20_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     std::fs::write(&path, &bytes).unwrap();
     (path, bytes)
