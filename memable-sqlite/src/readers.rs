@@ -1,18 +1,25 @@
 //! A small pool of read-only connections, used from tokio's blocking pool
 //! so reads never block a tokio worker.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use memable_core::EngineError;
 use rusqlite::{Connection, OpenFlags};
 
-/// Idle read connections kept open.
-const MAX_IDLE: usize = 4;
+/// Read connections open at most; more readers wait for one to be free
+/// (opening a connection costs far more than waiting for a read).
+const MAX_CONNECTIONS: usize = 8;
 
 /// The read side of a store.
 pub struct Readers {
     target: String,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl Readers {
@@ -20,10 +27,14 @@ impl Readers {
     pub fn new(target: String) -> Result<Arc<Self>, EngineError> {
         let readers = Arc::new(Self {
             target,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
         });
         // Open one now so a database readers cannot open fails at open time.
-        let conn = readers.connect()?;
+        let conn = readers.take()?;
         readers.put_back(conn);
         Ok(readers)
     }
@@ -39,14 +50,44 @@ impl Readers {
         Ok(conn)
     }
 
-    fn put_back(&self, conn: Connection) {
-        let mut idle = self
-            .idle
+    /// An idle connection, a new one if fewer than the maximum are open, or
+    /// the next one freed.
+    fn take(&self) -> Result<Connection, EngineError> {
+        let mut pool = self
+            .pool
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                drop(pool);
+                let conn = self.connect();
+                if conn.is_err() {
+                    self.pool
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .open -= 1;
+                    self.freed.notify_one();
+                }
+                return conn;
+            }
+            pool = self
+                .freed
+                .wait(pool)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+
+    fn put_back(&self, conn: Connection) {
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .idle
+            .push(conn);
+        self.freed.notify_one();
     }
 
     /// Runs `read` on a pooled connection in tokio's blocking pool.
@@ -61,15 +102,7 @@ impl Readers {
     {
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let popped = readers
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            let conn = match popped {
-                Some(conn) => conn,
-                None => readers.connect()?,
-            };
+            let conn = readers.take()?;
             let result = read(&conn);
             readers.put_back(conn);
             result
