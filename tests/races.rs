@@ -101,11 +101,7 @@ async fn a_signal_racing_its_own_timer_has_one_winner() {
         let mut states = engine.subscribe("ask", &format!("r{round}")).await.unwrap();
         while states.next().await.is_some() {}
         let out: Option<u32> = engine.output("ask", &format!("r{round}")).await.unwrap();
-        assert_eq!(
-            out.is_some(),
-            won,
-            "round {round}: output {out:?}"
-        );
+        assert_eq!(out.is_some(), won, "round {round}: output {out:?}");
     }
 }
 
