@@ -20,7 +20,12 @@
 //! let engine = Engine::builder().in_memory().build();
 //! engine.register("greet", |ctx: Context| async move {
 //!     let name: String = ctx.input()?;
-//!     ctx.step("greet").run(|| async move { Ok::<_, StepError>(format!("hello {name}")) }).await
+//!     ctx.step("greet")
+//!         .run(|| {
+//!             let name = name.clone();
+//!             async move { Ok::<_, StepError>(format!("hello {name}")) }
+//!         })
+//!         .await
 //! })?;
 //! engine.start().await?;
 //! let out: String = engine.invoke("greet").input("ada".to_string()).await?.wait_output().await?;
