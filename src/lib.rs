@@ -37,12 +37,30 @@
 pub use memable_core::*;
 
 /// The redb backend (feature `redb`, on by default).
+///
+/// ```
+/// use memable::Engine;
+/// use memable::redb::RedbStore;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let engine = Engine::builder().store(RedbStore::open(dir.path().join("app.redb")).unwrap()).build();
+/// # let _ = engine;
+/// ```
 #[cfg(feature = "redb")]
 pub mod redb {
     pub use memable_redb::*;
 }
 
 /// The SQLite backend (feature `sqlite`).
+///
+/// ```
+/// use memable::Engine;
+/// use memable::sqlite::SqliteStore;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let engine = Engine::builder().store(SqliteStore::open(dir.path().join("app.db")).unwrap()).build();
+/// # let _ = engine;
+/// ```
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use memable_sqlite::*;
