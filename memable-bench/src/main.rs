@@ -5,7 +5,9 @@
 //! figure=<name> backend=<memory|redb|sqlite> value=<number> unit=<unit>
 //! ```
 //!
-//! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]`.
+//! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]
+//! [--only <workload>]`; `--only` runs one workload (for profiling), such as
+//! `seq` or `timers`.
 //! See `docs/performance.md` for what each figure means and its target.
 #![forbid(unsafe_code)]
 // Figures are reported as floating-point rates from integer counts.
@@ -79,13 +81,19 @@ impl Sizes {
 fn main() -> ExitCode {
     let mut backend = None;
     let mut quick = false;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--backend" => backend = args.next().and_then(|b| Backend::parse(&b)),
+            "--only" => only = args.next(),
             "--help" | "-h" => {
-                println!("usage: memable-bench --backend <memory|redb|sqlite> [--quick]");
+                println!(
+                    "usage: memable-bench --backend <memory|redb|sqlite> [--quick] [--only <workload>]\n\
+                     workloads: {}",
+                    figures::WORKLOADS.join(", ")
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -109,7 +117,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(figures::run_all(backend, sizes)) {
+    if let Some(name) = &only
+        && !figures::WORKLOADS.contains(&name.as_str())
+    {
+        eprintln!(
+            "unknown workload {name:?}; one of: {}",
+            figures::WORKLOADS.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    match runtime.block_on(figures::run_all(backend, sizes, only.as_deref())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("benchmark failed: {error}");

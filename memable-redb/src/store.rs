@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use memable_core::readers::ReaderPool;
 use memable_core::txn::WriteOp;
 use memable_core::{
     CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
@@ -14,8 +15,12 @@ use memable_core::{
 use redb::Database;
 
 use crate::open::{Durability, RedbStoreBuilder};
-use crate::read;
+use crate::read::{Reader, Snapshot};
 use crate::writer::{Counters, Writer};
+
+/// Reader threads per store. Reads are served from redb's page cache in
+/// batches, so two threads keep up with many concurrent runs.
+const READER_THREADS: usize = 2;
 
 /// A durable [`StepStore`] over a redb database (a file, or memory).
 ///
@@ -48,10 +53,11 @@ pub struct RedbStore {
 
 #[derive(Debug)]
 struct Inner {
-    // Field order matters: the writer (which joins its thread on drop) is
-    // dropped before the last database handle.
+    // The writer and the readers each join their threads on drop, and
+    // those threads hold the only database handles: the file is closed when
+    // the last clone of the store is dropped.
     writer: Writer,
-    db: Arc<Database>,
+    readers: ReaderPool<Reader>,
     counters: Arc<Counters>,
     durability: Durability,
 }
@@ -123,10 +129,14 @@ impl RedbStore {
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
         let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters))?;
+        let readers = (0..READER_THREADS)
+            .map(|_| Reader::new(Arc::clone(&db)))
+            .collect();
+        let readers = ReaderPool::new("memable-redb-reader", readers)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
-                db,
+                readers,
                 counters,
                 durability,
             }),
@@ -171,20 +181,17 @@ impl RedbStore {
         }
     }
 
-    /// Runs a blocking read off the async worker threads.
+    /// Runs a blocking read on the reader threads, from the snapshot of the
+    /// batch it lands in.
     async fn read<T: Send + 'static>(
         &self,
         operation: &'static str,
-        f: impl FnOnce(&Database) -> Result<T, EngineError> + Send + 'static,
+        f: impl FnOnce(&Snapshot) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let db = Arc::clone(&self.inner.db);
-        if tokio::runtime::Handle::try_current().is_err() {
-            // Not on a tokio runtime: there is no worker thread to protect.
-            return f(&db);
-        }
-        tokio::task::spawn_blocking(move || f(&db))
+        self.inner
+            .readers
+            .read(operation, move |reader| f(reader.snapshot(operation)?))
             .await
-            .map_err(|e| EngineError::storage(operation, format!("read task failed: {e}")))?
     }
 }
 
@@ -318,7 +325,7 @@ impl StepStore for RedbStore {
         key: &InstanceKey,
     ) -> Result<Option<InstanceSnapshot>, EngineError> {
         let key = key.clone();
-        self.read("load_instance", move |db| read::load_instance(db, &key))
+        self.read("load_instance", move |s| s.load_instance(&key))
             .await
     }
 
@@ -328,7 +335,7 @@ impl StepStore for RedbStore {
         step_key: &str,
     ) -> Result<Option<StepRecord>, EngineError> {
         let (key, step_key) = (key.clone(), step_key.to_owned());
-        self.read("get_step", move |db| read::get_step(db, &key, &step_key))
+        self.read("get_step", move |s| s.get_step(&key, &step_key))
             .await
     }
 
@@ -337,7 +344,7 @@ impl StepStore for RedbStore {
         key: &InstanceKey,
     ) -> Result<Option<WorkflowMetadata>, EngineError> {
         let key = key.clone();
-        self.read("get_metadata", move |db| read::get_metadata(db, &key))
+        self.read("get_metadata", move |s| s.get_metadata(&key))
             .await
     }
 
@@ -346,19 +353,17 @@ impl StepStore for RedbStore {
         filter: &InstanceFilter,
     ) -> Result<Vec<WorkflowMetadata>, EngineError> {
         let filter = filter.clone();
-        self.read("list_instances", move |db| {
-            read::list_instances(db, &filter)
-        })
-        .await
+        self.read("list_instances", move |s| s.list_instances(&filter))
+            .await
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> {
-        self.read("due_timers", move |db| read::due_timers(db, now_ms, limit))
+        self.read("due_timers", move |s| s.due_timers(now_ms, limit))
             .await
     }
 
     async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> {
-        self.read("next_timer_deadline", read::next_timer_deadline)
+        self.read("next_timer_deadline", Snapshot::next_timer_deadline)
             .await
     }
 }

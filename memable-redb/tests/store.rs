@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use memable_core::{
     ClaimOutcome, Finish, FinishOutcome, InstanceFilter, MetadataStatus, StatusKind, StepKind,
     StepRecord, StepStore, SuspendOutcome,
@@ -132,17 +134,33 @@ async fn reads_and_writes_work_on_a_current_thread_runtime() {
     assert_eq!(store.name(), "redb");
 }
 
+/// Polls `future` to completion on this thread, with no async runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 #[test]
-fn reads_work_without_a_tokio_runtime() {
-    // The store's futures do not need tokio's blocking pool when polled
-    // outside a runtime; the writer answers through its own thread.
+fn reads_and_writes_work_without_a_tokio_runtime() {
+    // The store answers through its own writer and reader threads, so any
+    // executor can drive its futures.
     let store = RedbStore::in_memory().unwrap();
     let k = key("wf", "1");
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut read = store.get_metadata(&k);
-    match read.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(result) => assert!(result.unwrap().is_none()),
-        std::task::Poll::Pending => panic!("a read outside a runtime completes at once"),
-    }
+    assert!(block_on(store.get_metadata(&k)).unwrap().is_none());
+    block_on(store.start_instance(k.clone(), input(), 1)).unwrap();
+    let meta = block_on(store.get_metadata(&k)).unwrap().unwrap();
+    assert_eq!(meta.created_at_ms, 1);
 }

@@ -14,6 +14,7 @@
 //! never read a clock.
 
 mod memory;
+pub mod readers;
 pub mod txn;
 
 use async_trait::async_trait;
