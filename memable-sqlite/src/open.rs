@@ -141,7 +141,7 @@ impl SqliteStoreBuilder {
     ) -> Result<SqliteStore, EngineError> {
         let counters = Arc::new(Counters::default());
         let writer = Writer::spawn(writer, Arc::clone(&counters))?;
-        let readers = Readers::new(target)?;
+        let readers = Readers::new(&target)?;
         Ok(SqliteStore::from_shared(Shared {
             writer,
             readers,

@@ -286,12 +286,11 @@ impl StepStore for SqliteStore {
         self.shared
             .readers
             .read("load_instance", move |conn| {
-                // One read transaction: metadata and steps from one snapshot.
-                let tx = conn.unchecked_transaction().map_err(sql("load_instance"))?;
-                let Some(metadata) = read_metadata(&tx, &key)? else {
+                // Metadata and steps from the batch's one read transaction.
+                let Some(metadata) = read_metadata(conn, &key)? else {
                     return Ok(None);
                 };
-                let mut stmt = tx
+                let mut stmt = conn
                     .prepare_cached(&format!(
                         "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 ORDER BY step_key"
                     ))
@@ -300,8 +299,6 @@ impl StepStore for SqliteStore {
                     .query_map(params![key.workflow(), key.instance()], rows::step)
                     .and_then(Iterator::collect)
                     .map_err(sql("load_instance"))?;
-                drop(stmt);
-                tx.commit().map_err(sql("load_instance"))?;
                 Ok(Some(InstanceSnapshot { metadata, steps }))
             })
             .await
