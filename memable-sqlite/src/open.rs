@@ -82,7 +82,7 @@ impl SqliteStoreBuilder {
         let lock = lock_file(path)?;
         let target = path.to_string_lossy().into_owned();
         let writer = self.connect_writer(&target, true)?;
-        self.finish(writer, target, Some(lock), Some(path.to_path_buf()))
+        self.finish(writer, &target, Some(lock), Some(path.to_path_buf()))
     }
 
     /// A store in memory (SQLite's `memdb`), shared by the store's
@@ -97,7 +97,7 @@ impl SqliteStoreBuilder {
     pub fn in_memory(self) -> Result<SqliteStore, EngineError> {
         let target = format!("file:/memable-{}?vfs=memdb", uuid::Uuid::new_v4());
         let writer = self.connect_writer(&target, false)?;
-        self.finish(writer, target, None, None)
+        self.finish(writer, &target, None, None)
     }
 
     fn connect_writer(self, target: &str, wal: bool) -> Result<Connection, EngineError> {
@@ -135,13 +135,13 @@ impl SqliteStoreBuilder {
     fn finish(
         self,
         writer: Connection,
-        target: String,
+        target: &str,
         lock: Option<File>,
         path: Option<PathBuf>,
     ) -> Result<SqliteStore, EngineError> {
         let counters = Arc::new(Counters::default());
         let writer = Writer::spawn(writer, Arc::clone(&counters))?;
-        let readers = Readers::new(&target)?;
+        let readers = Readers::new(target)?;
         Ok(SqliteStore::from_shared(Shared {
             writer,
             readers,
