@@ -135,3 +135,28 @@ pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
         },
     ))
 }
+
+/// Every step record of `key`, sorted by step key.
+///
+/// The query has no `ORDER BY`: with one, SQLite (built with `STAT4`)
+/// re-prepares the statement on every execution, which cost more than the
+/// whole read. The rows come in primary-key order; sorting them again here
+/// checks that in one pass.
+pub fn instance_steps(
+    conn: &rusqlite::Connection,
+    key: &memable_core::InstanceKey,
+    operation: &'static str,
+) -> Result<Vec<(String, StepRecord)>, memable_core::EngineError> {
+    let mut stmt = conn
+        .prepare_cached(INSTANCE_STEPS)
+        .map_err(crate::error::sql(operation))?;
+    let mut steps: Vec<(String, StepRecord)> = stmt
+        .query_map(rusqlite::params![key.workflow(), key.instance()], step)
+        .and_then(Iterator::collect)
+        .map_err(crate::error::sql(operation))?;
+    steps.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(steps)
+}
+
+/// The columns are [`STEP_COLUMNS`].
+const INSTANCE_STEPS: &str = "SELECT step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms FROM steps WHERE workflow = ?1 AND instance = ?2";

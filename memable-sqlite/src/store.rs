@@ -290,15 +290,7 @@ impl StepStore for SqliteStore {
                 let Some(metadata) = read_metadata(conn, &key)? else {
                     return Ok(None);
                 };
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 ORDER BY step_key"
-                    ))
-                    .map_err(sql("load_instance"))?;
-                let steps = stmt
-                    .query_map(params![key.workflow(), key.instance()], rows::step)
-                    .and_then(Iterator::collect)
-                    .map_err(sql("load_instance"))?;
+                let steps = rows::instance_steps(conn, &key, "load_instance")?;
                 Ok(Some(InstanceSnapshot { metadata, steps }))
             })
             .await

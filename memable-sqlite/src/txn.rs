@@ -108,15 +108,7 @@ impl Transaction for SqlTxn<'_> {
     }
 
     fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
-        let mut stmt = self
-            .0
-            .prepare_cached(&format!(
-                "SELECT {STEP_COLUMNS} FROM steps WHERE workflow = ?1 AND instance = ?2 ORDER BY step_key"
-            ))
-            .map_err(sql("read steps"))?;
-        stmt.query_map(params![key.workflow(), key.instance()], rows::step)
-            .and_then(Iterator::collect)
-            .map_err(sql("read steps"))
+        rows::instance_steps(self.0, key, "read steps")
     }
 
     fn put_timer(&mut self, timer: &TimerEntry) -> Result<(), EngineError> {

@@ -17,7 +17,7 @@ use super::live::RunRequest;
 use crate::{ClaimOutcome, EngineError, StepKind, StepRecord, TimerEntry, encode_value, type_tag};
 
 /// Due timers fired per store read.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 /// How long to wait before retrying after a storage error, or before
 /// re-checking timers whose claim was refused.
 const RECHECK: Duration = Duration::from_secs(1);
