@@ -229,7 +229,7 @@ async fn replay_steps(backend: Backend, sizes: Sizes) -> Result<()> {
         .await?;
     // Best of a few runs: the figure is the replay's own cost.
     let mut best = Duration::MAX;
-    for _ in 0..5 {
+    for _ in 0..sizes.replay_rounds {
         let started = Instant::now();
         bench
             .engine

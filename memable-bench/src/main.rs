@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]
-//! [--only <workload>]`; `--only` runs one workload (for profiling), such as
-//! `seq` or `timers`.
+//! [--only <workload>] [--replay-rounds <n>]`; `--only` runs one workload
+//! (for profiling), such as `seq` or `timers`; `--replay-rounds` sets how
+//! many times the long instance is replayed (5), so two callgrind runs with
+//! different counts give the instructions of one replay.
 //! See `docs/performance.md` for what each figure means and its target.
 #![forbid(unsafe_code)]
 // Figures are reported as floating-point rates from integer counts.
@@ -34,6 +36,8 @@ struct Sizes {
     conc_workflows: usize,
     conc_steps: usize,
     replay_steps: usize,
+    /// Replays of the long instance; the figure is the best one.
+    replay_rounds: usize,
     replay_many: usize,
     recovery_completed: usize,
     recovery_running: usize,
@@ -51,6 +55,7 @@ impl Sizes {
         conc_workflows: 1_000,
         conc_steps: 10,
         replay_steps: 1_000,
+        replay_rounds: 5,
         replay_many: 1_000,
         recovery_completed: 100_000,
         recovery_running: 1_000,
@@ -67,6 +72,7 @@ impl Sizes {
         conc_workflows: 100,
         conc_steps: 5,
         replay_steps: 200,
+        replay_rounds: 5,
         replay_many: 100,
         recovery_completed: 1_000,
         recovery_running: 50,
@@ -82,15 +88,17 @@ fn main() -> ExitCode {
     let mut backend = None;
     let mut quick = false;
     let mut only: Option<String> = None;
+    let mut replay_rounds: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--backend" => backend = args.next().and_then(|b| Backend::parse(&b)),
             "--only" => only = args.next(),
+            "--replay-rounds" => replay_rounds = args.next().and_then(|n| n.parse().ok()),
             "--help" | "-h" => {
                 println!(
-                    "usage: memable-bench --backend <memory|redb|sqlite> [--quick] [--only <workload>]\n\
+                    "usage: memable-bench --backend <memory|redb|sqlite> [--quick] [--only <workload>] [--replay-rounds <n>]\n\
                      workloads: {}",
                     figures::WORKLOADS.join(", ")
                 );
@@ -106,7 +114,10 @@ fn main() -> ExitCode {
         eprintln!("--backend <memory|redb|sqlite> is required");
         return ExitCode::FAILURE;
     };
-    let sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
+    let mut sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
+    if let Some(rounds) = replay_rounds {
+        sizes.replay_rounds = rounds.max(1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

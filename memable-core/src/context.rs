@@ -1,7 +1,7 @@
 //! [`Context`]: what a workflow uses to run steps, suspend, sleep and report
 //! status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::engine::Inner;
 use crate::engine::live::LiveInstance;
 use crate::key::INPUT_KEY;
+use crate::memo::{Entered, Memo};
 use crate::{
     CommitOutcome, EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, RetryPolicy,
     ReviveOutcome, StepError, StepKind, StepRecord, StepState, SuspendOutcome, WorkflowState,
@@ -70,7 +71,7 @@ struct RunState {
     inner: Arc<Inner>,
     key: InstanceKey,
     entry: Arc<LiveInstance>,
-    steps: HashMap<String, StepRecord>,
+    steps: Memo,
     metadata_status: MetadataStatus,
     retry_dead_letters: bool,
     /// A resumed `Completed`/`Failed` instance is set `Running` only when the
@@ -79,7 +80,6 @@ struct RunState {
     live: AtomicBool,
     suspended: AtomicBool,
     status: Mutex<Option<String>>,
-    used_keys: Mutex<HashSet<String>>,
     /// Results (and dead letters) committed by this run, so a key reused in
     /// the same run returns the first result instead of running again.
     committed: Mutex<HashMap<String, StepRecord>>,
@@ -112,7 +112,7 @@ impl Context {
                 inner,
                 key,
                 entry,
-                steps: snapshot.steps.into_iter().collect(),
+                steps: Memo::new(snapshot.steps),
                 pending_revive: AtomicBool::new(
                     retry_dead_letters && snapshot.metadata.status.is_terminal(),
                 ),
@@ -121,7 +121,6 @@ impl Context {
                 live: AtomicBool::new(false),
                 suspended: AtomicBool::new(false),
                 status: Mutex::new(None),
-                used_keys: Mutex::new(HashSet::new()),
                 committed: Mutex::new(HashMap::new()),
             }),
         }
@@ -272,8 +271,7 @@ impl Context {
         duration: Duration,
     ) -> Result<(), EngineError> {
         let key = key.into();
-        self.enter_step(&key)?;
-        let deadline = match self.run.steps.get(&key) {
+        let deadline = match self.enter_step(&key)?.record {
             Some(record) if record.state == StepState::Completed => {
                 return decode_value(&key, &record.type_tag, &record.value);
             }
@@ -304,12 +302,13 @@ impl Context {
         Err(EngineError::Suspended { key })
     }
 
-    /// Validates a user key, checks for cancellation and key reuse.
-    fn enter_step(&self, key: &str) -> Result<(), EngineError> {
+    /// Validates a user key, checks for cancellation and key reuse; returns
+    /// whether the key is fresh in this run and its snapshot record.
+    fn enter_step(&self, key: &str) -> Result<Entered<'_>, EngineError> {
         validate_user_key("step_key", key)?;
         self.check_cancelled()?;
-        let fresh = lock(&self.run.used_keys).insert(key.to_owned());
-        if !fresh {
+        let entered = self.run.steps.enter(key);
+        if !entered.fresh {
             if self.run.inner.strict_keys {
                 return Err(EngineError::KeyReused {
                     key: key.to_owned(),
@@ -317,7 +316,7 @@ impl Context {
             }
             tracing::warn!(instance = %self.run.key, step = key, "step key used twice in one run; returning the first result (use distinct keys in loops)");
         }
-        Ok(())
+        Ok(entered)
     }
 
     fn check_cancelled(&self) -> Result<(), EngineError> {
@@ -468,10 +467,16 @@ impl Context {
     fn memoised<T: DeserializeOwned + 'static>(
         &self,
         key: &str,
+        entered: &Entered<'_>,
         attempts: &mut u32,
     ) -> Option<Result<T, EngineError>> {
-        let this_run = lock(&self.run.committed).get(key).cloned();
-        let record = this_run.as_ref().or_else(|| self.run.steps.get(key))?;
+        // Only a key used before in this run can have a result of this run.
+        let this_run = if entered.fresh {
+            None
+        } else {
+            lock(&self.run.committed).get(key).cloned()
+        };
+        let record = this_run.as_ref().or(entered.record)?;
         let dead_letter = || {
             Err(EngineError::retries_exhausted(
                 key,
@@ -656,8 +661,7 @@ impl<'a, T: DeserializeOwned + Send + 'static> SuspendBuilder<'a, T> {
     async fn resolve(self, timeout: Option<Duration>) -> Result<Option<T>, EngineError> {
         let ctx = self.ctx;
         let key = self.key;
-        ctx.enter_step(key)?;
-        let existing = ctx.run.steps.get(key);
+        let existing = ctx.enter_step(key)?.record;
         if let Some(record) = existing
             && record.state == StepState::Completed
         {
@@ -849,9 +853,9 @@ impl StepBuilder<'_> {
     {
         let ctx = self.ctx;
         let key = self.key;
-        ctx.enter_step(&key)?;
+        let entered = ctx.enter_step(&key)?;
         let mut attempts = 0;
-        if let Some(memoised) = ctx.memoised(&key, &mut attempts) {
+        if let Some(memoised) = ctx.memoised(&key, &entered, &mut attempts) {
             return memoised;
         }
         ctx.go_live().await?;

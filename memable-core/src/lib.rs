@@ -12,6 +12,7 @@ mod context;
 mod engine;
 mod error;
 mod key;
+mod memo;
 mod record;
 mod retry;
 mod status;

@@ -119,13 +119,14 @@ pub const STEP_COLUMNS: &str =
 
 /// Reads a step row selected with [`STEP_COLUMNS`]: `(key, record)`.
 pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
-    let state: String = row.get(1)?;
-    let kind: String = row.get(2)?;
+    // Borrowed from the row: no allocation for the two enum columns.
+    let state = row.get_ref(1)?.as_str()?;
+    let kind = row.get_ref(2)?.as_str()?;
     Ok((
         row.get(0)?,
         StepRecord {
-            state: parse_state(&state).ok_or_else(|| corrupt("step state", &state))?,
-            kind: parse_kind(&kind).ok_or_else(|| corrupt("step kind", &kind))?,
+            state: parse_state(state).ok_or_else(|| corrupt("step state", state))?,
+            kind: parse_kind(kind).ok_or_else(|| corrupt("step kind", kind))?,
             type_tag: row.get(3)?,
             value: row.get(4)?,
             status: row.get(5)?,
