@@ -20,6 +20,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
+use foldhash::fast::RandomState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,7 +42,7 @@ use crate::EngineError;
 /// ```
 #[must_use]
 pub fn type_tag<T: ?Sized + 'static>() -> &'static str {
-    static TAGS: OnceLock<RwLock<HashMap<TypeId, &'static str>>> = OnceLock::new();
+    static TAGS: OnceLock<RwLock<HashMap<TypeId, &'static str, RandomState>>> = OnceLock::new();
     let tags = TAGS.get_or_init(Default::default);
     let id = TypeId::of::<T>();
     if let Some(tag) = tags.read().ok().and_then(|map| map.get(&id).copied()) {

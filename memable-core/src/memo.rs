@@ -1,13 +1,17 @@
 //! The records a run starts from, and the keys it has used so far.
 //!
-//! A run serves every replayed step from the snapshot it loaded. The
-//! snapshot stays the sorted vector the store returned: a lookup is a binary
-//! search, and building the run costs no hash table. Keys that are in the
-//! snapshot are marked used by position; only keys that are new to the run
-//! are hashed, so a replay allocates nothing per step to detect key reuse.
+//! A run serves every replayed step from the snapshot it loaded, so this is
+//! the hot path of a replay: one hash lookup per step, with a fast seeded
+//! hasher (`foldhash`; step keys are chosen by workflow code, not by
+//! whoever calls the engine). Keys in the snapshot are marked used by a flag
+//! beside their record; only keys that are new to the run are kept in a
+//! set, so a replay allocates nothing per step to detect key reuse.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+use foldhash::fast::RandomState;
 
 use crate::StepRecord;
 
@@ -19,56 +23,57 @@ pub(crate) struct Entered<'a> {
     pub record: Option<&'a StepRecord>,
 }
 
-/// A run's snapshot of step records, sorted by key, with used-key tracking.
-pub(crate) struct Memo {
-    steps: Vec<(String, StepRecord)>,
-    used: Mutex<Used>,
+struct Slot {
+    record: StepRecord,
+    used: AtomicBool,
 }
 
-#[derive(Default)]
-struct Used {
-    /// Indexed like `Memo::steps`.
-    in_snapshot: Vec<bool>,
+/// A run's snapshot of step records, with used-key tracking.
+pub(crate) struct Memo {
+    steps: HashMap<String, Slot, RandomState>,
     /// Used keys that are not in the snapshot.
-    others: HashSet<String>,
+    others: Mutex<HashSet<String, RandomState>>,
 }
 
 impl Memo {
-    /// A memo over `steps`, which must be sorted by key (as
-    /// [`InstanceSnapshot::steps`](crate::InstanceSnapshot) is).
+    /// A memo over the snapshot's `steps` (moved in, not copied).
     pub(crate) fn new(steps: Vec<(String, StepRecord)>) -> Self {
-        debug_assert!(steps.windows(2).all(|w| w[0].0 < w[1].0));
-        Self {
-            used: Mutex::new(Used {
-                in_snapshot: vec![false; steps.len()],
-                others: HashSet::new(),
-            }),
-            steps,
+        let mut map = HashMap::with_capacity_and_hasher(steps.len(), RandomState::default());
+        for (key, record) in steps {
+            map.insert(
+                key,
+                Slot {
+                    record,
+                    used: AtomicBool::new(false),
+                },
+            );
         }
-    }
-
-    fn position(&self, key: &str) -> Option<usize> {
-        self.steps
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
+        Self {
+            steps: map,
+            others: Mutex::new(HashSet::default()),
+        }
     }
 
     /// The snapshot record of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&StepRecord> {
-        self.position(key).map(|i| &self.steps[i].1)
+        self.steps.get(key).map(|slot| &slot.record)
     }
 
     /// Marks `key` used and returns whether it was fresh, with its record.
     pub(crate) fn enter(&self, key: &str) -> Entered<'_> {
-        let position = self.position(key);
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = match position {
-            Some(i) => !std::mem::replace(&mut used.in_snapshot[i], true),
-            None => used.others.insert(key.to_owned()),
-        };
-        Entered {
-            fresh,
-            record: position.map(|i| &self.steps[i].1),
+        match self.steps.get(key) {
+            Some(slot) => Entered {
+                fresh: !slot.used.swap(true, Ordering::AcqRel),
+                record: Some(&slot.record),
+            },
+            None => Entered {
+                fresh: self
+                    .others
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.to_owned()),
+                record: None,
+            },
         }
     }
 }
