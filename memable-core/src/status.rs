@@ -215,6 +215,12 @@ impl StatusStream {
     }
 
     /// Waits until the state is no longer `Running` and returns it.
+    /// The output record of the last run of this instance that completed
+    /// while the stream watched it.
+    pub(crate) fn run_output(&self) -> Option<crate::StepRecord> {
+        self.guard.entry().output()
+    }
+
     pub(crate) async fn settled(&self) -> WorkflowState {
         let mut rx = self.guard.entry().state.subscribe();
         // The sender lives in the entry this stream's guard holds, so it

@@ -10,10 +10,10 @@ use tokio::sync::watch;
 
 use super::Engine;
 use super::live::{LiveInstance, LiveInstances, RunRequest};
-use crate::key::INPUT_KEY;
+use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
-    WorkflowState, encode_value, type_tag, validate_key, validate_user_key,
+    WorkflowState, decode_value, encode_value, type_tag, validate_key, validate_user_key,
 };
 
 /// Builds an invocation of a workflow: optional instance id and input.
@@ -297,10 +297,20 @@ impl Invocation {
                 instance_id: self.key.instance().to_owned(),
                 error,
             }),
-            _ => {
-                self.engine
-                    .output(self.key.workflow(), self.key.instance())
-                    .await
+            state => {
+                // A run that completed while this handle watched left its
+                // output in the live entry: no store read needed.
+                let output = matches!(state, WorkflowState::Completed { .. })
+                    .then(|| self.stream.run_output())
+                    .flatten();
+                match output {
+                    Some(output) => decode_value(OUTPUT_KEY, &output.type_tag, &output.value),
+                    None => {
+                        self.engine
+                            .output(self.key.workflow(), self.key.instance())
+                            .await
+                    }
+                }
             }
         }
     }

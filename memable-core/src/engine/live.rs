@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::Inner;
-use crate::{InstanceKey, WorkflowState};
+use crate::{InstanceKey, StepRecord, WorkflowState};
 
 /// Why a run was requested.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,9 @@ impl RunRequest {
 /// One live instance.
 pub(crate) struct LiveInstance {
     pub state: watch::Sender<WorkflowState>,
+    /// The output record of the last run that completed, for handles
+    /// waiting on this entry (so `wait_output` needs no store read).
+    output: Mutex<Option<StepRecord>>,
     cancelled: AtomicBool,
     cancel_wakeup: tokio::sync::Notify,
     slot: Mutex<RunSlot>,
@@ -52,6 +55,7 @@ impl LiveInstance {
     fn new(initial: WorkflowState) -> Self {
         Self {
             state: watch::Sender::new(initial),
+            output: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             cancel_wakeup: tokio::sync::Notify::new(),
             slot: Mutex::new(RunSlot::default()),
@@ -79,6 +83,24 @@ impl LiveInstance {
             }
             changed
         });
+    }
+
+    /// Publishes that the run completed with `output`: the record is kept
+    /// for the handles before `state` reaches them.
+    pub fn publish_completed(&self, output: StepRecord, state: WorkflowState) {
+        *self
+            .output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(output);
+        self.publish(state);
+    }
+
+    /// The output record of the last completed run, if this entry saw one.
+    pub fn output(&self) -> Option<StepRecord> {
+        self.output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn is_running(&self) -> bool {

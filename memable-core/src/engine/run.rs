@@ -120,7 +120,11 @@ async fn record_outcome(
     outcome: Result<StepRecord, EngineError>,
 ) {
     if ctx.replay_changed_nothing(&outcome) {
-        entry.publish(WorkflowState::from(ctx.initial_status()));
+        let state = WorkflowState::from(ctx.initial_status());
+        match outcome {
+            Ok(output) => entry.publish_completed(output, state),
+            Err(_) => entry.publish(state),
+        }
         return;
     }
     if let Err(error) = ctx.revive_if_pending().await {
@@ -133,9 +137,11 @@ async fn record_outcome(
         return;
     }
     let now = inner.clock.now_ms();
+    let mut completed_output = None;
     let (finish, success_state) = match outcome {
         Ok(output) => {
             let status = ctx.current_status();
+            completed_output = Some(output.clone());
             (
                 Finish::Completed {
                     status: status.clone(),
@@ -158,7 +164,10 @@ async fn record_outcome(
         }
     };
     match inner.store.finish_instance(key.clone(), finish, now).await {
-        Ok(FinishOutcome::Finished) => entry.publish(success_state),
+        Ok(FinishOutcome::Finished) => match completed_output {
+            Some(output) => entry.publish_completed(output, success_state),
+            None => entry.publish(success_state),
+        },
         Ok(FinishOutcome::NotRunning(Some(status))) => entry.publish(WorkflowState::from(&status)),
         Ok(FinishOutcome::NotRunning(None)) => entry.publish(WorkflowState::Failed {
             error: "the instance was deleted while running".to_owned(),
