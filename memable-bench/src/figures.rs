@@ -145,18 +145,32 @@ async fn seq_steps(backend: Backend, sizes: Sizes) -> Result<()> {
     Ok(())
 }
 
-/// Invokes `steps` once per id, every invocation from its own task (as
-/// concurrent requests would), so their starts share commits.
-async fn invoke_all(engine: &Engine, ids: Vec<String>, steps: u64) -> Result<Vec<Invocation>> {
+/// Invokes `workflow` once per `(id, input)`, every invocation from its own
+/// task (as concurrent requests would), so their starts share commits.
+async fn invoke_all(
+    engine: &Engine,
+    workflow: &'static str,
+    runs: Vec<(String, u64)>,
+) -> Result<Vec<Invocation>> {
     let mut starts = tokio::task::JoinSet::new();
-    for (index, id) in ids.into_iter().enumerate() {
+    for (index, (id, input)) in runs.into_iter().enumerate() {
         let engine = engine.clone();
         starts.spawn(async move {
-            let run = engine.invoke("steps").id(id).input(steps).await?;
+            let run = engine.invoke(workflow).id(id).input(input).await?;
             Ok::<_, EngineError>((index, run))
         });
     }
     collect_in_order(starts).await
+}
+
+/// Invokes `steps` with input `steps` once per id.
+async fn invoke_steps(engine: &Engine, ids: Vec<String>, steps: u64) -> Result<Vec<Invocation>> {
+    invoke_all(
+        engine,
+        "steps",
+        ids.into_iter().map(|id| (id, steps)).collect(),
+    )
+    .await
 }
 
 /// Resumes every id, each from its own task.
@@ -189,7 +203,7 @@ async fn conc_and_replay_many(backend: Backend, sizes: Sizes) -> Result<()> {
     let steps = sizes.conc_steps as u64;
     let ids: Vec<String> = (0..sizes.conc_workflows).map(|i| format!("c{i}")).collect();
     let started = Instant::now();
-    for run in invoke_all(&bench.engine, ids.clone(), steps).await? {
+    for run in invoke_steps(&bench.engine, ids.clone(), steps).await? {
         run.wait_output::<u64>().await?;
     }
     let total = sizes.conc_workflows * sizes.conc_steps;
@@ -347,17 +361,27 @@ async fn timer_lateness(backend: Backend, sizes: Sizes) -> Result<()> {
     let mut deadlines: Vec<u64> = vec![base; sizes.timers_at_once];
     let spread = sizes.timers_spread.max(1) as u64;
     deadlines.extend((0..spread).map(|i| base + i * sizes.spread_ms / spread));
-    for (i, deadline) in deadlines.iter().enumerate() {
-        drop(
-            bench
-                .engine
-                .invoke("timer")
-                .id(format!("t{i}"))
-                .input(*deadline)
-                .await?,
-        );
-    }
     let expected = deadlines.len();
+    let runs = deadlines
+        .into_iter()
+        .enumerate()
+        .map(|(i, deadline)| (format!("t{i}"), deadline))
+        .collect();
+    for run in invoke_all(&bench.engine, "timer", runs).await? {
+        run.wait().await?;
+    }
+    // Every timer must be set before the first is due, or the figure would
+    // measure the set-up instead of the scheduler.
+    let ready = SystemClock.now_ms();
+    if ready >= base {
+        return Err(EngineError::storage(
+            "timer benchmark",
+            format!(
+                "setting {expected} timers took until {}ms past the first deadline",
+                ready - base
+            ),
+        ));
+    }
     loop {
         if bench.obs.lateness_ms.lock().await.len() >= expected {
             break;
@@ -420,7 +444,7 @@ async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
     let workflows = (sizes.disk_steps as u64 / per_workflow).max(1);
     let round = |name: &'static str| {
         let ids = (0..workflows).map(|i| format!("{name}{i}")).collect();
-        invoke_all(&bench.engine, ids, per_workflow)
+        invoke_steps(&bench.engine, ids, per_workflow)
     };
     for run in round("warm").await? {
         run.wait_output::<u64>().await?;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use foldhash::fast::RandomState;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -158,13 +159,17 @@ impl Drop for LiveGuard {
     }
 }
 
+/// Live entries by instance (hashed with `foldhash`: every trigger, run end
+/// and subscription goes through this map).
+type LiveMap = HashMap<InstanceKey, Arc<LiveInstance>, RandomState>;
+
 /// The map of live instances.
 #[derive(Default)]
 pub(crate) struct LiveInstances {
-    map: Mutex<HashMap<InstanceKey, Arc<LiveInstance>>>,
+    map: Mutex<LiveMap>,
     /// Claims (signals, timers) in flight per instance: between a claim's
     /// commit and its run's start the store says `Running` with no run yet.
-    claims: Mutex<HashMap<InstanceKey, usize>>,
+    claims: Mutex<HashMap<InstanceKey, usize, RandomState>>,
 }
 
 /// Marks a claim in flight until dropped (after its run was triggered).
@@ -198,7 +203,7 @@ pub(crate) enum Triggered {
 }
 
 impl LiveInstances {
-    fn lock(&self) -> MutexGuard<'_, HashMap<InstanceKey, Arc<LiveInstance>>> {
+    fn lock(&self) -> MutexGuard<'_, LiveMap> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -303,11 +308,7 @@ impl LiveInstances {
         }
     }
 
-    fn remove_if_same(
-        map: &mut HashMap<InstanceKey, Arc<LiveInstance>>,
-        key: &InstanceKey,
-        entry: &Arc<LiveInstance>,
-    ) {
+    fn remove_if_same(map: &mut LiveMap, key: &InstanceKey, entry: &Arc<LiveInstance>) {
         if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             map.remove(key);
         }
