@@ -2,16 +2,24 @@
 //! and the format check.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use memable_core::EngineError;
+use memable_core::journal::{Journal, JournalFile};
+use memable_core::txn::apply;
+use redb::backends::FileBackend;
 use redb::{
     Database, DatabaseError, MultimapTableHandle, ReadableTable, StorageBackend, TableHandle,
 };
 
 use crate::RedbStore;
 use crate::backend::NoSync;
-use crate::tables::{BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, META, STEPS, TIMERS};
+use crate::tables::{
+    BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META,
+    STEPS, TIMERS,
+};
+use crate::txn::RedbTxn;
+use crate::writer::Journaled;
 
 /// When a commit counts as done.
 ///
@@ -132,16 +140,75 @@ impl RedbStoreBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, EngineError> {
         let path = path.as_ref();
         let context = path.display().to_string();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
-        let backend =
-            redb::backends::FileBackend::new(file).map_err(|e| open_error(&context, e))?;
-        self.open_with(backend, &context)
+        let journal_path = journal_path(path);
+        let name = format!("{} (journal of {context})", journal_path.display());
+        match self.durability {
+            Durability::Immediate => {
+                let db = self.create(file_backend(path, &context)?, &context)?;
+                let (lsn, id) = check_format(&db, &context)?;
+                let journal = open_journal_file(&journal_path, &name)?;
+                let journaled = recover(&db, Box::new(journal), &name, lsn, id)?;
+                tracing::debug!(
+                    database = context,
+                    lsn,
+                    "memable-redb store opened with its journal"
+                );
+                RedbStore::from_database(db, Durability::Immediate, Some(journaled))
+            }
+            Durability::Relaxed => {
+                if journal_path.exists() {
+                    // Left by a store opened with `Immediate`: replay it
+                    // into a durable commit, then it is redundant.
+                    let db = self.create(file_backend(path, &context)?, &context)?;
+                    let (lsn, id) = check_format(&db, &context)?;
+                    let journal = open_journal_file(&journal_path, &name)?;
+                    recover(&db, Box::new(journal), &name, lsn, id)?;
+                    drop(db);
+                    std::fs::remove_file(&journal_path)
+                        .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
+                    sync_parent(&journal_path, &name)?;
+                }
+                self.open_with(file_backend(path, &context)?, &context)
+            }
+        }
+    }
+
+    /// Opens (or initialises) a database over any redb storage backend with
+    /// a write-ahead journal in `journal`, exactly as [`open`](Self::open)
+    /// does for a file with [`Durability::Immediate`] (whatever the
+    /// builder's durability): commits are made durable by the journal,
+    /// checkpoints by durable redb commits, and opening replays the journal.
+    ///
+    /// Meant for tests that simulate a power loss or inject faults in both
+    /// files, and for custom storage. `journal` must be the journal of this
+    /// database (or empty): a journal of another database is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+    ///
+    /// let backend = redb::backends::InMemoryBackend::new();
+    /// let journal = tempfile::tempfile().unwrap();
+    /// let store = memable_redb::RedbStore::builder()
+    ///     .open_backend_with_journal(backend, journal)
+    ///     .unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    /// store.start_instance(InstanceKey::new("a", "1").unwrap(), input, 0).await.unwrap();
+    /// assert_eq!(store.stats().commits, 1);
+    /// # });
+    /// ```
+    pub fn open_backend_with_journal(
+        self,
+        backend: impl StorageBackend,
+        journal: impl JournalFile + 'static,
+    ) -> Result<RedbStore, EngineError> {
+        let context = "custom backend";
+        let db = self.create(backend, context)?;
+        let (lsn, id) = check_format(&db, context)?;
+        let journaled = recover(&db, Box::new(journal), "custom journal", lsn, id)?;
+        RedbStore::from_database(db, Durability::Immediate, Some(journaled))
     }
 
     /// Opens a fresh database that lives in memory only (redb's in-memory
@@ -182,7 +249,7 @@ impl RedbStoreBuilder {
         };
         check_format(&db, context)?;
         tracing::debug!(database = context, durability = ?self.durability, "memable-redb store opened");
-        RedbStore::from_database(db, self.durability)
+        RedbStore::from_database(db, self.durability, None)
     }
 
     fn create(&self, backend: impl StorageBackend, context: &str) -> Result<Database, EngineError> {
@@ -200,6 +267,111 @@ impl RedbStoreBuilder {
             )),
         }
     }
+}
+
+/// The journal file of the database at `path`: `<path>.journal`.
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Opens (creating if needed) the database file as a redb backend.
+fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
+    FileBackend::new(file).map_err(|e| open_error(context, e))
+}
+
+/// Opens (creating if needed) the journal file; a new file's directory entry
+/// is synced so the file survives a power loss.
+fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, EngineError> {
+    let existed = path.exists();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::storage("open", format!("{name}: {e}")))?;
+    if !existed {
+        sync_parent(path, name)?;
+    }
+    Ok(file)
+}
+
+/// Syncs the directory holding `path`, so a created or removed entry is
+/// durable (a no-op where directories cannot be opened, as on Windows).
+fn sync_parent(path: &Path, name: &str) -> Result<(), EngineError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::File::open(parent) {
+        Ok(dir) => dir
+            .sync_all()
+            .map_err(|e| EngineError::storage("open", format!("{name}: sync directory: {e}"))),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Opens the journal, re-applies every record newer than the database's
+/// `db_lsn` in one durable commit (the recovery checkpoint), and resets the
+/// journal.
+fn recover(
+    db: &Database,
+    file: Box<dyn JournalFile>,
+    name: &str,
+    db_lsn: u64,
+    id: u64,
+) -> Result<Journaled, EngineError> {
+    let (mut journal, records) = Journal::open(file, name, id)?;
+    let pending: Vec<_> = records.into_iter().filter(|r| r.lsn > db_lsn).collect();
+    let mut lsn = db_lsn;
+    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+        if first.lsn != db_lsn + 1 {
+            return Err(EngineError::storage(
+                "open",
+                format!(
+                    "{name}: journal and database do not match: the journal continues from lsn {} but the database is at lsn {db_lsn}",
+                    first.lsn - 1
+                ),
+            ));
+        }
+        let fail = |e: &dyn std::fmt::Display| {
+            EngineError::storage("open", format!("{name}: replaying the journal: {e}"))
+        };
+        let txn = db.begin_write().map_err(|e| fail(&e))?;
+        {
+            let mut rows = RedbTxn::open(&txn)?;
+            for record in &pending {
+                for op in &record.ops {
+                    apply(op.clone(), &mut rows)
+                        .map_err(|e| fail(&format!("lsn {}: {e}", record.lsn)))?;
+                }
+            }
+        }
+        lsn = last.lsn;
+        txn.open_table(JOURNAL)
+            .map_err(|e| fail(&e))?
+            .insert(LSN_KEY, lsn)
+            .map_err(|e| fail(&e))?;
+        txn.commit().map_err(|e| fail(&e))?;
+        tracing::info!(
+            journal = name,
+            records = pending.len(),
+            from = first.lsn,
+            to = lsn,
+            "memable-redb replayed its journal"
+        );
+    }
+    journal.reset();
+    Ok(Journaled { journal, lsn })
 }
 
 /// Maps a redb open failure to a storage error that says what to do.
@@ -234,8 +406,9 @@ fn not_memable(context: &str, why: &str) -> EngineError {
 }
 
 /// Checks the stored format version, or writes it into an empty database,
-/// and creates the tables.
-fn check_format(db: &Database, context: &str) -> Result<(), EngineError> {
+/// and creates the tables. Returns the database's journal lsn and id (an id
+/// is drawn the first time).
+fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError> {
     let fail = |e: &dyn std::fmt::Display| {
         EngineError::storage("open", format!("{context}: checking the format: {e}"))
     };
@@ -295,5 +468,25 @@ fn check_format(db: &Database, context: &str) -> Result<(), EngineError> {
     txn.open_table(BY_STATUS).map_err(mismatch)?;
     txn.open_table(STEPS).map_err(mismatch)?;
     txn.open_table(TIMERS).map_err(mismatch)?;
-    txn.commit().map_err(|e| fail(&e))
+    let (lsn, id) = {
+        let mut journal = txn.open_table(JOURNAL).map_err(mismatch)?;
+        let lsn = journal
+            .get(LSN_KEY)
+            .map_err(|e| fail(&e))?
+            .map_or(0, |v| v.value());
+        let stored = journal
+            .get(JOURNAL_ID_KEY)
+            .map_err(|e| fail(&e))?
+            .map(|v| v.value());
+        let id = if let Some(id) = stored {
+            id
+        } else {
+            let id = fastrand::u64(1..);
+            journal.insert(JOURNAL_ID_KEY, id).map_err(|e| fail(&e))?;
+            id
+        };
+        (lsn, id)
+    };
+    txn.commit().map_err(|e| fail(&e))?;
+    Ok((lsn, id))
 }
