@@ -19,7 +19,7 @@ use crate::tables::{
     STEPS, TIMERS,
 };
 use crate::txn::RedbTxn;
-use crate::writer::Journaled;
+use crate::writer::{CHECKPOINT_BYTES, Journaled};
 
 /// When a commit counts as done.
 ///
@@ -65,6 +65,7 @@ pub enum Durability {
 pub struct RedbStoreBuilder {
     durability: Durability,
     verify_on_open: bool,
+    checkpoint_bytes: u64,
 }
 
 impl Default for RedbStoreBuilder {
@@ -72,6 +73,7 @@ impl Default for RedbStoreBuilder {
         Self {
             durability: Durability::Immediate,
             verify_on_open: true,
+            checkpoint_bytes: CHECKPOINT_BYTES,
         }
     }
 }
@@ -124,6 +126,31 @@ impl RedbStoreBuilder {
         self
     }
 
+    /// How many bytes the journal of a journaled store (a file opened with
+    /// [`Durability::Immediate`]) may hold before the store checkpoints:
+    /// makes redb's file durable with one flushed commit and starts the
+    /// journal over. Default: 2 MiB.
+    ///
+    /// A larger value means fewer checkpoints but a larger journal file,
+    /// more to replay when reopening after a crash, and more growth of the
+    /// database file between checkpoints (redb reuses the pages its last
+    /// durable state occupied only after the next durable commit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_redb::RedbStore::builder()
+    ///     .checkpoint_bytes(512 * 1024)
+    ///     .open(dir.path().join("wf.redb"))
+    ///     .unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
     /// Opens the database file at `path`, creating it if it does not exist.
     ///
     /// Fails with a clear [`EngineError::Storage`] if the file is open
@@ -148,6 +175,10 @@ impl RedbStoreBuilder {
                 let (lsn, id) = check_format(&db, &context)?;
                 let journal = open_journal_file(&journal_path, &name)?;
                 let journaled = recover(&db, Box::new(journal), &name, lsn, id)?;
+                let journaled = Journaled {
+                    checkpoint_bytes: self.checkpoint_bytes,
+                    ..journaled
+                };
                 tracing::debug!(
                     database = context,
                     lsn,
@@ -208,6 +239,10 @@ impl RedbStoreBuilder {
         let db = self.create(backend, context)?;
         let (lsn, id) = check_format(&db, context)?;
         let journaled = recover(&db, Box::new(journal), "custom journal", lsn, id)?;
+        let journaled = Journaled {
+            checkpoint_bytes: self.checkpoint_bytes,
+            ..journaled
+        };
         RedbStore::from_database(db, Durability::Immediate, Some(journaled))
     }
 
@@ -371,7 +406,11 @@ fn recover(
         );
     }
     journal.reset();
-    Ok(Journaled { journal, lsn })
+    Ok(Journaled {
+        journal,
+        lsn,
+        checkpoint_bytes: CHECKPOINT_BYTES,
+    })
 }
 
 /// Maps a redb open failure to a storage error that says what to do.

@@ -31,8 +31,9 @@ use crate::txn::RedbTxn;
 /// The most operations committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 4096;
 
-/// Journal bytes after which the writer checkpoints (a durable redb commit,
-/// then the journal restarts at its beginning): 2 MiB.
+/// Journal bytes after which the writer checkpoints by default (a durable
+/// redb commit, then the journal restarts at its beginning): 2 MiB. See
+/// [`RedbStoreBuilder::checkpoint_bytes`](crate::RedbStoreBuilder::checkpoint_bytes).
 ///
 /// This bounds the journal file (to this plus one batch), the work replayed
 /// when a store reopens after a crash, and how far redb's file grows between
@@ -62,6 +63,8 @@ pub(crate) struct Counters {
 pub(crate) struct Journaled {
     pub(crate) journal: Journal<Box<dyn JournalFile>>,
     pub(crate) lsn: u64,
+    /// Journal bytes that trigger a checkpoint.
+    pub(crate) checkpoint_bytes: u64,
 }
 
 /// Handle to the writer thread. Dropping it closes the queue and joins the
@@ -149,7 +152,7 @@ fn run(state: &mut State<'_>, requests: &mpsc::Receiver<Request>) {
         if state
             .journal
             .as_ref()
-            .is_some_and(|j| j.journal.written_since_reset() > CHECKPOINT_BYTES)
+            .is_some_and(|j| j.journal.written_since_reset() > j.checkpoint_bytes)
         {
             checkpoint(state);
         }
