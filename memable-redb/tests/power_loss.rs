@@ -322,7 +322,8 @@ impl StorageBackend for DbFile {
 
     fn sync_data(&self) -> Result<(), std::io::Error> {
         let mut m = self.0.lock();
-        m.db_synced = m.db.clone();
+        let Machine { db, db_synced, .. } = &mut *m;
+        db_synced.clone_from(db);
         m.syncs += 1;
         let journal = m.journal_synced.clone();
         m.cut(journal);
@@ -367,7 +368,12 @@ impl JournalFile for JournalDisk {
 
     fn sync(&mut self) -> std::io::Result<()> {
         let mut m = self.0.lock();
-        m.journal_synced = m.journal.clone();
+        let Machine {
+            journal,
+            journal_synced,
+            ..
+        } = &mut *m;
+        journal_synced.clone_from(journal);
         m.syncs += 1;
         let journal = m.journal_synced.clone();
         m.cut(journal);
