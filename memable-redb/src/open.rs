@@ -174,11 +174,14 @@ impl RedbStoreBuilder {
                 let db = self.create(file_backend(path, &context)?, &context)?;
                 let (lsn, id) = check_format(&db, &context)?;
                 let journal = open_journal_file(&journal_path, &name)?;
-                let journaled = recover(&db, Box::new(journal), &name, lsn, id)?;
-                let journaled = Journaled {
-                    checkpoint_bytes: self.checkpoint_bytes,
-                    ..journaled
-                };
+                let journaled = recover(
+                    &db,
+                    Box::new(journal),
+                    &name,
+                    lsn,
+                    id,
+                    self.checkpoint_bytes,
+                )?;
                 tracing::debug!(
                     database = context,
                     lsn,
@@ -193,7 +196,14 @@ impl RedbStoreBuilder {
                     let db = self.create(file_backend(path, &context)?, &context)?;
                     let (lsn, id) = check_format(&db, &context)?;
                     let journal = open_journal_file(&journal_path, &name)?;
-                    recover(&db, Box::new(journal), &name, lsn, id)?;
+                    recover(
+                        &db,
+                        Box::new(journal),
+                        &name,
+                        lsn,
+                        id,
+                        self.checkpoint_bytes,
+                    )?;
                     drop(db);
                     std::fs::remove_file(&journal_path)
                         .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
@@ -238,11 +248,14 @@ impl RedbStoreBuilder {
         let context = "custom backend";
         let db = self.create(backend, context)?;
         let (lsn, id) = check_format(&db, context)?;
-        let journaled = recover(&db, Box::new(journal), "custom journal", lsn, id)?;
-        let journaled = Journaled {
-            checkpoint_bytes: self.checkpoint_bytes,
-            ..journaled
-        };
+        let journaled = recover(
+            &db,
+            Box::new(journal),
+            "custom journal",
+            lsn,
+            id,
+            self.checkpoint_bytes,
+        )?;
         RedbStore::from_database(db, Durability::Immediate, Some(journaled))
     }
 
@@ -304,6 +317,15 @@ impl RedbStoreBuilder {
     }
 }
 
+/// The journal file is extended with zeros when opened (if shorter) to the
+/// checkpoint threshold plus this much (room for the batch that crosses the
+/// threshold), so appends overwrite it in place, whose sync is cheaper than
+/// an append's (see [`Journal::preallocate`]).
+const PREALLOCATE_SLACK: u64 = 64 * 1024;
+
+/// Preallocation never exceeds this, whatever the checkpoint threshold.
+const PREALLOCATE_MAX: u64 = 64 * 1024 * 1024;
+
 /// The journal file of the database at `path`: `<path>.journal`.
 pub(crate) fn journal_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -364,6 +386,7 @@ fn recover(
     name: &str,
     db_lsn: u64,
     id: u64,
+    checkpoint_bytes: u64,
 ) -> Result<Journaled, EngineError> {
     let (mut journal, records) = Journal::open(file, name, id)?;
     let pending: Vec<_> = records.into_iter().filter(|r| r.lsn > db_lsn).collect();
@@ -406,10 +429,15 @@ fn recover(
         );
     }
     journal.reset();
+    journal.preallocate(
+        checkpoint_bytes
+            .saturating_add(PREALLOCATE_SLACK)
+            .min(PREALLOCATE_MAX),
+    )?;
     Ok(Journaled {
         journal,
         lsn,
-        checkpoint_bytes: CHECKPOINT_BYTES,
+        checkpoint_bytes,
     })
 }
 

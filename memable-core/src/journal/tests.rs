@@ -442,3 +442,21 @@ fn real_file_round_trip() {
     let err = Journal::open(open_file(), "wf.journal", OWNER + 1).unwrap_err();
     assert!(err.to_string().contains("do not match"), "{err}");
 }
+
+#[test]
+fn preallocated_zeros_are_not_records() {
+    let file = SimFile::default();
+    let (mut journal, _) = open(&file).unwrap();
+    journal.preallocate(4096).unwrap();
+    assert_eq!(file.data().len(), 4096);
+    let (_, records) = open(&file).unwrap();
+    assert!(records.is_empty());
+    for lsn in 1..=3 {
+        journal.append(lsn, &record(lsn).ops).unwrap();
+    }
+    assert_eq!(file.data().len(), 4096, "appends overwrite in place");
+    journal.preallocate(1024).unwrap();
+    assert_eq!(file.data().len(), 4096);
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [1, 2, 3]);
+}
