@@ -32,9 +32,14 @@ use crate::writer::{CHECKPOINT_BYTES, Journaled};
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
-    /// Every commit is flushed to the disk (`fsync`) before it is
-    /// acknowledged: an acknowledged transition survives a process crash and
-    /// a power loss. The default.
+    /// Every commit is durable on the disk before it is acknowledged: an
+    /// acknowledged transition survives a process crash and a power loss.
+    /// The default.
+    ///
+    /// A file store ([`RedbStoreBuilder::open`]) makes commits durable
+    /// through its write-ahead journal (one small flushed append per commit)
+    /// and checkpoints redb's file now and then; other stores flush every
+    /// redb commit. See the crate docs, "The journal of a file store".
     #[default]
     Immediate,
     /// Every commit is written to the file but not flushed: an acknowledged
@@ -153,15 +158,24 @@ impl RedbStoreBuilder {
 
     /// Opens the database file at `path`, creating it if it does not exist.
     ///
+    /// With [`Durability::Immediate`] the store keeps its write-ahead journal
+    /// in `<path>.journal` (created if missing) and replays it first if a
+    /// crash left records the database lacks; with [`Durability::Relaxed`] a
+    /// journal left there is replayed and removed. See the crate docs, "The
+    /// journal of a file store".
+    ///
     /// Fails with a clear [`EngineError::Storage`] if the file is open
     /// elsewhere (another process or another store in this one), is not a
-    /// redb file, is damaged, or was written by a newer memable.
+    /// redb file, is damaged, or was written by a newer memable — and, for
+    /// the journal, if it belongs to another database, does not continue
+    /// from the database's last commit, or is not a memable journal.
     ///
     /// # Examples
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = memable_redb::RedbStore::builder().open(dir.path().join("wf.redb")).unwrap();
+    /// assert!(dir.path().join("wf.redb.journal").exists());
     /// # drop(store);
     /// ```
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, EngineError> {
