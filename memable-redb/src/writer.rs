@@ -296,6 +296,11 @@ fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOu
         }
         if let Err(e) = journaled.journal.append(lsn, ops) {
             abort(txn);
+            if !journaled.journal.is_failed() {
+                // Refused before anything was written (a batch too large
+                // for one record): retry its ops one by one.
+                return Err(Failure::Apply(e));
+            }
             // The record may or may not have reached the journal.
             let message = format!(
                 "{e}; the store refuses writes until it is reopened (reopening replays the journal, so this batch may turn out committed)"

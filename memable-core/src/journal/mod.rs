@@ -512,6 +512,26 @@ impl<F: JournalFile> Journal<F> {
         self.written
     }
 
+    /// `true` once a write or sync of an [`append`](Self::append) failed:
+    /// the file's tail is unknown and every later append is refused. (An
+    /// append refused before anything was written — an lsn out of sequence,
+    /// a batch too large for a record — leaves this `false`.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
+    /// journal.append(1, &[]).unwrap();
+    /// assert!(journal.append(3, &[]).is_err());
+    /// assert!(!journal.is_failed());
+    /// ```
+    #[must_use]
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
     /// The name given at [`open`](Self::open), for messages.
     ///
     /// # Examples

@@ -378,8 +378,11 @@ fn a_failed_sync_refuses_later_appends() {
     let file = SimFile::default();
     let (mut journal, _) = open(&file).unwrap();
     journal.append(1, &[]).unwrap();
+    assert!(journal.append(3, &[]).is_err(), "out of sequence");
+    assert!(!journal.is_failed(), "nothing was written");
     file.disk().fail_sync = true;
     assert!(journal.append(2, &[]).is_err());
+    assert!(journal.is_failed());
     file.disk().fail_sync = false;
     let err = journal.append(2, &[]).unwrap_err();
     assert!(err.to_string().contains("reopen"), "{err}");
