@@ -1,7 +1,9 @@
 //! [`JournalFile`]: the few I/O operations a [`Journal`](super::Journal)
 //! needs, so tests can put a simulated disk under it.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+#[cfg(not(unix))]
+use std::io::Write;
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// The I/O a [`Journal`](super::Journal) performs on its file.
 ///
@@ -50,7 +52,8 @@ pub trait JournalFile: Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
-/// The real thing: reads and writes through the file's cursor,
+/// The real thing: [`write_at`](JournalFile::write_at) is one positioned
+/// write (`pwrite`) on Unix, a seek and a write elsewhere;
 /// [`sync`](JournalFile::sync) is [`File::sync_data`](std::fs::File::sync_data).
 ///
 /// # Examples
@@ -79,8 +82,16 @@ impl JournalFile for std::fs::File {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.seek(SeekFrom::Start(offset))?;
-        self.write_all(data)
+        #[cfg(unix)]
+        {
+            // One `pwrite` instead of a seek and a write.
+            std::os::unix::fs::FileExt::write_all_at(self, data, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            self.seek(SeekFrom::Start(offset))?;
+            self.write_all(data)
+        }
     }
 
     fn sync(&mut self) -> io::Result<()> {
