@@ -1,7 +1,10 @@
 //! Key validation and the `(workflow name, instance id)` pair that names an instance.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::EngineError;
 
@@ -154,6 +157,22 @@ impl InstanceKey {
     }
 }
 
+/// Serializes as the pair `(workflow, instance)`.
+impl Serialize for InstanceKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.workflow(), self.instance()).serialize(serializer)
+    }
+}
+
+/// Deserializes the pair `(workflow, instance)` and validates it like
+/// [`InstanceKey::new`]: stored bytes never produce a key that `new` refuses.
+impl<'de> Deserialize<'de> for InstanceKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (workflow, instance) = <(Cow<'de, str>, Cow<'de, str>)>::deserialize(deserializer)?;
+        Self::new(&workflow, &instance).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for InstanceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.workflow, self.instance)
@@ -202,6 +221,17 @@ mod tests {
         assert!(validate_key("step_key", &"k".repeat(MAX_KEY_LEN)).is_ok());
         // Reserved keys are fine for the engine itself.
         assert!(validate_key("step_key", INPUT_KEY).is_ok());
+    }
+
+    #[test]
+    fn serde_round_trips_and_validates() {
+        let key = InstanceKey::new("orders", "42").unwrap();
+        let bytes = postcard::to_allocvec(&key).unwrap();
+        assert_eq!(postcard::from_bytes::<InstanceKey>(&bytes).unwrap(), key);
+        let bad = postcard::to_allocvec(&("orders", "a/b")).unwrap();
+        assert!(postcard::from_bytes::<InstanceKey>(&bad).is_err());
+        let empty = postcard::to_allocvec(&("", "1")).unwrap();
+        assert!(postcard::from_bytes::<InstanceKey>(&empty).is_err());
     }
 
     #[test]

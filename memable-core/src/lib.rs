@@ -11,6 +11,7 @@ mod codec;
 mod context;
 mod engine;
 mod error;
+pub mod journal;
 mod key;
 mod memo;
 mod record;

@@ -26,6 +26,7 @@
 //! | `memable_instances_by_status` | `(status, workflow, instance)` | `()` |
 //! | `memable_steps` | `(workflow, instance, step key)` | encoded step record |
 //! | `memable_timers` | `(deadline ms, workflow, instance, step key)` | `()` |
+//! | `memable_journal` | `"lsn"`, `"journal_id"` | last journaled batch applied, id of the paired journal (`u64`) |
 //!
 //! The status index lists `Running` or `Suspended` instances without reading
 //! any other instance; timers are ordered by deadline, so the due ones and
@@ -49,7 +50,9 @@
 //! shows how many). If one operation fails with a storage error, the batch
 //! is rolled back and its operations are retried one transaction each, so
 //! only that operation fails; if a commit fails, every operation of the batch
-//! fails and none of them is written.
+//! fails and none of them is written (for a file store with a journal, see
+//! below: such a failure poisons the store, and the batch may reappear when
+//! the journal is replayed).
 //!
 //! Reads run in redb read transactions on tokio's blocking pool, never on an
 //! async worker thread. Dropping the last handle stops the writer thread and
@@ -57,11 +60,67 @@
 //!
 //! # Durability
 //!
-//! [`Durability::Immediate`] (the default) flushes every commit to the disk
-//! before acknowledging it: acknowledged transitions survive a power loss.
+//! [`Durability::Immediate`] (the default) makes every commit durable before
+//! acknowledging it: acknowledged transitions survive a power loss.
 //! [`Durability::Relaxed`] writes every commit to the file without flushing:
 //! acknowledged transitions survive the process crashing or being killed,
 //! not a power loss or an operating-system crash.
+//!
+//! ## The journal of a file store
+//!
+//! A durable redb commit writes several pages (header, the copy-on-write
+//! path of each B-tree, allocator state) and flushes them; a lone workflow
+//! would pay that per step. So a file store opened with
+//! [`Durability::Immediate`] ([`RedbStore::open`], or
+//! [`RedbStoreBuilder::open`]) keeps a write-ahead journal next to the
+//! database, in `<database path>.journal` (for `wf.redb`: `wf.redb.journal`;
+//! format: [`memable_core::journal`]). For every group-committed batch the
+//! writer
+//!
+//! 1. applies the batch in a redb transaction committed with redb's
+//!    `Durability::None` (written, not flushed) and records the batch's log
+//!    sequence number (lsn) in it,
+//! 2. appends the batch's operations under that lsn to the journal and
+//!    flushes the journal (`fdatasync`, one small write, in place: the file
+//!    is preallocated),
+//! 3. commits the redb transaction, then acknowledges every caller.
+//!
+//! When the journal holds more than [`RedbStoreBuilder::checkpoint_bytes`]
+//! (2 MiB by default), and when the store closes (the last handle is
+//! dropped), the writer *checkpoints*: one durable redb commit, which makes
+//! every earlier commit durable, after which the journal is reused from its
+//! start. Opening the store reopens the database (redb rolls back to its last
+//! durable commit after a crash), then re-applies every journal record newer
+//! than the database's lsn, in order, in one durable commit — operations are
+//! deterministic given the prior state, so this reproduces exactly what was
+//! acknowledged. Keep the journal with its database: copy, move and delete
+//! them together. A missing journal is created (after a clean close it holds
+//! nothing that the database lacks), but deleting the journal after a crash
+//! loses the transitions acknowledged since the last checkpoint. A journal
+//! that belongs to another database (its header carries the id stored in
+//! `memable_journal`), or that continues from a later lsn than the database
+//! holds (an older copy of the database), is refused with a storage error
+//! naming both files; a file at the journal's path that is not a memable
+//! journal, or is of a newer format, is refused without being modified.
+//!
+//! If the journal cannot be written or flushed, the batch fails and is not
+//! committed to redb; if a redb commit fails after its batch was journaled,
+//! the batch fails too. In both cases the database and the journal may now
+//! disagree, so the store is *poisoned*: every later write fails with a
+//! storage error until the store is reopened (reads still work), and
+//! reopening replays the journal. An operation that was answered with such
+//! an error may therefore turn out committed after the reopen — the engine
+//! already tolerates a lost acknowledgement (a step's closure runs at least
+//! once).
+//!
+//! Opening a file with [`Durability::Relaxed`] first replays a journal left
+//! next to it (by a store opened with `Immediate`) into a durable commit and
+//! removes it; a `Relaxed` store keeps no journal. [`RedbStore::in_memory`]
+//! and [`RedbStoreBuilder::open_backend`] keep no journal either: with
+//! `Immediate` they flush every redb commit.
+//! [`RedbStoreBuilder::open_backend_with_journal`] opens any backend with a
+//! journal in any [`JournalFile`](memable_core::journal::JournalFile), as a
+//! file store does (for tests that simulate a power loss).
 //!
 //! Opening verifies every page's checksum by default
 //! ([`RedbStoreBuilder::verify_on_open`]), so a damaged file is refused at

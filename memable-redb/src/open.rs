@@ -2,16 +2,24 @@
 //! and the format check.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use memable_core::EngineError;
+use memable_core::journal::{Journal, JournalFile};
+use memable_core::txn::apply;
+use redb::backends::FileBackend;
 use redb::{
     Database, DatabaseError, MultimapTableHandle, ReadableTable, StorageBackend, TableHandle,
 };
 
 use crate::RedbStore;
 use crate::backend::NoSync;
-use crate::tables::{BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, META, STEPS, TIMERS};
+use crate::tables::{
+    BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META,
+    STEPS, TIMERS,
+};
+use crate::txn::RedbTxn;
+use crate::writer::{CHECKPOINT_BYTES, Journaled};
 
 /// When a commit counts as done.
 ///
@@ -24,9 +32,14 @@ use crate::tables::{BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, META, STEP
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
-    /// Every commit is flushed to the disk (`fsync`) before it is
-    /// acknowledged: an acknowledged transition survives a process crash and
-    /// a power loss. The default.
+    /// Every commit is durable on the disk before it is acknowledged: an
+    /// acknowledged transition survives a process crash and a power loss.
+    /// The default.
+    ///
+    /// A file store ([`RedbStoreBuilder::open`]) makes commits durable
+    /// through its write-ahead journal (one small flushed append per commit)
+    /// and checkpoints redb's file now and then; other stores flush every
+    /// redb commit. See the crate docs, "The journal of a file store".
     #[default]
     Immediate,
     /// Every commit is written to the file but not flushed: an acknowledged
@@ -57,6 +70,7 @@ pub enum Durability {
 pub struct RedbStoreBuilder {
     durability: Durability,
     verify_on_open: bool,
+    checkpoint_bytes: u64,
 }
 
 impl Default for RedbStoreBuilder {
@@ -64,6 +78,7 @@ impl Default for RedbStoreBuilder {
         Self {
             durability: Durability::Immediate,
             verify_on_open: true,
+            checkpoint_bytes: CHECKPOINT_BYTES,
         }
     }
 }
@@ -116,32 +131,146 @@ impl RedbStoreBuilder {
         self
     }
 
+    /// How many bytes the journal of a journaled store (a file opened with
+    /// [`Durability::Immediate`]) may hold before the store checkpoints:
+    /// makes redb's file durable with one flushed commit and starts the
+    /// journal over. Default: 2 MiB.
+    ///
+    /// A larger value means fewer checkpoints but a larger journal file,
+    /// more to replay when reopening after a crash, and more growth of the
+    /// database file between checkpoints (redb reuses the pages its last
+    /// durable state occupied only after the next durable commit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_redb::RedbStore::builder()
+    ///     .checkpoint_bytes(512 * 1024)
+    ///     .open(dir.path().join("wf.redb"))
+    ///     .unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
     /// Opens the database file at `path`, creating it if it does not exist.
+    ///
+    /// With [`Durability::Immediate`] the store keeps its write-ahead journal
+    /// in `<path>.journal` (created if missing) and replays it first if a
+    /// crash left records the database lacks; with [`Durability::Relaxed`] a
+    /// journal left there is replayed and removed. See the crate docs, "The
+    /// journal of a file store".
     ///
     /// Fails with a clear [`EngineError::Storage`] if the file is open
     /// elsewhere (another process or another store in this one), is not a
-    /// redb file, is damaged, or was written by a newer memable.
+    /// redb file, is damaged, or was written by a newer memable — and, for
+    /// the journal, if it belongs to another database, does not continue
+    /// from the database's last commit, or is not a memable journal.
     ///
     /// # Examples
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = memable_redb::RedbStore::builder().open(dir.path().join("wf.redb")).unwrap();
+    /// assert!(dir.path().join("wf.redb.journal").exists());
     /// # drop(store);
     /// ```
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, EngineError> {
         let path = path.as_ref();
         let context = path.display().to_string();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
-        let backend =
-            redb::backends::FileBackend::new(file).map_err(|e| open_error(&context, e))?;
-        self.open_with(backend, &context)
+        let journal_path = journal_path(path);
+        let name = format!("{} (journal of {context})", journal_path.display());
+        match self.durability {
+            Durability::Immediate => {
+                let db = self.create(file_backend(path, &context)?, &context)?;
+                let (lsn, id) = check_format(&db, &context)?;
+                let journal = open_journal_file(&journal_path, &name)?;
+                let journaled = recover(
+                    &db,
+                    Box::new(journal),
+                    &name,
+                    lsn,
+                    id,
+                    self.checkpoint_bytes,
+                )?;
+                tracing::debug!(
+                    database = context,
+                    lsn,
+                    "memable-redb store opened with its journal"
+                );
+                RedbStore::from_database(db, Durability::Immediate, Some(journaled))
+            }
+            Durability::Relaxed => {
+                if journal_path.exists() {
+                    // Left by a store opened with `Immediate`: replay it
+                    // into a durable commit, then it is redundant.
+                    let db = self.create(file_backend(path, &context)?, &context)?;
+                    let (lsn, id) = check_format(&db, &context)?;
+                    let journal = open_journal_file(&journal_path, &name)?;
+                    recover(
+                        &db,
+                        Box::new(journal),
+                        &name,
+                        lsn,
+                        id,
+                        self.checkpoint_bytes,
+                    )?;
+                    drop(db);
+                    std::fs::remove_file(&journal_path)
+                        .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
+                    sync_parent(&journal_path, &name)?;
+                }
+                self.open_with(file_backend(path, &context)?, &context)
+            }
+        }
+    }
+
+    /// Opens (or initialises) a database over any redb storage backend with
+    /// a write-ahead journal in `journal`, exactly as [`open`](Self::open)
+    /// does for a file with [`Durability::Immediate`] (whatever the
+    /// builder's durability): commits are made durable by the journal,
+    /// checkpoints by durable redb commits, and opening replays the journal.
+    ///
+    /// Meant for tests that simulate a power loss or inject faults in both
+    /// files, and for custom storage. `journal` must be the journal of this
+    /// database (or empty): a journal of another database is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+    ///
+    /// let backend = redb::backends::InMemoryBackend::new();
+    /// let journal = tempfile::tempfile().unwrap();
+    /// let store = memable_redb::RedbStore::builder()
+    ///     .open_backend_with_journal(backend, journal)
+    ///     .unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    /// store.start_instance(InstanceKey::new("a", "1").unwrap(), input, 0).await.unwrap();
+    /// assert_eq!(store.stats().commits, 1);
+    /// # });
+    /// ```
+    pub fn open_backend_with_journal(
+        self,
+        backend: impl StorageBackend,
+        journal: impl JournalFile + 'static,
+    ) -> Result<RedbStore, EngineError> {
+        let context = "custom backend";
+        let db = self.create(backend, context)?;
+        let (lsn, id) = check_format(&db, context)?;
+        let journaled = recover(
+            &db,
+            Box::new(journal),
+            "custom journal",
+            lsn,
+            id,
+            self.checkpoint_bytes,
+        )?;
+        RedbStore::from_database(db, Durability::Immediate, Some(journaled))
     }
 
     /// Opens a fresh database that lives in memory only (redb's in-memory
@@ -182,7 +311,7 @@ impl RedbStoreBuilder {
         };
         check_format(&db, context)?;
         tracing::debug!(database = context, durability = ?self.durability, "memable-redb store opened");
-        RedbStore::from_database(db, self.durability)
+        RedbStore::from_database(db, self.durability, None)
     }
 
     fn create(&self, backend: impl StorageBackend, context: &str) -> Result<Database, EngineError> {
@@ -200,6 +329,130 @@ impl RedbStoreBuilder {
             )),
         }
     }
+}
+
+/// The journal file is extended with zeros when opened (if shorter) to the
+/// checkpoint threshold plus this much (room for the batch that crosses the
+/// threshold), so appends overwrite it in place, whose sync is cheaper than
+/// an append's (see [`Journal::preallocate`]).
+const PREALLOCATE_SLACK: u64 = 64 * 1024;
+
+/// Preallocation never exceeds this, whatever the checkpoint threshold.
+const PREALLOCATE_MAX: u64 = 64 * 1024 * 1024;
+
+/// The journal file of the database at `path`: `<path>.journal`.
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Opens (creating if needed) the database file as a redb backend.
+fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
+    FileBackend::new(file).map_err(|e| open_error(context, e))
+}
+
+/// Opens (creating if needed) the journal file; a new file's directory entry
+/// is synced so the file survives a power loss.
+fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, EngineError> {
+    let existed = path.exists();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::storage("open", format!("{name}: {e}")))?;
+    if !existed {
+        sync_parent(path, name)?;
+    }
+    Ok(file)
+}
+
+/// Syncs the directory holding `path`, so a created or removed entry is
+/// durable (a no-op where directories cannot be opened, as on Windows).
+fn sync_parent(path: &Path, name: &str) -> Result<(), EngineError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::File::open(parent) {
+        Ok(dir) => dir
+            .sync_all()
+            .map_err(|e| EngineError::storage("open", format!("{name}: sync directory: {e}"))),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Opens the journal, re-applies every record newer than the database's
+/// `db_lsn` in one durable commit (the recovery checkpoint), and resets the
+/// journal.
+fn recover(
+    db: &Database,
+    file: Box<dyn JournalFile>,
+    name: &str,
+    db_lsn: u64,
+    id: u64,
+    checkpoint_bytes: u64,
+) -> Result<Journaled, EngineError> {
+    let (mut journal, records) = Journal::open(file, name, id)?;
+    let pending: Vec<_> = records.into_iter().filter(|r| r.lsn > db_lsn).collect();
+    let mut lsn = db_lsn;
+    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+        if first.lsn != db_lsn + 1 {
+            return Err(EngineError::storage(
+                "open",
+                format!(
+                    "{name}: journal and database do not match: the journal continues from lsn {} but the database is at lsn {db_lsn}",
+                    first.lsn - 1
+                ),
+            ));
+        }
+        let fail = |e: &dyn std::fmt::Display| {
+            EngineError::storage("open", format!("{name}: replaying the journal: {e}"))
+        };
+        let txn = db.begin_write().map_err(|e| fail(&e))?;
+        {
+            let mut rows = RedbTxn::open(&txn)?;
+            for record in &pending {
+                for op in &record.ops {
+                    apply(op.clone(), &mut rows)
+                        .map_err(|e| fail(&format!("lsn {}: {e}", record.lsn)))?;
+                }
+            }
+        }
+        lsn = last.lsn;
+        txn.open_table(JOURNAL)
+            .map_err(|e| fail(&e))?
+            .insert(LSN_KEY, lsn)
+            .map_err(|e| fail(&e))?;
+        txn.commit().map_err(|e| fail(&e))?;
+        tracing::info!(
+            journal = name,
+            records = pending.len(),
+            from = first.lsn,
+            to = lsn,
+            "memable-redb replayed its journal"
+        );
+    }
+    journal.reset();
+    journal.preallocate(
+        checkpoint_bytes
+            .saturating_add(PREALLOCATE_SLACK)
+            .min(PREALLOCATE_MAX),
+    )?;
+    Ok(Journaled {
+        journal,
+        lsn,
+        checkpoint_bytes,
+    })
 }
 
 /// Maps a redb open failure to a storage error that says what to do.
@@ -234,8 +487,9 @@ fn not_memable(context: &str, why: &str) -> EngineError {
 }
 
 /// Checks the stored format version, or writes it into an empty database,
-/// and creates the tables.
-fn check_format(db: &Database, context: &str) -> Result<(), EngineError> {
+/// and creates the tables. Returns the database's journal lsn and id (an id
+/// is drawn the first time).
+fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError> {
     let fail = |e: &dyn std::fmt::Display| {
         EngineError::storage("open", format!("{context}: checking the format: {e}"))
     };
@@ -295,5 +549,25 @@ fn check_format(db: &Database, context: &str) -> Result<(), EngineError> {
     txn.open_table(BY_STATUS).map_err(mismatch)?;
     txn.open_table(STEPS).map_err(mismatch)?;
     txn.open_table(TIMERS).map_err(mismatch)?;
-    txn.commit().map_err(|e| fail(&e))
+    let (lsn, id) = {
+        let mut journal = txn.open_table(JOURNAL).map_err(mismatch)?;
+        let lsn = journal
+            .get(LSN_KEY)
+            .map_err(|e| fail(&e))?
+            .map_or(0, |v| v.value());
+        let stored = journal
+            .get(JOURNAL_ID_KEY)
+            .map_err(|e| fail(&e))?
+            .map(|v| v.value());
+        let id = if let Some(id) = stored {
+            id
+        } else {
+            let id = fastrand::u64(1..);
+            journal.insert(JOURNAL_ID_KEY, id).map_err(|e| fail(&e))?;
+            id
+        };
+        (lsn, id)
+    };
+    txn.commit().map_err(|e| fail(&e))?;
+    Ok((lsn, id))
 }

@@ -16,7 +16,7 @@ use redb::Database;
 
 use crate::open::{Durability, RedbStoreBuilder};
 use crate::read::{Reader, Snapshot};
-use crate::writer::{Counters, Writer};
+use crate::writer::{Counters, Journaled, Writer};
 
 /// Reader threads per store. Reads are served from redb's page cache in
 /// batches, so two threads keep up with many concurrent runs.
@@ -80,6 +80,9 @@ pub struct StoreStats {
     pub ops: u64,
     /// The most operations committed in one transaction.
     pub largest_batch: u64,
+    /// Checkpoints of the journal (durable redb commits after which the
+    /// journal starts over); always 0 for a store without a journal.
+    pub checkpoints: u64,
 }
 
 impl RedbStore {
@@ -125,10 +128,14 @@ impl RedbStore {
         RedbStoreBuilder::new()
     }
 
-    pub(crate) fn from_database(db: Database, durability: Durability) -> Result<Self, EngineError> {
+    pub(crate) fn from_database(
+        db: Database,
+        durability: Durability,
+        journal: Option<Journaled>,
+    ) -> Result<Self, EngineError> {
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
-        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters))?;
+        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters), journal)?;
         let readers = (0..READER_THREADS)
             .map(|_| Reader::new(Arc::clone(&db)))
             .collect();
@@ -178,6 +185,7 @@ impl RedbStore {
             commits: c.commits.load(Ordering::Relaxed),
             ops: c.ops.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
     }
 

@@ -16,6 +16,18 @@ pub(crate) const FORMAT_KEY: &str = "format";
 /// `"format"` → format version.
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("memable_meta");
 
+/// The journal bookkeeping of a file store opened with
+/// `Durability::Immediate`: [`LSN_KEY`] → the lsn of the last journaled
+/// batch applied, [`JOURNAL_ID_KEY`] → the id written in the header of the
+/// journal file paired with this database.
+pub(crate) const JOURNAL: TableDefinition<&str, u64> = TableDefinition::new("memable_journal");
+
+/// Key of the last applied lsn in [`JOURNAL`].
+pub(crate) const LSN_KEY: &str = "lsn";
+
+/// Key of the journal id in [`JOURNAL`].
+pub(crate) const JOURNAL_ID_KEY: &str = "journal_id";
+
 /// `(workflow, instance)` → encoded `WorkflowMetadata`.
 pub(crate) const INSTANCES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("memable_instances");

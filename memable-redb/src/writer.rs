@@ -6,20 +6,42 @@
 //! once and answers each caller with its own outcome. A refused
 //! compare-and-set is an outcome like any other; only a storage failure is
 //! an error.
+//!
+//! With a [`Journaled`] writer (a file store with
+//! [`Durability::Immediate`](crate::Durability::Immediate)), each
+//! transaction commits with redb's `Durability::None` — written, not
+//! flushed — after its ops have been appended to the journal and the
+//! journal synced; a checkpoint (a durable redb commit, then a journal
+//! reset) runs every [`CHECKPOINT_BYTES`] of journal and when the writer
+//! stops.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use memable_core::EngineError;
+use memable_core::journal::{Journal, JournalFile};
 use memable_core::txn::{WriteOp, WriteOutcome, apply};
-use redb::Database;
+use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
+use crate::tables::{JOURNAL, LSN_KEY};
 use crate::txn::RedbTxn;
 
 /// The most operations committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 4096;
+
+/// Journal bytes after which the writer checkpoints by default (a durable
+/// redb commit, then the journal restarts at its beginning): 2 MiB. See
+/// [`RedbStoreBuilder::checkpoint_bytes`](crate::RedbStoreBuilder::checkpoint_bytes).
+///
+/// This bounds the journal file (to this plus one batch), the work replayed
+/// when a store reopens after a crash, and how far redb's file grows between
+/// durable commits (redb only reuses the pages of its last durable state
+/// after the next durable commit). A checkpoint costs about one ordinary
+/// durable commit, so at a few hundred bytes per step it is paid once every
+/// several thousand steps.
+pub(crate) const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
 
 type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
 
@@ -34,6 +56,15 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) ops: AtomicU64,
     pub(crate) largest_batch: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+}
+
+/// The journal of a journaled writer and the lsn of the last batch applied.
+pub(crate) struct Journaled {
+    pub(crate) journal: Journal<Box<dyn JournalFile>>,
+    pub(crate) lsn: u64,
+    /// Journal bytes that trigger a checkpoint.
+    pub(crate) checkpoint_bytes: u64,
 }
 
 /// Handle to the writer thread. Dropping it closes the queue and joins the
@@ -45,12 +76,24 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `db`.
-    pub(crate) fn spawn(db: Arc<Database>, counters: Arc<Counters>) -> Result<Self, EngineError> {
+    /// Starts the writer thread over `db`, journaling when `journal` is set.
+    pub(crate) fn spawn(
+        db: Arc<Database>,
+        counters: Arc<Counters>,
+        journal: Option<Journaled>,
+    ) -> Result<Self, EngineError> {
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("memable-redb-writer".into())
-            .spawn(move || run(&db, &requests, &counters))
+            .spawn(move || {
+                let mut state = State {
+                    db: &db,
+                    counters: &counters,
+                    journal,
+                    poisoned: None,
+                };
+                run(&mut state, &requests);
+            })
             .map_err(|e| EngineError::storage("start writer thread", e))?;
         Ok(Self {
             queue: Some(queue),
@@ -84,7 +127,19 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, requests: &mpsc::Receiver<Request>, counters: &Counters) {
+/// What the writer thread owns.
+struct State<'a> {
+    db: &'a Database,
+    counters: &'a Counters,
+    journal: Option<Journaled>,
+    /// Set when the database and the journal may disagree (a redb commit
+    /// failed after its batch was journaled, or the journal itself failed):
+    /// every later write fails with this message; reopening replays the
+    /// journal.
+    poisoned: Option<String>,
+}
+
+fn run(state: &mut State<'_>, requests: &mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -93,26 +148,73 @@ fn run(db: &Database, requests: &mpsc::Receiver<Request>, counters: &Counters) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch, counters);
+        commit_batch(state, batch);
+        if state
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.journal.written_since_reset() > j.checkpoint_bytes)
+        {
+            checkpoint(state);
+        }
+    }
+    if state
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.journal.written_since_reset() > 0)
+    {
+        checkpoint(state);
     }
     tracing::debug!("memable-redb writer thread exiting");
+}
+
+/// Makes every earlier commit durable with one durable redb commit, then
+/// restarts the journal. A failure poisons the writer.
+fn checkpoint(state: &mut State<'_>) {
+    let Some(journaled) = state.journal.as_mut() else {
+        return;
+    };
+    if state.poisoned.is_some() {
+        return;
+    }
+    match durable_commit(state.db) {
+        Ok(()) => {
+            journaled.journal.reset();
+            state.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(lsn = journaled.lsn, "memable-redb checkpoint");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "memable-redb checkpoint failed; the store is poisoned");
+            state.poisoned = Some(format!(
+                "a checkpoint failed ({e}); the store refuses writes until it is reopened (reopening replays the journal)"
+            ));
+        }
+    }
+}
+
+/// An empty commit with redb's `Durability::Immediate`: it makes every
+/// earlier non-durable commit durable.
+pub(crate) fn durable_commit(db: &Database) -> Result<(), String> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| format!("begin checkpoint: {e}"))?;
+    txn.commit().map_err(|e| format!("checkpoint commit: {e}"))
 }
 
 /// Why a transaction did not commit.
 enum Failure {
     /// Applying one op failed: the batch is retried one op per transaction.
     Apply(EngineError),
-    /// The transaction itself failed (begin or commit): nothing is durable.
+    /// The transaction itself failed (begin, journal or commit).
     Transaction(String),
 }
 
-fn commit_batch(db: &Database, batch: Vec<Request>, counters: &Counters) {
+fn commit_batch(state: &mut State<'_>, batch: Vec<Request>) {
     let size = batch.len();
     tracing::debug!(batch = size, "memable-redb group commit");
     if size == 1 {
         for request in batch {
             let name = request.op.name();
-            let result = match run_transaction(db, vec![request.op], counters) {
+            let result = match run_transaction(state, std::slice::from_ref(&request.op)) {
                 Ok(mut outcomes) => outcomes
                     .pop()
                     .ok_or_else(|| EngineError::storage(name, "no outcome")),
@@ -124,8 +226,8 @@ fn commit_batch(db: &Database, batch: Vec<Request>, counters: &Counters) {
         }
         return;
     }
-    let ops = batch.iter().map(|r| r.op.clone()).collect();
-    match run_transaction(db, ops, counters) {
+    let ops: Vec<WriteOp> = batch.iter().map(|r| r.op.clone()).collect();
+    match run_transaction(state, &ops) {
         Ok(outcomes) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(Ok(outcome));
@@ -134,7 +236,7 @@ fn commit_batch(db: &Database, batch: Vec<Request>, counters: &Counters) {
         Err(Failure::Apply(e)) => {
             tracing::warn!(batch = size, error = %e, "memable-redb batch failed; retrying its ops one by one");
             for request in batch {
-                commit_batch(db, vec![request], counters);
+                commit_batch(state, vec![request]);
             }
         }
         Err(Failure::Transaction(message)) => {
@@ -148,34 +250,83 @@ fn commit_batch(db: &Database, batch: Vec<Request>, counters: &Counters) {
     }
 }
 
-fn run_transaction(
-    db: &Database,
-    ops: Vec<WriteOp>,
-    counters: &Counters,
-) -> Result<Vec<WriteOutcome>, Failure> {
+fn abort(txn: WriteTransaction) {
+    if let Err(abort) = txn.abort() {
+        tracing::warn!(error = %abort, "memable-redb abort failed");
+    }
+}
+
+fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, Failure> {
+    if let Some(message) = &state.poisoned {
+        return Err(Failure::Transaction(message.clone()));
+    }
     let count = ops.len() as u64;
-    let txn = db
+    let mut txn = state
+        .db
         .begin_write()
         .map_err(|e| Failure::Transaction(format!("begin write transaction: {e}")))?;
+    if state.journal.is_some()
+        && let Err(e) = txn.set_durability(redb::Durability::None)
+    {
+        abort(txn);
+        return Err(Failure::Transaction(format!(
+            "non-durable write transaction: {e}"
+        )));
+    }
     let applied = RedbTxn::open(&txn).and_then(|mut rows| {
-        ops.into_iter()
-            .map(|op| apply(op, &mut rows))
+        ops.iter()
+            .map(|op| apply(op.clone(), &mut rows))
             .collect::<Result<Vec<_>, _>>()
     });
-    match applied {
-        Ok(outcomes) => {
-            txn.commit()
-                .map_err(|e| Failure::Transaction(format!("commit: {e}")))?;
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.ops.fetch_add(count, Ordering::Relaxed);
-            counters.largest_batch.fetch_max(count, Ordering::Relaxed);
-            Ok(outcomes)
-        }
+    let outcomes = match applied {
+        Ok(outcomes) => outcomes,
         Err(e) => {
-            if let Err(abort) = txn.abort() {
-                tracing::warn!(error = %abort, "memable-redb abort failed");
-            }
-            Err(Failure::Apply(e))
+            abort(txn);
+            return Err(Failure::Apply(e));
         }
+    };
+    if let Some(journaled) = state.journal.as_mut() {
+        let lsn = journaled.lsn + 1;
+        let recorded = txn
+            .open_table(JOURNAL)
+            .and_then(|mut table| table.insert(LSN_KEY, lsn).map(|_| ()).map_err(Into::into));
+        if let Err(e) = recorded {
+            abort(txn);
+            return Err(Failure::Transaction(format!("record lsn {lsn}: {e}")));
+        }
+        if let Err(e) = journaled.journal.append(lsn, ops) {
+            abort(txn);
+            if !journaled.journal.is_failed() {
+                // Refused before anything was written (a batch too large
+                // for one record): retry its ops one by one.
+                return Err(Failure::Apply(e));
+            }
+            // The record may or may not have reached the journal.
+            let message = format!(
+                "{e}; the store refuses writes until it is reopened (reopening replays the journal, so this batch may turn out committed)"
+            );
+            tracing::error!(lsn, error = %e, "memable-redb journal append failed; the store is poisoned");
+            state.poisoned = Some(message.clone());
+            return Err(Failure::Transaction(message));
+        }
+        if let Err(e) = txn.commit() {
+            // The batch is in the journal: the database must not go on
+            // without it.
+            let message = format!(
+                "commit of journaled lsn {lsn} failed ({e}); the store refuses writes until it is reopened (reopening replays the journal, so this batch will turn out committed)"
+            );
+            tracing::error!(lsn, error = %e, "memable-redb commit failed after its journal record was synced; the store is poisoned");
+            state.poisoned = Some(message.clone());
+            return Err(Failure::Transaction(message));
+        }
+        journaled.lsn = lsn;
+    } else {
+        txn.commit()
+            .map_err(|e| Failure::Transaction(format!("commit: {e}")))?;
     }
+    let counters = state.counters;
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters.ops.fetch_add(count, Ordering::Relaxed);
+    counters.largest_batch.fetch_max(count, Ordering::Relaxed);
+    Ok(outcomes)
 }

@@ -297,7 +297,7 @@ pub enum ClaimOutcome {
 /// let f = Finish::Failed("boom".into());
 /// assert!(matches!(f, Finish::Failed(_)));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Finish {
     /// Completed with the last status message and the `_output` record.
     Completed {

@@ -34,6 +34,8 @@
 //! assert_eq!(apply(op, &mut txn).unwrap(), WriteOutcome::Start(StartOutcome::Started));
 //! ```
 
+use serde::{Deserialize, Serialize};
+
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceKey,
@@ -86,7 +88,11 @@ pub trait Transaction {
 
 /// One write transition with its arguments (see the matching
 /// [`StepStore`](super::StepStore) method for each contract).
-#[derive(Clone, Debug)]
+///
+/// Ops serialize with serde (the [`journal`](crate::journal) stores them
+/// with postcard): the variants and their fields are part of the journal
+/// format, so they are only ever appended, never reordered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
     /// [`StepStore::start_instance`](super::StepStore::start_instance).
     Start {

@@ -1,0 +1,549 @@
+//! A write-ahead commit journal: batches of [`WriteOp`]s made durable by
+//! one small append and one `fdatasync`, independent of any database.
+//!
+//! A store that group-commits can apply each batch to its database without
+//! flushing it, append the batch to the journal (which flushes), and only
+//! now and then make the database itself durable (a *checkpoint*), after
+//! which the journal is [`reset`](Journal::reset) and reused from its start.
+//! After a crash the store reopens its database (at its last checkpoint),
+//! [opens](Journal::open) the journal and re-applies, in order, every record
+//! newer than the checkpoint. Ops are deterministic given the prior state
+//! (they carry their own clock readings), so re-applying a batch reproduces
+//! exactly what was acknowledged.
+//!
+//! # File format (version 1)
+//!
+//! All integers little-endian.
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `MEMABLEJ` |
+//! | 4 | format version ([`FORMAT_VERSION`]) |
+//! | 8 | owner id: names the database the journal belongs to |
+//! | 4 | CRC-32 of the 20 bytes above |
+//!
+//! then records, back to back:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | `lsn`: the batch's log sequence number |
+//! | 4 | `len`: payload length |
+//! | 4 | CRC-32 (IEEE) of `lsn`, `len` and the payload |
+//! | `len` | the batch's ops, postcard-encoded as a sequence of [`WriteOp`] |
+//!
+//! # The valid chain
+//!
+//! The file is reused in place after a reset, without truncation, so
+//! records of an earlier cycle may sit behind the current ones. Reading
+//! therefore stops at the first record that is torn (shorter than its
+//! header says), fails its checksum, or whose lsn is not exactly one more
+//! than the previous record's: what is read is the *valid chain*. Stale
+//! records always carry smaller lsns than the records written over them
+//! (lsns only grow, and a store resets only after a checkpoint that covers
+//! every record of the chain), so they are never replayed.
+//!
+//! # Examples
+//!
+//! ```
+//! use memable_core::journal::Journal;
+//! use memable_core::txn::WriteOp;
+//! use memable_core::InstanceKey;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("store.journal");
+//! let open = || {
+//!     std::fs::OpenOptions::new()
+//!         .read(true)
+//!         .write(true)
+//!         .create(true)
+//!         .truncate(false)
+//!         .open(&path)
+//!         .unwrap()
+//! };
+//! let delete = WriteOp::Delete { key: InstanceKey::new("etl", "1").unwrap() };
+//!
+//! let (mut journal, records) = Journal::open(open(), "store.journal", 7).unwrap();
+//! assert!(records.is_empty());
+//! journal.append(1, &[delete.clone()]).unwrap();
+//! journal.append(2, &[delete.clone(), delete.clone()]).unwrap();
+//! drop(journal);
+//!
+//! // After a crash: the chain is read back in order.
+//! let (mut journal, records) = Journal::open(open(), "store.journal", 7).unwrap();
+//! assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [1, 2]);
+//! assert_eq!(records[1].ops.len(), 2);
+//!
+//! // After a checkpoint: reuse the file from its start.
+//! journal.reset();
+//! journal.append(3, &[delete]).unwrap();
+//! drop(journal);
+//! let (_, records) = Journal::open(open(), "store.journal", 7).unwrap();
+//! assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [3]);
+//! ```
+
+mod crc;
+mod file;
+#[cfg(test)]
+mod tests;
+
+pub use file::JournalFile;
+
+use crate::EngineError;
+use crate::txn::WriteOp;
+use crc::Crc32;
+
+/// The magic bytes at the start of every journal file.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(&memable_core::journal::MAGIC, b"MEMABLEJ");
+/// ```
+pub const MAGIC: [u8; 8] = *b"MEMABLEJ";
+
+/// The journal format this build writes and reads.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_core::journal::FORMAT_VERSION, 1);
+/// ```
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Length of the file header in bytes (magic, version, owner id, CRC).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_core::journal::HEADER_LEN, 24);
+/// ```
+pub const HEADER_LEN: u64 = 24;
+
+/// Length of a record's header in bytes (lsn, len, CRC).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_core::journal::RECORD_HEADER_LEN, 16);
+/// ```
+pub const RECORD_HEADER_LEN: u64 = 16;
+
+// usize forms of the lengths, for slicing.
+const HEADER: usize = 24;
+const RECORD_HEADER: usize = 16;
+
+/// One record of the valid chain: a batch and its log sequence number.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::journal::Record;
+///
+/// let record = Record { lsn: 1, ops: Vec::new() };
+/// assert_eq!(record.lsn, 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The batch's log sequence number.
+    pub lsn: u64,
+    /// The batch's ops, in the order they were applied.
+    pub ops: Vec<WriteOp>,
+}
+
+/// A journal file open for appending. See the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::journal::{Journal, HEADER_LEN};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = std::fs::File::options()
+///     .read(true)
+///     .write(true)
+///     .create(true)
+///     .truncate(false)
+///     .open(dir.path().join("j"))
+///     .unwrap();
+/// let (mut journal, _) = Journal::open(file, "j", 1).unwrap();
+/// journal.append(1, &[]).unwrap();
+/// assert_eq!(journal.written_since_reset(), 16 + 1);
+/// journal.reset();
+/// assert_eq!(journal.written_since_reset(), 0);
+/// ```
+#[derive(Debug)]
+pub struct Journal<F> {
+    file: F,
+    name: String,
+    /// Where the next record goes.
+    end: u64,
+    /// Bytes appended since the last reset (or open).
+    written: u64,
+    /// The lsn the next append must carry, if a record precedes it.
+    next_lsn: Option<u64>,
+    /// A write or sync failed: the file's tail is unknown, refuse appends.
+    failed: bool,
+    /// The file's length as far as this journal knows.
+    file_len: u64,
+}
+
+fn error(name: &str, message: impl std::fmt::Display) -> EngineError {
+    EngineError::storage("journal", format!("{name}: {message}"))
+}
+
+fn header(owner: u64) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&owner.to_le_bytes());
+    let crc = Crc32::new().update(&h[..20]).finish();
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Checks the file header; `Ok(false)` for a file that holds no header yet
+/// (empty, or a header torn while the file was being created).
+fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineError> {
+    if bytes.len() < HEADER {
+        let n = bytes.len().min(MAGIC.len());
+        if bytes[..n] == MAGIC[..n] {
+            return Ok(false);
+        }
+        return Err(error(name, "not a memable journal (bad magic bytes)"));
+    }
+    if bytes[..8] != MAGIC {
+        return Err(error(name, "not a memable journal (bad magic bytes)"));
+    }
+    let version = u32_at(bytes, 8);
+    if version > FORMAT_VERSION {
+        return Err(error(
+            name,
+            format!(
+                "written by a newer memable (journal format version {version}; this build reads version {FORMAT_VERSION}); upgrade memable to open it"
+            ),
+        ));
+    }
+    if version != FORMAT_VERSION {
+        return Err(error(
+            name,
+            format!(
+                "unknown journal format version {version} (this build reads version {FORMAT_VERSION})"
+            ),
+        ));
+    }
+    if Crc32::new().update(&bytes[..20]).finish() != u32_at(bytes, 20) {
+        return Err(error(
+            name,
+            "the journal header is damaged (checksum mismatch)",
+        ));
+    }
+    let stored = u64_at(bytes, 12);
+    if stored != owner {
+        return Err(error(
+            name,
+            format!(
+                "the journal belongs to another database (journal owner id {stored:016x}, expected {owner:016x}): journal and database do not match"
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// Reads the valid chain after the header; returns it and where it ends.
+fn read_chain(bytes: &[u8], name: &str) -> Result<(Vec<Record>, usize), EngineError> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut pos = HEADER;
+    while bytes.len() - pos >= RECORD_HEADER {
+        let lsn = u64_at(bytes, pos);
+        let Ok(len) = usize::try_from(u32_at(bytes, pos + 8)) else {
+            break;
+        };
+        let crc = u32_at(bytes, pos + 12);
+        let body = pos + RECORD_HEADER;
+        if bytes.len() - body < len {
+            break; // torn
+        }
+        let payload = &bytes[body..body + len];
+        let actual = Crc32::new()
+            .update(&bytes[pos..pos + 12])
+            .update(payload)
+            .finish();
+        if actual != crc {
+            break; // torn or damaged
+        }
+        if let Some(last) = records.last()
+            && last.lsn.checked_add(1) != Some(lsn)
+        {
+            break; // a stale record of an earlier cycle
+        }
+        let ops: Vec<WriteOp> = postcard::from_bytes(payload).map_err(|e| {
+            error(
+                name,
+                format!("record {lsn} has a valid checksum but cannot be decoded: {e}"),
+            )
+        })?;
+        records.push(Record { lsn, ops });
+        pos = body + len;
+    }
+    Ok((records, pos))
+}
+
+impl<F: JournalFile> Journal<F> {
+    /// Opens the journal in `file` and reads its valid chain.
+    ///
+    /// `name` identifies the file in error messages. `owner` identifies the
+    /// database the journal belongs to: an empty file is initialised with a
+    /// header carrying it (and synced); an existing journal must carry the
+    /// same owner.
+    ///
+    /// The next [`append`](Self::append) goes right after the chain and must
+    /// continue its lsns; call [`reset`](Self::reset) first to start over at
+    /// the beginning of the file instead.
+    ///
+    /// Fails with [`EngineError::Storage`], leaving the file untouched, if
+    /// the file is not a memable journal, was written by a newer format,
+    /// has a damaged header, belongs to another owner, or holds a record
+    /// whose checksum is valid but whose ops cannot be decoded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("not-a-journal");
+    /// std::fs::write(&path, b"hello, world: some other file").unwrap();
+    /// let file = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+    /// let err = Journal::open(file, "not-a-journal", 1).unwrap_err();
+    /// assert!(err.to_string().contains("not a memable journal"), "{err}");
+    /// assert_eq!(std::fs::read(&path).unwrap(), b"hello, world: some other file");
+    /// ```
+    pub fn open(mut file: F, name: &str, owner: u64) -> Result<(Self, Vec<Record>), EngineError> {
+        let bytes = file
+            .read_all()
+            .map_err(|e| error(name, format!("read: {e}")))?;
+        let (records, end) = if check_header(&bytes, name, owner)? {
+            read_chain(&bytes, name)?
+        } else {
+            file.write_at(0, &header(owner))
+                .and_then(|()| file.sync())
+                .map_err(|e| error(name, format!("write header: {e}")))?;
+            (Vec::new(), HEADER)
+        };
+        let file_len = (bytes.len().max(HEADER)) as u64;
+        let next_lsn = records.last().and_then(|r| r.lsn.checked_add(1));
+        tracing::debug!(
+            journal = name,
+            records = records.len(),
+            first = records.first().map(|r| r.lsn),
+            last = records.last().map(|r| r.lsn),
+            "memable journal opened"
+        );
+        Ok((
+            Self {
+                file,
+                name: name.to_owned(),
+                end: end as u64,
+                written: 0,
+                next_lsn,
+                failed: false,
+                file_len,
+            },
+            records,
+        ))
+    }
+
+    /// Appends one record holding `ops` under `lsn` at the end of the
+    /// chain, then syncs the file: when this returns `Ok`, the record
+    /// survives a power loss.
+    ///
+    /// `lsn` must be one more than the previous record's (any value right
+    /// after a [`reset`](Self::reset) or when the chain is empty). If a
+    /// write or the sync fails, the record may or may not be in the file;
+    /// the journal then refuses every later append (reopen it to learn
+    /// what the file holds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = tempfile::tempfile_in(dir.path()).unwrap();
+    /// let (mut journal, _) = Journal::open(file, "j", 1).unwrap();
+    /// journal.append(10, &[]).unwrap();
+    /// assert!(journal.append(12, &[]).is_err(), "lsns must follow each other");
+    /// journal.append(11, &[]).unwrap();
+    /// ```
+    pub fn append(&mut self, lsn: u64, ops: &[WriteOp]) -> Result<(), EngineError> {
+        if self.failed {
+            return Err(error(
+                &self.name,
+                "an earlier write or sync failed; reopen the journal",
+            ));
+        }
+        if let Some(expected) = self.next_lsn
+            && lsn != expected
+        {
+            return Err(error(
+                &self.name,
+                format!("append of lsn {lsn} where lsn {expected} was expected"),
+            ));
+        }
+        let payload = postcard::to_allocvec(ops)
+            .map_err(|e| error(&self.name, format!("encode lsn {lsn}: {e}")))?;
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            error(
+                &self.name,
+                format!("batch of {} bytes is too large for a record", payload.len()),
+            )
+        })?;
+        let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+        record.extend_from_slice(&lsn.to_le_bytes());
+        record.extend_from_slice(&len.to_le_bytes());
+        let crc = Crc32::new().update(&record).update(&payload).finish();
+        record.extend_from_slice(&crc.to_le_bytes());
+        record.extend_from_slice(&payload);
+        let written = self
+            .file
+            .write_at(self.end, &record)
+            .and_then(|()| self.file.sync());
+        if let Err(e) = written {
+            self.failed = true;
+            return Err(error(&self.name, format!("append lsn {lsn}: {e}")));
+        }
+        self.end += record.len() as u64;
+        self.file_len = self.file_len.max(self.end);
+        self.written += record.len() as u64;
+        self.next_lsn = lsn.checked_add(1);
+        Ok(())
+    }
+
+    /// Starts the next cycle: the next [`append`](Self::append) goes right
+    /// after the header, with any lsn. The file is neither truncated nor
+    /// written; call this only once every record of the chain is durable
+    /// elsewhere (after a checkpoint), and only ever continue with lsns
+    /// greater than every lsn in the file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
+    /// journal.append(1, &[]).unwrap();
+    /// journal.reset();
+    /// journal.append(5, &[]).unwrap();
+    /// ```
+    pub fn reset(&mut self) {
+        self.end = HEADER_LEN;
+        self.written = 0;
+        self.next_lsn = None;
+    }
+
+    /// Extends the file with zeros to at least `len` bytes, and syncs, so
+    /// that later appends overwrite allocated space in place: a sync then
+    /// only flushes data, not the file's size and block map (on most file
+    /// systems markedly cheaper than syncing an append). Zeros never read
+    /// as a record. Does nothing if the file is already that long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let mut file = tempfile::tempfile().unwrap();
+    /// let (mut journal, _) = Journal::open(file.try_clone().unwrap(), "j", 1).unwrap();
+    /// journal.preallocate(64 * 1024).unwrap();
+    /// assert_eq!(file.metadata().unwrap().len(), 64 * 1024);
+    /// journal.append(1, &[]).unwrap();
+    /// assert_eq!(file.metadata().unwrap().len(), 64 * 1024);
+    /// ```
+    pub fn preallocate(&mut self, len: u64) -> Result<(), EngineError> {
+        const CHUNK: u64 = 64 * 1024;
+        if self.file_len >= len {
+            return Ok(());
+        }
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = self.file_len;
+        while at < len {
+            let n = (len - at).min(CHUNK);
+            let n_usize = usize::try_from(n).unwrap_or(zeros.len());
+            self.file
+                .write_at(at, &zeros[..n_usize])
+                .map_err(|e| error(&self.name, format!("preallocate: {e}")))?;
+            at += n;
+        }
+        self.file
+            .sync()
+            .map_err(|e| error(&self.name, format!("preallocate: {e}")))?;
+        self.file_len = len;
+        Ok(())
+    }
+
+    /// Bytes appended since the last [`reset`](Self::reset) (or since
+    /// opening): how much a store would replay after a crash, and its cue to
+    /// checkpoint.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
+    /// assert_eq!(journal.written_since_reset(), 0);
+    /// journal.append(1, &[]).unwrap();
+    /// assert!(journal.written_since_reset() > 0);
+    /// ```
+    #[must_use]
+    pub fn written_since_reset(&self) -> u64 {
+        self.written
+    }
+
+    /// `true` once a write or sync of an [`append`](Self::append) failed:
+    /// the file's tail is unknown and every later append is refused. (An
+    /// append refused before anything was written — an lsn out of sequence,
+    /// a batch too large for a record — leaves this `false`.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
+    /// journal.append(1, &[]).unwrap();
+    /// assert!(journal.append(3, &[]).is_err());
+    /// assert!(!journal.is_failed());
+    /// ```
+    #[must_use]
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The name given at [`open`](Self::open), for messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::journal::Journal;
+    ///
+    /// let (journal, _) = Journal::open(tempfile::tempfile().unwrap(), "wf.journal", 1).unwrap();
+    /// assert_eq!(journal.name(), "wf.journal");
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

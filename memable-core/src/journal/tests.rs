@@ -1,0 +1,465 @@
+//! Unit tests: round trips, torn tails, flipped bytes, reuse after reset,
+//! foreign files and simulated power loss.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::*;
+use crate::{Finish, InstanceKey, StepKind, StepRecord};
+
+/// What a simulated disk holds.
+#[derive(Debug, Default)]
+struct Disk {
+    /// What the file holds now (as seen by reads).
+    data: Vec<u8>,
+    /// A copy of `data` at every sync: what a power loss right after that
+    /// sync would leave.
+    images: Vec<Vec<u8>>,
+    fail_sync: bool,
+}
+
+/// A journal file in memory, shared with the test.
+#[derive(Clone, Debug, Default)]
+struct SimFile(Arc<Mutex<Disk>>);
+
+impl SimFile {
+    fn with(data: Vec<u8>) -> Self {
+        let file = Self::default();
+        file.disk().data = data;
+        file
+    }
+
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        self.0.lock().unwrap()
+    }
+
+    fn data(&self) -> Vec<u8> {
+        self.disk().data.clone()
+    }
+}
+
+impl JournalFile for SimFile {
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        Ok(self.data())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut disk = self.disk();
+        let start = usize::try_from(offset).unwrap();
+        if disk.data.len() < start + data.len() {
+            disk.data.resize(start + data.len(), 0);
+        }
+        disk.data[start..start + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut disk = self.disk();
+        if disk.fail_sync {
+            return Err(io::Error::other("simulated sync failure"));
+        }
+        let image = disk.data.clone();
+        disk.images.push(image);
+        Ok(())
+    }
+}
+
+const OWNER: u64 = 0x5eed;
+
+fn key(i: u64) -> InstanceKey {
+    InstanceKey::new("wf", &format!("i{i}")).unwrap()
+}
+
+fn rec(bytes: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Step, "Vec<u8>", bytes.to_vec(), Some("st".into()))
+}
+
+/// Every kind of op, with `n` in keys and values.
+fn ops(n: u64) -> Vec<WriteOp> {
+    let size = usize::try_from(n % 7).unwrap() * 40;
+    vec![
+        WriteOp::Start {
+            key: key(n),
+            input: rec(b"in"),
+            now_ms: n,
+        },
+        WriteOp::Commit {
+            key: key(n),
+            step_key: format!("s{n}"),
+            record: rec(&vec![u8::try_from(n % 251).unwrap(); size]),
+        },
+        WriteOp::Suspend {
+            key: key(n),
+            step_key: "nap".into(),
+            record: StepRecord::suspended(StepKind::Timer, "()", None, Some(n + 5)),
+            status: Some("waiting".into()),
+            now_ms: n,
+        },
+        WriteOp::Claim {
+            key: key(n),
+            step_key: "nap".into(),
+            payload: rec(b""),
+            now_ms: n + 1,
+        },
+        WriteOp::Finish {
+            key: key(n),
+            finish: Finish::Completed {
+                status: None,
+                output: rec(b"out"),
+            },
+            now_ms: n + 2,
+        },
+        WriteOp::Finish {
+            key: key(n),
+            finish: Finish::Failed("boom".into()),
+            now_ms: n + 2,
+        },
+        WriteOp::Revive {
+            key: key(n),
+            now_ms: n + 3,
+        },
+        WriteOp::Cancel {
+            key: key(n),
+            now_ms: n + 4,
+        },
+        WriteOp::Delete { key: key(n) },
+    ]
+}
+
+fn record(lsn: u64) -> Record {
+    let all = ops(lsn);
+    // Vary the batch size too.
+    let take = usize::try_from(lsn % 9).unwrap() + 1;
+    Record {
+        lsn,
+        ops: all.into_iter().take(take).collect(),
+    }
+}
+
+fn open(file: &SimFile) -> Result<(Journal<SimFile>, Vec<Record>), EngineError> {
+    Journal::open(file.clone(), "test.journal", OWNER)
+}
+
+fn lsns(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|r| r.lsn).collect()
+}
+
+/// A journal holding records `lsns` (appended in one cycle), and the
+/// offset at which each record starts (plus the end).
+fn written(range: std::ops::RangeInclusive<u64>) -> (SimFile, Vec<usize>) {
+    let file = SimFile::default();
+    let (mut journal, _) = open(&file).unwrap();
+    let mut offsets = vec![file.data().len()];
+    for lsn in range {
+        let r = record(lsn);
+        journal.append(r.lsn, &r.ops).unwrap();
+        offsets.push(file.data().len());
+    }
+    (file, offsets)
+}
+
+#[test]
+fn new_file_gets_a_header_and_no_records() {
+    let file = SimFile::default();
+    let (journal, records) = open(&file).unwrap();
+    assert!(records.is_empty());
+    assert_eq!(journal.written_since_reset(), 0);
+    let data = file.data();
+    assert_eq!(data.len(), HEADER);
+    assert_eq!(&data[..8], &MAGIC);
+    assert_eq!(file.disk().images.len(), 1, "the header is synced");
+    // Reopening a header-only file: still nothing, nothing written.
+    let (_, records) = open(&file).unwrap();
+    assert!(records.is_empty());
+    assert_eq!(file.disk().images.len(), 1);
+}
+
+#[test]
+fn a_header_torn_at_creation_is_a_new_file() {
+    let full = header(OWNER);
+    for cut in 0..HEADER {
+        let file = SimFile::with(full[..cut].to_vec());
+        let (_, records) = open(&file).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(file.data(), full, "cut {cut}");
+    }
+}
+
+#[test]
+fn round_trip() {
+    let (file, _) = written(1..=20);
+    let (mut journal, records) = open(&file).unwrap();
+    let expected: Vec<Record> = (1..=20).map(record).collect();
+    assert_eq!(records, expected);
+    // Appends continue the chain.
+    assert!(journal.append(22, &[]).is_err());
+    journal.append(21, &record(21).ops).unwrap();
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), (1..=21).collect::<Vec<_>>());
+    assert_eq!(records[20], record(21));
+}
+
+#[test]
+fn lsns_need_not_start_at_one() {
+    let (file, _) = written(1_000..=1_002);
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [1_000, 1_001, 1_002]);
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_every_byte_of_the_last_record() {
+    let (file, offsets) = written(1..=4);
+    let data = file.data();
+    let (start, end) = (offsets[3], offsets[4]);
+    for cut in start..end {
+        let torn = SimFile::with(data[..cut].to_vec());
+        let (mut journal, records) = open(&torn).unwrap();
+        assert_eq!(lsns(&records), [1, 2, 3], "cut at {cut}");
+        assert_eq!(torn.data(), data[..cut], "opening does not write");
+        // The next append overwrites the torn record.
+        journal.append(4, &record(4).ops).unwrap();
+        let (_, records) = open(&torn).unwrap();
+        assert_eq!(records, (1..=4).map(record).collect::<Vec<_>>());
+    }
+    let (_, records) = open(&SimFile::with(data)).unwrap();
+    assert_eq!(lsns(&records), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_torn_overwrite_of_a_stale_record_is_never_replayed() {
+    // Cycle 1 fills the file; cycle 2 overwrites in place.
+    let (file, _) = written(1..=6);
+    let stale = file.data();
+    let (mut journal, _) = open(&file).unwrap();
+    journal.reset();
+    let first = record(7);
+    journal.append(first.lsn, &first.ops).unwrap();
+    let second = record(8);
+    journal.append(second.lsn, &second.ops).unwrap();
+    let full = file.data();
+    // Find where record 8 ends: the length of cycle 2 so far.
+    let (_, offsets) = written(7..=8);
+    let end = offsets[2];
+    assert!(end <= full.len());
+    let at = offsets[1];
+    for k in 0..(end - at) {
+        // Record 8's first k bytes reached the disk over the stale bytes.
+        let mut image = full.clone();
+        image[at + k..end].copy_from_slice(&stale_or_zero(&stale, at + k..end));
+        let (_, records) = open(&SimFile::with(image)).unwrap();
+        assert_eq!(lsns(&records), [7], "record 8 torn after {k} bytes");
+    }
+    let (_, records) = open(&SimFile::with(full)).unwrap();
+    assert_eq!(lsns(&records), [7, 8]);
+}
+
+fn stale_or_zero(stale: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
+    range.map(|i| stale.get(i).copied().unwrap_or(0)).collect()
+}
+
+#[test]
+fn flipped_bytes_end_the_chain_before_the_damaged_record() {
+    let (file, offsets) = written(1..=5);
+    let data = file.data();
+    for at in HEADER..data.len() {
+        for bit in [0x01_u8, 0x80] {
+            let mut damaged = data.clone();
+            damaged[at] ^= bit;
+            let (_, records) = open(&SimFile::with(damaged)).unwrap();
+            // The damaged record and everything after it are gone.
+            let hit = offsets.iter().rposition(|&o| o <= at).unwrap();
+            assert_eq!(
+                records,
+                (1..=5).map(record).take(hit).collect::<Vec<_>>(),
+                "byte {at} bit {bit:#x}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_header_is_refused_untouched() {
+    let (file, _) = written(1..=2);
+    let data = file.data();
+    for at in 0..HEADER {
+        let mut damaged = data.clone();
+        damaged[at] ^= 0x10;
+        let copy = SimFile::with(damaged.clone());
+        let err = open(&copy).unwrap_err();
+        assert!(err.is_storage(), "{err}");
+        assert_eq!(copy.data(), damaged, "byte {at}: the file is not modified");
+        assert!(copy.disk().images.is_empty());
+    }
+}
+
+#[test]
+fn reuse_after_reset_never_replays_stale_records() {
+    let (file, _) = written(1..=30);
+    let (mut journal, records) = open(&file).unwrap();
+    assert_eq!(records.len(), 30);
+    journal.reset();
+    assert_eq!(journal.written_since_reset(), 0);
+    for lsn in 31..=33 {
+        journal.append(lsn, &record(lsn).ops).unwrap();
+    }
+    let (mut journal, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [31, 32, 33]);
+    // Again, with records exactly as long as the stale ones, so the next
+    // stale record starts right where the chain ends.
+    journal.reset();
+    let same = |lsn: u64| Record {
+        lsn,
+        ops: vec![WriteOp::Delete { key: key(1) }],
+    };
+    for lsn in 100..110 {
+        journal.append(lsn, &same(lsn).ops).unwrap();
+    }
+    let (mut journal, _) = open(&file).unwrap();
+    journal.reset();
+    for lsn in 200..203 {
+        journal.append(lsn, &same(lsn).ops).unwrap();
+    }
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [200, 201, 202]);
+}
+
+#[test]
+fn foreign_and_newer_files_are_refused_untouched() {
+    let mut newer = header(OWNER);
+    newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let crc = Crc32::new().update(&newer[..20]).finish();
+    newer[20..].copy_from_slice(&crc.to_le_bytes());
+    let mut newer_with_records = newer.to_vec();
+    newer_with_records.extend_from_slice(&[7; 100]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"SQLite format 3\0 and then some more bytes".to_vec(),
+            "not a memable journal",
+        ),
+        (b"x".to_vec(), "not a memable journal"),
+        (vec![0; 4096], "not a memable journal"),
+        (newer.to_vec(), "newer memable"),
+        (newer_with_records, "newer memable"),
+        (
+            header(OWNER + 1).to_vec(),
+            "journal and database do not match",
+        ),
+    ];
+    for (bytes, message) in cases {
+        let file = SimFile::with(bytes.clone());
+        let err = open(&file).unwrap_err();
+        assert!(err.is_storage());
+        assert!(err.to_string().contains(message), "{err}");
+        assert!(err.to_string().contains("test.journal"), "{err}");
+        assert_eq!(file.data(), bytes, "the file is not modified");
+        assert!(file.disk().images.is_empty(), "nothing synced");
+    }
+}
+
+#[test]
+fn a_valid_record_that_does_not_decode_is_an_error() {
+    let (file, _) = written(1..=1);
+    let mut data = file.data();
+    // A record with a valid checksum but garbage ops.
+    let payload = [0xff_u8; 5];
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&2_u64.to_le_bytes());
+    raw.extend_from_slice(&5_u32.to_le_bytes());
+    let crc = Crc32::new().update(&raw).update(&payload).finish();
+    raw.extend_from_slice(&crc.to_le_bytes());
+    raw.extend_from_slice(&payload);
+    data.extend_from_slice(&raw);
+    let err = open(&SimFile::with(data)).unwrap_err();
+    assert!(err.to_string().contains("cannot be decoded"), "{err}");
+}
+
+#[test]
+fn a_failed_sync_refuses_later_appends() {
+    let file = SimFile::default();
+    let (mut journal, _) = open(&file).unwrap();
+    journal.append(1, &[]).unwrap();
+    assert!(journal.append(3, &[]).is_err(), "out of sequence");
+    assert!(!journal.is_failed(), "nothing was written");
+    file.disk().fail_sync = true;
+    assert!(journal.append(2, &[]).is_err());
+    assert!(journal.is_failed());
+    file.disk().fail_sync = false;
+    let err = journal.append(2, &[]).unwrap_err();
+    assert!(err.to_string().contains("reopen"), "{err}");
+    // Reopening shows what reached the file (here: record 2 did).
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [1, 2]);
+}
+
+/// Power loss at every sync point, across resets: each image holds every
+/// record acknowledged since the last reset, and nothing stale.
+#[test]
+fn every_sync_point_image_holds_the_acknowledged_chain() {
+    let file = SimFile::default();
+    let (mut journal, _) = open(&file).unwrap();
+    // expected[i]: the chain after sync i + 1.
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new()];
+    let mut cycle = Vec::new();
+    let mut lsn = 0;
+    for round in 0..5_u64 {
+        for _ in 0..(3 + round * 4) {
+            lsn += 1;
+            journal.append(lsn, &record(lsn).ops).unwrap();
+            cycle.push(lsn);
+            expected.push(cycle.clone());
+        }
+        journal.reset();
+        cycle.clear();
+    }
+    let images = std::mem::take(&mut file.disk().images);
+    assert_eq!(images.len(), expected.len());
+    for (i, image) in images.into_iter().enumerate() {
+        let (_, records) = open(&SimFile::with(image)).unwrap();
+        let want: Vec<Record> = expected[i].iter().map(|&l| record(l)).collect();
+        assert_eq!(records, want, "image after sync {}", i + 1);
+    }
+}
+
+#[test]
+fn real_file_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wf.journal");
+    let open_file = || {
+        std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap()
+    };
+    let (mut journal, _) = Journal::open(open_file(), "wf.journal", OWNER).unwrap();
+    for lsn in 1..=3 {
+        journal.append(lsn, &record(lsn).ops).unwrap();
+    }
+    journal.reset();
+    journal.append(4, &record(4).ops).unwrap();
+    drop(journal);
+    let (_, records) = Journal::open(open_file(), "wf.journal", OWNER).unwrap();
+    assert_eq!(records, vec![record(4)]);
+    let err = Journal::open(open_file(), "wf.journal", OWNER + 1).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
+}
+
+#[test]
+fn preallocated_zeros_are_not_records() {
+    let file = SimFile::default();
+    let (mut journal, _) = open(&file).unwrap();
+    journal.preallocate(4096).unwrap();
+    assert_eq!(file.data().len(), 4096);
+    let (_, records) = open(&file).unwrap();
+    assert!(records.is_empty());
+    for lsn in 1..=3 {
+        journal.append(lsn, &record(lsn).ops).unwrap();
+    }
+    assert_eq!(file.data().len(), 4096, "appends overwrite in place");
+    journal.preallocate(1024).unwrap();
+    assert_eq!(file.data().len(), 4096);
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [1, 2, 3]);
+}
