@@ -18,8 +18,9 @@ use crate::workloads::{self, Observations};
 type Result<T> = std::result::Result<T, EngineError>;
 
 fn print_figure(name: &str, backend: Backend, value: f64, unit: &str) {
+    let digits = if value.abs() < 10.0 { 3 } else { 1 };
     println!(
-        "figure={name} backend={} value={value:.1} unit={unit}",
+        "figure={name} backend={} value={value:.digits$} unit={unit}",
         backend.name()
     );
 }
@@ -78,11 +79,8 @@ pub const WORKLOADS: [&str; 8] = [
 /// Runs every workload, or only the one named `only`.
 pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Result<()> {
     let wanted = |name: &str| only.is_none_or(|only| only == name);
-    if wanted("fsync") {
-        fsync_per_s(backend, sizes)?;
-    }
     if wanted("seq") {
-        seq_steps(backend, sizes).await?;
+        fsync_and_seq(backend, sizes).await?;
     }
     if wanted("conc") {
         conc_and_replay_many(backend, sizes).await?;
@@ -105,44 +103,60 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
     Ok(())
 }
 
-/// The floor: a raw 8-byte write + fsync loop on the same disk.
-fn fsync_per_s(backend: Backend, sizes: Sizes) -> Result<()> {
+/// The floor and the sequential workflow, measured in alternating rounds so
+/// both sample the same (shared, noisy) disk: each round runs a raw 8-byte
+/// write + `fdatasync` loop, then one workflow of `seq_steps` durable steps
+/// on a fresh store. Prints the median rate of each, and the median of the
+/// per-round ratios (`seq_per_fsync`), the steadiest of the three.
+async fn fsync_and_seq(backend: Backend, sizes: Sizes) -> Result<()> {
+    let mut floor = Vec::with_capacity(sizes.seq_rounds);
+    let mut seq = Vec::with_capacity(sizes.seq_rounds);
+    let mut ratios = Vec::with_capacity(sizes.seq_rounds);
+    for _ in 0..sizes.seq_rounds {
+        let fsyncs = fsync_loop(sizes.fsyncs)?;
+        let steps = seq_workflow(backend, sizes.seq_steps).await?;
+        floor.push(fsyncs);
+        seq.push(steps);
+        ratios.push(steps / fsyncs);
+    }
+    print_figure("fsync_per_s", backend, median(&mut floor), "ops/s");
+    print_figure("seq_steps_per_s", backend, median(&mut seq), "steps/s");
+    print_figure("seq_per_fsync", backend, median(&mut ratios), "ratio");
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The floor: `count` raw 8-byte appends, each followed by `fdatasync`, on
+/// the same disk as the stores; in operations per second.
+fn fsync_loop(count: usize) -> Result<f64> {
     let dir = tempfile::tempdir().map_err(io("tempdir"))?;
     let mut file = std::fs::File::create(dir.path().join("fsync.bin")).map_err(io("create"))?;
     let started = Instant::now();
-    for i in 0..sizes.fsyncs {
+    for i in 0..count {
         file.write_all(&(i as u64).to_le_bytes())
             .map_err(io("write"))?;
         file.sync_data().map_err(io("fsync"))?;
     }
-    print_figure(
-        "fsync_per_s",
-        backend,
-        per_second(sizes.fsyncs, started.elapsed()),
-        "ops/s",
-    );
-    Ok(())
+    Ok(per_second(count, started.elapsed()))
 }
 
-/// One workflow of `seq_steps` steps, durable.
-async fn seq_steps(backend: Backend, sizes: Sizes) -> Result<()> {
+/// One workflow of `steps` durable steps on a fresh store, in steps per
+/// second.
+async fn seq_workflow(backend: Backend, steps: usize) -> Result<f64> {
     let bench = Bench::new(backend).await?;
-    let n = sizes.seq_steps as u64;
     let started = Instant::now();
     bench
         .engine
         .invoke("steps")
-        .input(n)
+        .input(steps as u64)
         .await?
         .wait_output::<u64>()
         .await?;
-    print_figure(
-        "seq_steps_per_s",
-        backend,
-        per_second(sizes.seq_steps, started.elapsed()),
-        "steps/s",
-    );
-    Ok(())
+    Ok(per_second(steps, started.elapsed()))
 }
 
 /// Invokes `workflow` once per `(id, input)`, every invocation from its own
@@ -434,26 +448,27 @@ async fn suspended_bytes(backend: Backend, sizes: Sizes) -> Result<()> {
     Ok(())
 }
 
-/// File size growth per committed 8-byte step result, at steady state: a
-/// first round of the same size fills the store's bounded side files
-/// (SQLite's write-ahead log is reused once checkpointed), then the growth
-/// over a second round is measured.
+/// File size growth per committed 8-byte step result: the durable size
+/// after a clean close (write-ahead logs and journals checkpointed), before
+/// and after a round of `disk_steps` steps. A first round of the same size
+/// warms the store up, so bounded side files are already at their size.
 async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
-    let bench = Bench::new(backend).await?;
+    let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+    let shared = MemoryStore::new();
     let per_workflow = 100u64;
     let workflows = (sizes.disk_steps as u64 / per_workflow).max(1);
-    let round = |name: &'static str| {
-        let ids = (0..workflows).map(|i| format!("{name}{i}")).collect();
-        invoke_steps(&bench.engine, ids, per_workflow)
-    };
-    for run in round("warm").await? {
-        run.wait_output::<u64>().await?;
-    }
-    let before = Backend::disk_bytes(bench.dir.path());
-    for run in round("d").await? {
-        run.wait_output::<u64>().await?;
-    }
-    let after = Backend::disk_bytes(bench.dir.path());
+    disk_round(
+        backend,
+        dir.path(),
+        &shared,
+        "warm",
+        workflows,
+        per_workflow,
+    )
+    .await?;
+    let before = Backend::disk_bytes(dir.path());
+    disk_round(backend, dir.path(), &shared, "d", workflows, per_workflow).await?;
+    let after = Backend::disk_bytes(dir.path());
     let steps = (workflows * per_workflow) as f64;
     print_figure(
         "disk_bytes_per_step",
@@ -461,5 +476,25 @@ async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
         after.saturating_sub(before) as f64 / steps,
         "bytes",
     );
+    Ok(())
+}
+
+/// Opens the store in `dir`, runs `workflows` workflows of `steps` steps
+/// and closes the store again.
+async fn disk_round(
+    backend: Backend,
+    dir: &std::path::Path,
+    shared: &MemoryStore,
+    name: &str,
+    workflows: u64,
+    steps: u64,
+) -> Result<()> {
+    let obs = Arc::new(Observations::default());
+    let engine = engine_on(backend.open(dir, shared)?, &obs).await?;
+    let ids = (0..workflows).map(|i| format!("{name}{i}")).collect();
+    for run in invoke_steps(&engine, ids, steps).await? {
+        run.wait_output::<u64>().await?;
+    }
+    engine.shutdown().await;
     Ok(())
 }

@@ -33,6 +33,8 @@ use backend::Backend;
 struct Sizes {
     fsyncs: usize,
     seq_steps: usize,
+    /// Alternating rounds of the fsync loop and the sequential workflow.
+    seq_rounds: usize,
     conc_workflows: usize,
     conc_steps: usize,
     replay_steps: usize,
@@ -52,6 +54,7 @@ impl Sizes {
     const FULL: Sizes = Sizes {
         fsyncs: 1_000,
         seq_steps: 1_000,
+        seq_rounds: 5,
         conc_workflows: 1_000,
         conc_steps: 10,
         replay_steps: 1_000,
@@ -69,6 +72,7 @@ impl Sizes {
     const QUICK: Sizes = Sizes {
         fsyncs: 50,
         seq_steps: 50,
+        seq_rounds: 1,
         conc_workflows: 100,
         conc_steps: 5,
         replay_steps: 200,

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
-use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::txn::{WriteOp, WriteOutcome, apply, recv_batch};
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
@@ -140,14 +140,7 @@ struct State<'a> {
 }
 
 fn run(state: &mut State<'_>, requests: &mpsc::Receiver<Request>) {
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = recv_batch(requests, MAX_BATCH) {
         commit_batch(state, batch);
         if state
             .journal

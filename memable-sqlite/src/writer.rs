@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use memable_core::EngineError;
-use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::txn::{WriteOp, WriteOutcome, apply, recv_batch};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -74,14 +74,7 @@ impl Drop for Writer {
 }
 
 fn run(mut conn: Connection, requests: &mpsc::Receiver<(WriteOp, Reply)>, counters: &Counters) {
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = recv_batch(requests, MAX_BATCH) {
         tracing::trace!(writes = batch.len(), "SQLite group commit");
         write_batch(&mut conn, batch, counters);
     }

@@ -489,3 +489,54 @@ fn delete(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineE
     txn.remove_instance(key, &meta)?;
     Ok(true)
 }
+
+/// How long a writer keeps polling its queue after a commit before it
+/// sleeps: a lone workflow's next write arrives a few microseconds after its
+/// answer, and catching it without a sleep and a wake-up saves both.
+pub const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Waits for the next request on a writer's queue — polling it for
+/// [`WRITER_SPIN`] first, then sleeping — and returns it with every request
+/// already queued behind it, at most `max` in all: one group commit's batch.
+/// `None` once every sender is gone and the queue is empty.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::txn::recv_batch;
+///
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// for i in 0..5 {
+///     tx.send(i).unwrap();
+/// }
+/// assert_eq!(recv_batch(&rx, 3), Some(vec![0, 1, 2]));
+/// assert_eq!(recv_batch(&rx, 3), Some(vec![3, 4]));
+/// drop(tx);
+/// assert_eq!(recv_batch(&rx, 3), None);
+/// ```
+#[must_use]
+pub fn recv_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+    use std::sync::mpsc::TryRecvError;
+    let spin_until = std::time::Instant::now() + WRITER_SPIN;
+    let first = loop {
+        match requests.try_recv() {
+            Ok(request) => break request,
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if std::time::Instant::now() < spin_until => {
+                std::hint::spin_loop();
+            }
+            Err(TryRecvError::Empty) => match requests.recv() {
+                Ok(request) => break request,
+                Err(_) => return None,
+            },
+        }
+    };
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match requests.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
