@@ -265,7 +265,7 @@ impl RedbStoreBuilder {
         let journaled = recover(
             &db,
             Box::new(journal),
-            "custom journal",
+            "custom journal (of custom backend)",
             lsn,
             id,
             self.checkpoint_bytes,

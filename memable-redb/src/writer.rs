@@ -279,7 +279,12 @@ fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOu
         }
     };
     if let Some(journaled) = state.journal.as_mut() {
-        let lsn = journaled.lsn + 1;
+        let Some(lsn) = journaled.lsn.checked_add(1) else {
+            abort(txn);
+            return Err(Failure::Transaction(
+                "the journal's lsns are exhausted".into(),
+            ));
+        };
         let recorded = txn
             .open_table(JOURNAL)
             .and_then(|mut table| table.insert(LSN_KEY, lsn).map(|_| ()).map_err(Into::into));

@@ -1,6 +1,8 @@
 //! A child process commits steps and prints each acknowledged one; it is
 //! killed with SIGKILL mid-workload, and the reopened file must hold every
-//! step it acknowledged.
+//! step it acknowledged. With `Durability::Immediate` the store is the
+//! journaled one (redb commits unflushed, the journal replayed on reopen),
+//! once with its default checkpoint threshold and once with a tiny one.
 
 mod support;
 
@@ -17,11 +19,12 @@ const WRITERS: usize = 8;
 
 /// Child: eight concurrent writers commit steps forever, printing
 /// `ACK <instance> <step>` after each acknowledged commit.
-async fn child(path: &str, durability: Durability) {
-    let store = RedbStore::builder()
-        .durability(durability)
-        .open(path)
-        .unwrap();
+async fn child(path: &str, durability: Durability, checkpoint_bytes: Option<u64>) {
+    let mut builder = RedbStore::builder().durability(durability);
+    if let Some(bytes) = checkpoint_bytes {
+        builder = builder.checkpoint_bytes(bytes);
+    }
+    let store = builder.open(path).unwrap();
     let tasks: Vec<_> = (0..WRITERS)
         .map(|w| {
             let store = store.clone();
@@ -45,13 +48,20 @@ async fn child(path: &str, durability: Durability) {
     }
 }
 
-async fn parent(test: &str, durability: Durability) {
+async fn parent(test: &str, durability: Durability, checkpoints: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture"])
         .env(CHILD_DB, &path)
-        .env(CHILD_DURABILITY, format!("{durability:?}"))
+        .env(
+            CHILD_DURABILITY,
+            if checkpoints {
+                "Checkpoints".to_owned()
+            } else {
+                format!("{durability:?}")
+            },
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -99,35 +109,55 @@ async fn parent(test: &str, durability: Durability) {
     }
 }
 
-fn child_settings() -> Option<(String, Durability)> {
+fn child_settings() -> Option<(String, Durability, Option<u64>)> {
     let path = std::env::var(CHILD_DB).ok()?;
-    let durability = match std::env::var(CHILD_DURABILITY).ok()?.as_str() {
-        "Relaxed" => Durability::Relaxed,
-        _ => Durability::Immediate,
+    let (durability, checkpoint_bytes) = match std::env::var(CHILD_DURABILITY).ok()?.as_str() {
+        "Relaxed" => (Durability::Relaxed, None),
+        // A tiny checkpoint threshold: the kill lands among checkpoints and
+        // journal resets.
+        "Checkpoints" => (Durability::Immediate, Some(2048)),
+        _ => (Durability::Immediate, None),
     };
-    Some((path, durability))
+    Some((path, durability, checkpoint_bytes))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_workload_keeps_every_acknowledged_step() {
-    if let Some((path, durability)) = child_settings() {
-        return child(&path, durability).await;
+    if let Some((path, durability, checkpoint_bytes)) = child_settings() {
+        return child(&path, durability, checkpoint_bytes).await;
     }
     parent(
         "sigkill_mid_workload_keeps_every_acknowledged_step",
         Durability::Immediate,
+        false,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_relaxed_durability_keeps_every_acknowledged_step() {
-    if let Some((path, durability)) = child_settings() {
-        return child(&path, durability).await;
+    if let Some((path, durability, checkpoint_bytes)) = child_settings() {
+        return child(&path, durability, checkpoint_bytes).await;
     }
     parent(
         "sigkill_with_relaxed_durability_keeps_every_acknowledged_step",
         Durability::Relaxed,
+        false,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_among_journal_checkpoints_keeps_every_acknowledged_step() {
+    if let Some((path, durability, checkpoint_bytes)) = child_settings() {
+        return child(&path, durability, checkpoint_bytes).await;
+    }
+    for _ in 0..3 {
+        parent(
+            "sigkill_among_journal_checkpoints_keeps_every_acknowledged_step",
+            Durability::Immediate,
+            true,
+        )
+        .await;
+    }
 }
