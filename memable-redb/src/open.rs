@@ -185,17 +185,8 @@ impl RedbStoreBuilder {
         let name = format!("{} (journal of {context})", journal_path.display());
         match self.durability {
             Durability::Immediate => {
-                let db = self.create(file_backend(path, &context)?, &context)?;
-                let (lsn, id) = check_format(&db, &context)?;
-                let journal = open_journal_file(&journal_path, &name)?;
-                let journaled = recover(
-                    &db,
-                    Box::new(journal),
-                    &name,
-                    lsn,
-                    id,
-                    self.checkpoint_bytes,
-                )?;
+                let (db, journaled, lsn) =
+                    self.open_journaled_file(path, &journal_path, &context, &name)?;
                 tracing::debug!(
                     database = context,
                     lsn,
@@ -207,18 +198,9 @@ impl RedbStoreBuilder {
                 if journal_path.exists() {
                     // Left by a store opened with `Immediate`: replay it
                     // into a durable commit, then it is redundant.
-                    let db = self.create(file_backend(path, &context)?, &context)?;
-                    let (lsn, id) = check_format(&db, &context)?;
-                    let journal = open_journal_file(&journal_path, &name)?;
-                    recover(
-                        &db,
-                        Box::new(journal),
-                        &name,
-                        lsn,
-                        id,
-                        self.checkpoint_bytes,
-                    )?;
-                    drop(db);
+                    let (db, journaled, _) =
+                        self.open_journaled_file(path, &journal_path, &context, &name)?;
+                    drop((journaled, db));
                     std::fs::remove_file(&journal_path)
                         .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
                     sync_parent(&journal_path, &name)?;
@@ -226,6 +208,23 @@ impl RedbStoreBuilder {
                 self.open_with(file_backend(path, &context)?, &context)
             }
         }
+    }
+
+    /// Opens the database file at `path` and its journal, replaying what
+    /// the journal holds beyond the database's lsn; returns both and the
+    /// database's lsn before the replay.
+    fn open_journaled_file(
+        &self,
+        path: &Path,
+        journal_path: &Path,
+        context: &str,
+        name: &str,
+    ) -> Result<(Database, Journaled, u64), EngineError> {
+        let db = self.create(file_backend(path, context)?, context)?;
+        let (lsn, id) = check_format(&db, context)?;
+        let journal = open_journal_file(journal_path, name)?;
+        let journaled = recover(&db, Box::new(journal), name, lsn, id, self.checkpoint_bytes)?;
+        Ok((db, journaled, lsn))
     }
 
     /// Opens (or initialises) a database over any redb storage backend with
