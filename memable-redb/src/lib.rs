@@ -83,7 +83,10 @@
 //! 2. appends the batch's operations under that lsn to the journal and
 //!    flushes the journal (`fdatasync`, one small write, in place: the file
 //!    is preallocated),
-//! 3. commits the redb transaction, then acknowledges every caller.
+//! 3. acknowledges every caller (the batch is durable) and commits the redb
+//!    transaction, so the callers' wake-up overlaps the commit. Reads wait
+//!    until every acknowledged batch is committed before they open their
+//!    snapshot, so a caller always reads its own acknowledged writes.
 //!
 //! When the journal holds more than [`RedbStoreBuilder::checkpoint_bytes`]
 //! (2 MiB by default), and when the store closes (the last handle is
@@ -104,11 +107,12 @@
 //! journal, or is of a newer format, is refused without being modified.
 //!
 //! If the journal cannot be written or flushed, the batch fails and is not
-//! committed to redb; if a redb commit fails after its batch was journaled,
-//! the batch fails too. In both cases the database and the journal may now
-//! disagree, so the store is *poisoned*: every later write fails with a
-//! storage error until the store is reopened (reads still work), and
-//! reopening replays the journal. An operation that was answered with such
+//! committed to redb. If a redb commit fails after its batch was journaled
+//! and acknowledged, the batch stays acknowledged (it is in the journal), and
+//! a read that would miss it fails instead. In both cases the database and the
+//! journal may now disagree, so the store is *poisoned*: every later write
+//! fails with a storage error until the store is reopened, and reopening
+//! replays the journal. An operation that was answered with such
 //! an error may therefore turn out committed after the reopen — the engine
 //! already tolerates a lost acknowledgement (a step's closure runs at least
 //! once).

@@ -3,9 +3,11 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
+use memable_core::readers::Visibility;
 use memable_core::txn::apply;
 use redb::backends::FileBackend;
 use redb::{
@@ -451,6 +453,7 @@ fn recover(
         journal,
         lsn,
         checkpoint_bytes,
+        visibility: Arc::new(Visibility::new()),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use memable_core::readers::ReadSession;
+use memable_core::readers::{ReadSession, Visibility};
 use memable_core::{
     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, TimerEntry,
     WorkflowMetadata,
@@ -63,12 +63,18 @@ fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
 /// it is serving.
 pub(crate) struct Reader {
     db: Arc<Database>,
+    /// For a journaled store: batches answered before their commit.
+    visibility: Option<Arc<Visibility>>,
     snapshot: Option<Snapshot>,
 }
 
 impl Reader {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db, snapshot: None }
+    pub(crate) fn new(db: Arc<Database>, visibility: Option<Arc<Visibility>>) -> Self {
+        Self {
+            db,
+            visibility,
+            snapshot: None,
+        }
     }
 
     /// The batch's snapshot.
@@ -81,6 +87,10 @@ impl Reader {
 
 impl ReadSession for Reader {
     fn begin_batch(&mut self) -> Result<(), EngineError> {
+        // Every write answered so far must be in the snapshot.
+        if let Some(visibility) = &self.visibility {
+            visibility.wait()?;
+        }
         let txn = self
             .db
             .begin_read()

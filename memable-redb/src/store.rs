@@ -135,9 +135,10 @@ impl RedbStore {
     ) -> Result<Self, EngineError> {
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
+        let visibility = journal.as_ref().map(|j| Arc::clone(&j.visibility));
         let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters), journal)?;
         let readers = (0..READER_THREADS)
-            .map(|_| Reader::new(Arc::clone(&db)))
+            .map(|_| Reader::new(Arc::clone(&db), visibility.clone()))
             .collect();
         let readers = ReaderPool::new("memable-redb-reader", readers)?;
         Ok(Self {

@@ -11,7 +11,9 @@
 //! [`Durability::Immediate`](crate::Durability::Immediate)), each
 //! transaction commits with redb's `Durability::None` — written, not
 //! flushed — after its ops have been appended to the journal and the
-//! journal synced; a checkpoint (a durable redb commit, then a journal
+//! journal synced. The callers are answered between the sync and the
+//! commit (their wake-up overlaps the commit); readers wait for the commit
+//! through [`Visibility`]. A checkpoint (a durable redb commit, then a journal
 //! reset) runs every [`CHECKPOINT_BYTES`] of journal and when the writer
 //! stops.
 
@@ -21,6 +23,7 @@ use std::thread::JoinHandle;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
+use memable_core::readers::Visibility;
 use memable_core::txn::{WriteOp, WriteOutcome, apply, recv_batch};
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
@@ -63,6 +66,9 @@ pub(crate) struct Counters {
 pub(crate) struct Journaled {
     pub(crate) journal: Journal<Box<dyn JournalFile>>,
     pub(crate) lsn: u64,
+    /// Batches are answered once journaled, just before their redb commit;
+    /// the readers wait on this until those commits are visible.
+    pub(crate) visibility: Arc<Visibility>,
     /// Journal bytes that trigger a checkpoint.
     pub(crate) checkpoint_bytes: u64,
 }
@@ -201,43 +207,46 @@ enum Failure {
     Transaction(String),
 }
 
+/// Applies, journals and commits one batch, answering every caller: with
+/// its outcome once the batch is durable, or with the error.
 fn commit_batch(state: &mut State<'_>, batch: Vec<Request>) {
     let size = batch.len();
     tracing::debug!(batch = size, "memable-redb group commit");
-    if size == 1 {
-        for request in batch {
-            let name = request.op.name();
-            let result = match run_transaction(state, std::slice::from_ref(&request.op)) {
-                Ok(mut outcomes) => outcomes
-                    .pop()
-                    .ok_or_else(|| EngineError::storage(name, "no outcome")),
-                Err(Failure::Apply(e)) => Err(e),
-                Err(Failure::Transaction(message)) => Err(EngineError::storage(name, message)),
-            };
-            // A caller that stopped waiting is not an error for the others.
-            let _ = request.reply.send(result);
-        }
-        return;
-    }
-    let ops: Vec<WriteOp> = batch.iter().map(|r| r.op.clone()).collect();
-    match run_transaction(state, &ops) {
-        Ok(outcomes) => {
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = request.reply.send(Ok(outcome));
+    let (ops, mut replies): (Vec<WriteOp>, Vec<Option<Reply>>) =
+        batch.into_iter().map(|r| (r.op, Some(r.reply))).unzip();
+    let mut answer = |outcomes: Vec<WriteOutcome>| {
+        for (reply, outcome) in replies.iter_mut().zip(outcomes) {
+            if let Some(reply) = reply.take() {
+                // A caller that stopped waiting is not an error for the others.
+                let _ = reply.send(Ok(outcome));
             }
         }
-        Err(Failure::Apply(e)) => {
+    };
+    let failure = match run_transaction(state, &ops, &mut answer) {
+        Ok(()) => return,
+        Err(failure) => failure,
+    };
+    match failure {
+        Failure::Apply(e) if size > 1 => {
             tracing::warn!(batch = size, error = %e, "memable-redb batch failed; retrying its ops one by one");
-            for request in batch {
-                commit_batch(state, vec![request]);
+            for (op, reply) in ops.into_iter().zip(replies) {
+                if let Some(reply) = reply {
+                    commit_batch(state, vec![Request { op, reply }]);
+                }
             }
         }
-        Err(Failure::Transaction(message)) => {
-            for request in batch {
-                let name = request.op.name();
-                let _ = request
-                    .reply
-                    .send(Err(EngineError::storage(name, message.clone())));
+        Failure::Apply(e) => {
+            if let Some(reply) = replies.into_iter().flatten().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Failure::Transaction(message) => {
+            // Only callers not answered yet: after a batch was answered, a
+            // failure of its commit poisons the store for later batches.
+            for (op, reply) in ops.iter().zip(replies) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(EngineError::storage(op.name(), message.clone())));
+                }
             }
         }
     }
@@ -249,7 +258,15 @@ fn abort(txn: WriteTransaction) {
     }
 }
 
-fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, Failure> {
+/// Runs `ops` in one transaction and calls `answer` with their outcomes
+/// once they are durable: with a journal, right after the journal sync and
+/// before the (non-durable) redb commit, which the readers wait for through
+/// [`Visibility`]; without, after the commit.
+fn run_transaction(
+    state: &mut State<'_>,
+    ops: &[WriteOp],
+    answer: &mut dyn FnMut(Vec<WriteOutcome>),
+) -> Result<(), Failure> {
     if let Some(message) = &state.poisoned {
         return Err(Failure::Transaction(message.clone()));
     }
@@ -307,6 +324,9 @@ fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOu
             state.poisoned = Some(message.clone());
             return Err(Failure::Transaction(message));
         }
+        journaled.visibility.acknowledged(lsn);
+        count_commit(state.counters, count);
+        answer(outcomes);
         if let Err(e) = txn.commit() {
             // The batch is in the journal: the database must not go on
             // without it.
@@ -314,17 +334,24 @@ fn run_transaction(state: &mut State<'_>, ops: &[WriteOp]) -> Result<Vec<WriteOu
                 "commit of journaled lsn {lsn} failed ({e}); the store refuses writes until it is reopened (reopening replays the journal, so this batch will turn out committed)"
             );
             tracing::error!(lsn, error = %e, "memable-redb commit failed after its journal record was synced; the store is poisoned");
+            journaled.visibility.failed(&message);
             state.poisoned = Some(message.clone());
             return Err(Failure::Transaction(message));
         }
+        journaled.visibility.published(lsn);
         journaled.lsn = lsn;
     } else {
         txn.commit()
             .map_err(|e| Failure::Transaction(format!("commit: {e}")))?;
+        count_commit(state.counters, count);
+        answer(outcomes);
     }
-    let counters = state.counters;
+    Ok(())
+}
+
+/// Counts a durable batch of `ops` operations, before its callers hear of it.
+fn count_commit(counters: &Counters, ops: u64) {
     counters.commits.fetch_add(1, Ordering::Relaxed);
-    counters.ops.fetch_add(count, Ordering::Relaxed);
-    counters.largest_batch.fetch_max(count, Ordering::Relaxed);
-    Ok(outcomes)
+    counters.ops.fetch_add(ops, Ordering::Relaxed);
+    counters.largest_batch.fetch_max(ops, Ordering::Relaxed);
 }

@@ -294,3 +294,32 @@ async fn a_journal_failure_poisons_the_writer_and_reopening_replays() {
     assert_steps(&store, "a", 4).await;
     assert!(store.get_step(&k, "s4").await.unwrap().is_none());
 }
+
+/// A journaled batch is answered as soon as its journal record is synced,
+/// before its redb commit: a read issued after the answer must still see
+/// the write (the reader threads wait for the commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_visible_to_every_read_issued_after_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let store = store.clone();
+        writers.spawn(async move {
+            let k = key("vis", &format!("w{w}"));
+            store.start_instance(k.clone(), input(), 1).await.unwrap();
+            for i in 0..150u32 {
+                let step = format!("s{i}");
+                store
+                    .commit_step(k.clone(), step.clone(), value(&i.to_le_bytes()))
+                    .await
+                    .unwrap();
+                let read = store.get_step(&k, &step).await.unwrap();
+                assert!(read.is_some(), "{k}/{step} answered but not visible");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+}

@@ -34,7 +34,8 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -247,6 +248,113 @@ fn serve<S: ReadSession>(shared: &Shared<S>, mut session: S) {
     }
 }
 
+/// Read-your-writes for a writer that answers a batch as soon as it is
+/// durable, before the database makes it visible.
+///
+/// A journaled writer knows a batch is safe once its journal record is
+/// synced; committing it to the database (making it visible to readers)
+/// can overlap with waking its callers. A caller that then reads must still
+/// see its write: the writer calls [`acknowledged`](Self::acknowledged)
+/// before answering and [`published`](Self::published) once the commit is
+/// visible, and every read batch first [`wait`](Self::wait)s until all
+/// acknowledged batches are published (a few microseconds at most).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::readers::Visibility;
+///
+/// let visibility = Visibility::new();
+/// visibility.acknowledged(1);
+/// visibility.published(1);
+/// visibility.wait().unwrap(); // batch 1 is visible: no wait
+/// ```
+#[derive(Debug, Default)]
+pub struct Visibility {
+    acknowledged: AtomicU64,
+    published: AtomicU64,
+    failure: Mutex<Option<String>>,
+    changed: Condvar,
+}
+
+impl Visibility {
+    /// Nothing acknowledged yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// memable_core::readers::Visibility::new().wait().unwrap();
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The writer is about to answer batch `lsn` (durable, not yet visible).
+    ///
+    /// # Examples
+    ///
+    /// See [`Visibility`].
+    pub fn acknowledged(&self, lsn: u64) {
+        self.acknowledged.fetch_max(lsn, Ordering::AcqRel);
+    }
+
+    /// Batch `lsn` is visible to new read snapshots.
+    ///
+    /// # Examples
+    ///
+    /// See [`Visibility`].
+    pub fn published(&self, lsn: u64) {
+        self.published.fetch_max(lsn, Ordering::AcqRel);
+        // Taken so a reader between its check and its wait cannot miss this.
+        drop(self.failure.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_all();
+    }
+
+    /// The writer could not make an acknowledged batch visible: waiting
+    /// readers fail with `message` instead of waiting forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::readers::Visibility;
+    ///
+    /// let visibility = Visibility::new();
+    /// visibility.acknowledged(1);
+    /// visibility.failed("commit failed");
+    /// assert!(visibility.wait().is_err());
+    /// ```
+    pub fn failed(&self, message: &str) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(message.to_owned());
+        self.changed.notify_all();
+    }
+
+    /// Waits until every batch acknowledged so far is visible.
+    ///
+    /// # Examples
+    ///
+    /// See [`Visibility`].
+    pub fn wait(&self) -> Result<(), EngineError> {
+        let needed = self.acknowledged.load(Ordering::Acquire);
+        if self.published.load(Ordering::Acquire) >= needed {
+            return Ok(());
+        }
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.published.load(Ordering::Acquire) >= needed {
+                return Ok(());
+            }
+            if let Some(message) = failure.as_ref() {
+                return Err(EngineError::storage("read", message.clone()));
+            }
+            failure = self
+                .changed
+                .wait(failure)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +431,36 @@ mod tests {
         let pool = ReaderPool::new("t", vec![Batches::default(), Batches::default()]).unwrap();
         assert_eq!(pool.read("r", |s| Ok(s.begun)).await.unwrap(), 1);
         drop(pool);
+    }
+
+    #[test]
+    fn a_reader_waits_until_every_acknowledged_batch_is_published() {
+        let visibility = Arc::new(Visibility::new());
+        visibility.acknowledged(3);
+        let waiting = {
+            let visibility = Arc::clone(&visibility);
+            std::thread::spawn(move || visibility.wait())
+        };
+        visibility.published(2);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !waiting.is_finished(),
+            "returned before batch 3 was visible"
+        );
+        visibility.published(3);
+        waiting.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_failed_publication_fails_the_waiting_readers() {
+        let visibility = Arc::new(Visibility::new());
+        visibility.acknowledged(1);
+        let waiting = {
+            let visibility = Arc::clone(&visibility);
+            std::thread::spawn(move || visibility.wait())
+        };
+        visibility.failed("the commit failed");
+        let error = waiting.join().unwrap().unwrap_err();
+        assert!(error.to_string().contains("the commit failed"), "{error}");
     }
 }
