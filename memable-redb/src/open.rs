@@ -2,11 +2,14 @@
 //! and the format check.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use memable_core::EngineError;
-use memable_core::journal::{Journal, JournalFile};
+use memable_core::journal::{
+    Journal, JournalFile, journal_path, open_journal_file, preallocation, records_after,
+    remove_journal_file,
+};
 use memable_core::readers::Visibility;
 use memable_core::txn::apply;
 use redb::backends::FileBackend;
@@ -203,9 +206,7 @@ impl RedbStoreBuilder {
                     let (db, journaled, _) =
                         self.open_journaled_file(path, &journal_path, &context, &name)?;
                     drop((journaled, db));
-                    std::fs::remove_file(&journal_path)
-                        .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
-                    sync_parent(&journal_path, &name)?;
+                    remove_journal_file(&journal_path, &name)?;
                 }
                 self.open_with(file_backend(path, &context)?, &context)
             }
@@ -332,22 +333,6 @@ impl RedbStoreBuilder {
     }
 }
 
-/// The journal file is extended with zeros when opened (if shorter) to the
-/// checkpoint threshold plus this much (room for the batch that crosses the
-/// threshold), so appends overwrite it in place, whose sync is cheaper than
-/// an append's (see [`Journal::preallocate`]).
-const PREALLOCATE_SLACK: u64 = 64 * 1024;
-
-/// Preallocation never exceeds this, whatever the checkpoint threshold.
-const PREALLOCATE_MAX: u64 = 64 * 1024 * 1024;
-
-/// The journal file of the database at `path`: `<path>.journal`.
-pub(crate) fn journal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
-}
-
 /// Opens (creating if needed) the database file as a redb backend.
 fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> {
     let file = std::fs::OpenOptions::new()
@@ -358,38 +343,6 @@ fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> 
         .open(path)
         .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
     FileBackend::new(file).map_err(|e| open_error(context, e))
-}
-
-/// Opens (creating if needed) the journal file; a new file's directory entry
-/// is synced so the file survives a power loss.
-fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, EngineError> {
-    let existed = path.exists();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| EngineError::storage("open", format!("{name}: {e}")))?;
-    if !existed {
-        sync_parent(path, name)?;
-    }
-    Ok(file)
-}
-
-/// Syncs the directory holding `path`, so a created or removed entry is
-/// durable (a no-op where directories cannot be opened, as on Windows).
-fn sync_parent(path: &Path, name: &str) -> Result<(), EngineError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match std::fs::File::open(parent) {
-        Ok(dir) => dir
-            .sync_all()
-            .map_err(|e| EngineError::storage("open", format!("{name}: sync directory: {e}"))),
-        Err(_) => Ok(()),
-    }
 }
 
 /// Opens the journal, re-applies every record newer than the database's
@@ -404,18 +357,9 @@ fn recover(
     checkpoint_bytes: u64,
 ) -> Result<Journaled, EngineError> {
     let (mut journal, records) = Journal::open(file, name, id)?;
-    let pending: Vec<_> = records.into_iter().filter(|r| r.lsn > db_lsn).collect();
+    let pending = records_after(records, db_lsn, name)?;
     let mut lsn = db_lsn;
     if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
-        if first.lsn != db_lsn + 1 {
-            return Err(EngineError::storage(
-                "open",
-                format!(
-                    "{name}: journal and database do not match: the journal continues from lsn {} but the database is at lsn {db_lsn}",
-                    first.lsn - 1
-                ),
-            ));
-        }
         let fail = |e: &dyn std::fmt::Display| {
             EngineError::storage("open", format!("{name}: replaying the journal: {e}"))
         };
@@ -444,11 +388,7 @@ fn recover(
         );
     }
     journal.reset();
-    journal.preallocate(
-        checkpoint_bytes
-            .saturating_add(PREALLOCATE_SLACK)
-            .min(PREALLOCATE_MAX),
-    )?;
+    journal.preallocate(preallocation(checkpoint_bytes))?;
     Ok(Journaled {
         journal,
         lsn,

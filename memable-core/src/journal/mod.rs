@@ -83,10 +83,15 @@
 
 mod crc;
 mod file;
+mod files;
 #[cfg(test)]
 mod tests;
 
 pub use file::JournalFile;
+pub use files::{
+    PREALLOCATE_MAX, PREALLOCATE_SLACK, journal_path, open_journal_file, preallocation,
+    records_after, remove_journal_file,
+};
 
 use crate::EngineError;
 use crate::txn::WriteOp;
