@@ -22,6 +22,7 @@
 //! | `instances` | `(workflow, instance)` | `status` (`running`, `suspended`, `completed`, `failed`, `cancelled`), `suspended_key`, `message` (status message or error), `created_at_ms`, `updated_at_ms`, `completed_at_ms`; index `instances_by_status (status, workflow, instance)` |
 //! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (postcard bytes), `status`, `attempts`, `error`, `deadline_ms`; foreign key to `instances` |
 //! | `timers` | `(deadline_ms, workflow, instance, step_key)` | — |
+//! | `memable_journal` | `key` | `value`: `lsn` (last journaled batch committed), `journal_id` (the id the journal file must carry), `checkpoints` |
 //!
 //! Deadlines (`steps.deadline_ms`, `timers.deadline_ms`) span all of `u64`, so they are stored offset by 2^63 (deadline = stored value + 9223372036854775808); times in `instances` are plain milliseconds since the Unix epoch.
 //!
@@ -39,15 +40,54 @@
 //! One writer thread owns the write connection and **group-commits**: it
 //! drains every queued write into one `BEGIN IMMEDIATE` transaction and one
 //! commit, then answers each caller. A lone workflow pays one commit per
-//! step; many concurrent workflows share commits. Reads run on a small pool
-//! of read-only connections in tokio's blocking pool, never on a tokio
-//! worker. Statements are prepared once and cached.
+//! step; many concurrent workflows share commits. Reads run on two reader
+//! threads with read-only connections (never on a tokio worker); each serves
+//! every read queued when it wakes inside one read transaction. Statements
+//! are prepared once and cached.
 //!
-//! # Durability
+//! # Durability and the journal
 //!
-//! [`Synchronous::Full`] (default) fsyncs every commit: it survives process
-//! crashes and power loss. [`Synchronous::Normal`] survives process crashes
-//! but a power loss may undo the last commits; it is faster.
+//! [`Synchronous::Full`] (default) makes every acknowledged commit survive
+//! process crashes and power loss. For a file store it does so with a
+//! write-ahead **journal** next to the database, `<database path>.journal`
+//! (format: [`memable_core::journal`]), because one small in-place append
+//! and one `fdatasync` cost less than SQLite flushing its WAL pages. For
+//! every batch the writer
+//!
+//! 1. applies it in a transaction that also records the batch's log
+//!    sequence number (lsn) in `memable_journal`,
+//! 2. appends the batch's operations under that lsn to the journal and
+//!    flushes the journal,
+//! 3. answers the callers and commits the transaction with
+//!    `synchronous = NORMAL` (written to the WAL, not flushed). Reads wait
+//!    until every answered batch is committed before they open their
+//!    snapshot, so a caller always reads its own writes.
+//!
+//! Every 2 MiB of journal, and when the store closes, the writer
+//! *checkpoints*: one commit with `synchronous = FULL`, whose WAL flush makes
+//! every earlier commit durable; the journal is then reused from its start.
+//! Opening the store re-applies every journal record newer than the
+//! database's lsn (after a power loss SQLite keeps a prefix of its commits,
+//! never a damaged file, in WAL mode with `NORMAL`), flushes, and starts the
+//! journal over. Keep the journal with its database: copy, move and delete
+//! them together; deleting it after a crash loses the transitions
+//! acknowledged since the last checkpoint. A journal of another database
+//! (its header carries `journal_id`), one that continues from a later lsn
+//! than the database, and a file at the journal's path that is not a
+//! memable journal are refused with a clear error, untouched.
+//!
+//! If the journal cannot be written, the batch fails and nothing is
+//! committed. If a commit fails after its batch was journaled and answered,
+//! the batch stays answered (it is in the journal) and a read that would
+//! miss it fails instead. Either way the store is *poisoned*: later writes
+//! fail until it is reopened, and reopening replays the journal — so a write
+//! answered with such an error may turn out committed (the engine tolerates
+//! lost acknowledgements).
+//!
+//! [`Synchronous::Normal`] keeps no journal and does not flush commits: they
+//! survive process crashes, but a power loss may undo the last ones (never
+//! damage the file). Opening a file with `Normal` first replays and removes
+//! a journal left by a `Full` store. The in-memory store keeps no journal.
 //!
 //! # One engine per database
 //!

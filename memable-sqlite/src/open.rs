@@ -6,12 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memable_core::EngineError;
+use memable_core::journal::{
+    Journal, JournalFile, journal_path, open_journal_file, preallocation, records_after,
+    remove_journal_file,
+};
+use memable_core::readers::Visibility;
+use memable_core::txn::apply;
 use rusqlite::{Connection, OpenFlags};
 
+use crate::error::sql;
 use crate::readers::Readers;
 use crate::schema;
 use crate::store::{Shared, SqliteStore};
-use crate::writer::{Counters, Writer};
+use crate::txn::SqlTxn;
+use crate::writer::{CHECKPOINT_BYTES, Counters, Journaled, Writer, durable_commit};
 
 /// How hard a commit is pushed to disk.
 ///
@@ -23,8 +31,10 @@ use crate::writer::{Counters, Writer};
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Synchronous {
-    /// `PRAGMA synchronous = FULL`: every commit is fsynced before it is
-    /// acknowledged — it survives a process crash and a power loss.
+    /// Every commit is durable before it is acknowledged — it survives a
+    /// process crash and a power loss. A file store makes commits durable
+    /// through its journal (see the crate docs), the in-memory store with
+    /// `PRAGMA synchronous = FULL`.
     #[default]
     Full,
     /// `PRAGMA synchronous = NORMAL`: in WAL mode commits are not fsynced
@@ -81,8 +91,32 @@ impl SqliteStoreBuilder {
         check_header(path)?;
         let lock = lock_file(path)?;
         let target = path.to_string_lossy().into_owned();
-        let writer = self.connect_writer(&target, true)?;
-        self.finish(writer, &target, Some(lock), Some(path.to_path_buf()))
+        let mut writer = self.connect_writer(&target, true)?;
+        let journal_path = journal_path(path);
+        let name = format!("{} (journal of {})", journal_path.display(), path.display());
+        let journaled = match self.synchronous {
+            Synchronous::Full => {
+                let file = open_journal_file(&journal_path, &name)?;
+                Some(recover(&mut writer, Box::new(file), &name)?)
+            }
+            Synchronous::Normal => {
+                if journal_path.exists() {
+                    // Left by a store opened with `Full`: replay it into a
+                    // durable commit, then it is redundant.
+                    let file = open_journal_file(&journal_path, &name)?;
+                    drop(recover(&mut writer, Box::new(file), &name)?);
+                    remove_journal_file(&journal_path, &name)?;
+                }
+                None
+            }
+        };
+        self.finish(
+            writer,
+            &target,
+            Some(lock),
+            Some(path.to_path_buf()),
+            journaled,
+        )
     }
 
     /// A store in memory (SQLite's `memdb`), shared by the store's
@@ -97,7 +131,7 @@ impl SqliteStoreBuilder {
     pub fn in_memory(self) -> Result<SqliteStore, EngineError> {
         let target = format!("file:/memable-{}?vfs=memdb", uuid::Uuid::new_v4());
         let writer = self.connect_writer(&target, false)?;
-        self.finish(writer, &target, None, None)
+        self.finish(writer, &target, None, None, None)
     }
 
     fn connect_writer(self, target: &str, wal: bool) -> Result<Connection, EngineError> {
@@ -138,10 +172,12 @@ impl SqliteStoreBuilder {
         target: &str,
         lock: Option<File>,
         path: Option<PathBuf>,
+        journaled: Option<Journaled>,
     ) -> Result<SqliteStore, EngineError> {
         let counters = Arc::new(Counters::default());
-        let writer = Writer::spawn(writer, Arc::clone(&counters))?;
-        let readers = Readers::new(target)?;
+        let visibility = journaled.as_ref().map(|j| Arc::clone(&j.visibility));
+        let writer = Writer::spawn(writer, Arc::clone(&counters), journaled)?;
+        let readers = Readers::new(target, visibility.as_ref())?;
         Ok(SqliteStore::from_shared(Shared {
             writer,
             readers,
@@ -151,6 +187,57 @@ impl SqliteStoreBuilder {
             _lock: lock,
         }))
     }
+}
+
+/// Opens the journal, re-applies every record the database lacks, makes the
+/// database durable (one commit with `synchronous = FULL`: commits that
+/// survived a process crash may still sit unflushed in the WAL) and resets
+/// the journal. Leaves the connection at `synchronous = NORMAL`.
+fn recover(
+    conn: &mut Connection,
+    file: Box<dyn JournalFile>,
+    name: &str,
+) -> Result<Journaled, EngineError> {
+    let (db_lsn, id) = schema::journal_position(conn)?;
+    let (mut journal, records) = Journal::open(file, name, id)?;
+    let pending = records_after(records, db_lsn, name)?;
+    let mut lsn = db_lsn;
+    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+        let op = "open: replay the journal";
+        let tx = conn.transaction().map_err(sql(op))?;
+        {
+            let mut access = SqlTxn(&tx);
+            for record in &pending {
+                for batch_op in &record.ops {
+                    apply(batch_op.clone(), &mut access).map_err(|e| {
+                        EngineError::storage(op, format!("{name}: lsn {}: {e}", record.lsn))
+                    })?;
+                }
+            }
+        }
+        lsn = last.lsn;
+        tx.execute(
+            "UPDATE memable_journal SET value = ?1 WHERE key = 'lsn'",
+            [i64::try_from(lsn).unwrap_or(i64::MAX)],
+        )
+        .map_err(sql(op))?;
+        tx.commit().map_err(sql(op))?;
+        tracing::info!(
+            journal = name,
+            records = pending.len(),
+            from = first.lsn,
+            to = lsn,
+            "memable-sqlite replayed its journal"
+        );
+    }
+    durable_commit(conn)?;
+    journal.reset();
+    journal.preallocate(preallocation(CHECKPOINT_BYTES))?;
+    Ok(Journaled {
+        journal,
+        lsn,
+        visibility: Arc::new(Visibility::new()),
+    })
 }
 
 /// Refuses an existing non-empty file that does not start with SQLite's header.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use memable_core::EngineError;
-use memable_core::readers::{ReadSession, ReaderPool};
+use memable_core::readers::{ReadSession, ReaderPool, Visibility};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::sql;
@@ -17,10 +17,16 @@ const READER_THREADS: usize = 2;
 /// One reader thread's read-only connection.
 pub struct Reader {
     conn: Connection,
+    /// For a journaled store: batches answered before their commit.
+    visibility: Option<Arc<Visibility>>,
 }
 
 impl ReadSession for Reader {
     fn begin_batch(&mut self) -> Result<(), EngineError> {
+        // Every write answered so far must be in the snapshot.
+        if let Some(visibility) = &self.visibility {
+            visibility.wait()?;
+        }
         self.conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(sql("begin read transaction"))
@@ -41,9 +47,17 @@ pub struct Readers {
 
 impl Readers {
     /// Readers of `target` (a path or, for the in-memory store, a URI).
-    pub fn new(target: &str) -> Result<Arc<Self>, EngineError> {
+    pub fn new(
+        target: &str,
+        visibility: Option<&Arc<Visibility>>,
+    ) -> Result<Arc<Self>, EngineError> {
         let readers = (0..READER_THREADS)
-            .map(|_| connect(target).map(|conn| Reader { conn }))
+            .map(|_| {
+                connect(target).map(|conn| Reader {
+                    conn,
+                    visibility: visibility.cloned(),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Self {
             pool: ReaderPool::new("memable-sqlite-reader", readers)?,

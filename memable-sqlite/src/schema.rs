@@ -53,6 +53,15 @@ const MIGRATIONS: &[&str] = &[
         step_key    TEXT    NOT NULL,
         PRIMARY KEY (deadline_ms, workflow, instance, step_key)
     ) WITHOUT ROWID;",
+    // 2: the write-ahead journal's bookkeeping: the lsn of the last
+    // journaled batch committed, the id the journal file must carry, and a
+    // count of checkpoints.
+    "CREATE TABLE memable_journal (
+        key   TEXT    NOT NULL PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO memable_journal (key, value) VALUES
+        ('lsn', 0), ('journal_id', abs(random() >> 1)), ('checkpoints', 0);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -60,12 +69,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 1);
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 2);
 /// ```
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 1,
+    MIGRATIONS.len() == 2,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 
@@ -112,4 +121,25 @@ pub fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
     ))
     .map_err(sql("open: migrate"))?;
     tx.commit().map_err(sql("open: migrate"))
+}
+
+/// The database's journal position: `(lsn, journal_id)` from
+/// `memable_journal`.
+pub fn journal_position(conn: &Connection) -> Result<(u64, u64), EngineError> {
+    let read = |key: &str| -> Result<u64, EngineError> {
+        let value: i64 = conn
+            .query_row(
+                "SELECT value FROM memable_journal WHERE key = ?1",
+                [key],
+                |row| row.get(0),
+            )
+            .map_err(sql("open: read the journal position"))?;
+        u64::try_from(value).map_err(|_| {
+            EngineError::storage(
+                "open",
+                format!("memable_journal holds a negative {key}: {value}"),
+            )
+        })
+    };
+    Ok((read("lsn")?, read("journal_id")?))
 }

@@ -71,6 +71,9 @@ pub struct StoreStats {
     pub commits: u64,
     /// Writes applied (many per commit under load: group commit).
     pub writes: u64,
+    /// Checkpoints of the journal (commits flushed with `synchronous =
+    /// FULL`, after which the journal starts over); 0 without a journal.
+    pub checkpoints: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -149,6 +152,7 @@ impl SqliteStore {
         StoreStats {
             commits: self.shared.counters.commits.load(Ordering::Relaxed),
             writes: self.shared.counters.writes.load(Ordering::Relaxed),
+            checkpoints: self.shared.counters.checkpoints.load(Ordering::Relaxed),
         }
     }
 
