@@ -48,6 +48,8 @@ struct Sizes {
     spread_ms: u64,
     suspended: usize,
     disk_steps: usize,
+    /// Pause between two workloads, in milliseconds.
+    settle_ms: u64,
 }
 
 impl Sizes {
@@ -67,6 +69,7 @@ impl Sizes {
         spread_ms: 2_000,
         suspended: 100_000,
         disk_steps: 20_000,
+        settle_ms: 2_000,
     };
 
     const QUICK: Sizes = Sizes {
@@ -85,6 +88,7 @@ impl Sizes {
         spread_ms: 300,
         suspended: 2_000,
         disk_steps: 1_000,
+        settle_ms: 0,
     };
 }
 
