@@ -65,8 +65,7 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// The workloads, in the order a full run measures them; `--only` picks one.
-pub const WORKLOADS: [&str; 8] = [
-    "fsync",
+pub const WORKLOADS: [&str; 7] = [
     "seq",
     "conc",
     "replay",
@@ -76,14 +75,15 @@ pub const WORKLOADS: [&str; 8] = [
     "disk",
 ];
 
-/// Runs every workload, or only the one named `only`, with a pause between
+/// Runs every workload, or only those named in `only` (comma-separated),
+/// with a pause between
 /// two workloads so the disk's write-back of the previous one (temp dirs
 /// being removed, 100,000 instances of the recovery store) does not land in
 /// the next one's figures.
 pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Result<()> {
     for (index, name) in WORKLOADS
         .iter()
-        .filter(|name| only.is_none_or(|only| only == **name))
+        .filter(|name| only.is_none_or(|only| only.split(',').any(|o| o == **name)))
         .enumerate()
     {
         if index > 0 {
@@ -96,7 +96,13 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
             "recovery" => recovery(backend, sizes).await?,
             "timers" => timer_lateness(backend, sizes).await?,
             "suspended" => suspended_bytes(backend, sizes).await?,
-            _ /* "disk" */ => disk_bytes_per_step(backend, sizes).await?,
+            "disk" => disk_bytes_per_step(backend, sizes).await?,
+            other => {
+                return Err(EngineError::storage(
+                    "benchmark",
+                    format!("no workload named {other:?}"),
+                ));
+            }
         }
     }
     Ok(())

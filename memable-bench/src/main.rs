@@ -136,8 +136,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(name) = &only
-        && !figures::WORKLOADS.contains(&name.as_str())
+    if let Some(name) = only
+        .iter()
+        .flat_map(|only| only.split(','))
+        .find(|name| !figures::WORKLOADS.contains(name))
     {
         eprintln!(
             "unknown workload {name:?}; one of: {}",
