@@ -365,7 +365,7 @@ fn recover(
         };
         let txn = db.begin_write().map_err(|e| fail(&e))?;
         {
-            let mut rows = RedbTxn::open(&txn)?;
+            let mut rows = RedbTxn::new(&txn);
             for record in &pending {
                 for op in &record.ops {
                     apply(op.clone(), &mut rows)

@@ -283,11 +283,12 @@ fn run_transaction(
             "non-durable write transaction: {e}"
         )));
     }
-    let applied = RedbTxn::open(&txn).and_then(|mut rows| {
-        ops.iter()
-            .map(|op| apply(op.clone(), &mut rows))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let mut rows = RedbTxn::new(&txn);
+    let applied = ops
+        .iter()
+        .map(|op| apply(op.clone(), &mut rows))
+        .collect::<Result<Vec<_>, _>>();
+    drop(rows);
     let outcomes = match applied {
         Ok(outcomes) => outcomes,
         Err(e) => {
