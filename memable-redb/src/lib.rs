@@ -32,8 +32,10 @@
 //! any other instance; timers are ordered by deadline, so the due ones and
 //! the next deadline are a scan from the start.
 //!
-//! The format version is written when a file is created and checked on every
-//! open. A file of a newer format, a file that is not a redb database, a
+//! The format version (2) is written when a file is created and checked on
+//! every open; a file of format 1 (before the journal) is upgraded. An older
+//! memable refuses a format-2 file, so it can never open a database without
+//! replaying its journal. A file of a newer format, a file that is not a redb database, a
 //! redb database without memable's tables, a damaged file, and a file that
 //! another process (or another store in this process) has open are all
 //! refused with a clear [`EngineError::Storage`](memable_core::EngineError)

@@ -20,8 +20,8 @@ use redb::{
 use crate::RedbStore;
 use crate::backend::NoSync;
 use crate::tables::{
-    BY_STATUS, FORMAT_KEY, FORMAT_VERSION, INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META,
-    STEPS, TIMERS,
+    BY_STATUS, FORMAT_KEY, FORMAT_VERSION, FORMAT_WITHOUT_JOURNAL, INSTANCES, JOURNAL,
+    JOURNAL_ID_KEY, LSN_KEY, META, STEPS, TIMERS,
 };
 use crate::txn::RedbTxn;
 use crate::writer::{CHECKPOINT_BYTES, Journaled};
@@ -449,7 +449,7 @@ fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError>
         others.push(table.name().to_owned());
     }
     if has_meta {
-        let meta = txn
+        let mut meta = txn
             .open_table(META)
             .map_err(|e| not_memable(context, &format!("unexpected memable_meta table: {e}")))?;
         let stored = meta
@@ -458,6 +458,15 @@ fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError>
             .map(|v| v.value());
         match stored {
             Some(FORMAT_VERSION) => {}
+            Some(FORMAT_WITHOUT_JOURNAL) => {
+                // Its journal table is created below.
+                tracing::info!(
+                    database = context,
+                    "upgrading a memable-redb file to format {FORMAT_VERSION}"
+                );
+                meta.insert(FORMAT_KEY, FORMAT_VERSION)
+                    .map_err(|e| fail(&e))?;
+            }
             Some(version) if version > FORMAT_VERSION => {
                 return Err(EngineError::storage(
                     "open",

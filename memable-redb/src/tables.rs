@@ -8,7 +8,14 @@ use memable_core::{EngineError, InstanceKey, StatusKind};
 use redb::TableDefinition;
 
 /// The format this build writes and reads, stored under [`FORMAT_KEY`].
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Format 2 adds the journal (the `memable_journal` table and the
+/// `<file>.journal` beside the database); a format-1 file is upgraded on
+/// open. An older memable refuses a format-2 file, so it can never open a
+/// database without replaying its journal.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+
+/// The format before the journal, upgraded on open.
+pub(crate) const FORMAT_WITHOUT_JOURNAL: u32 = 1;
 
 /// Key of the format version in [`META`].
 pub(crate) const FORMAT_KEY: &str = "format";

@@ -52,7 +52,47 @@ fn new_file_records_the_format_version() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 1);
+    assert_eq!(format, 2);
+}
+
+/// A file of format 1 (before the journal) as an older memable left it.
+async fn format_one_file(path: &std::path::Path) {
+    populated(path).await;
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert("format", 1).unwrap();
+    txn.delete_table(TableDefinition::<&str, u64>::new("memable_journal"))
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    std::fs::remove_file(memable_core::journal::journal_path(path)).unwrap();
+}
+
+#[tokio::test]
+async fn a_format_one_file_is_upgraded_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    format_one_file(&path).await;
+    let store = RedbStore::open(&path).unwrap();
+    let listed = store.list_instances(&InstanceFilter::new()).await.unwrap();
+    assert!(!listed.is_empty());
+    let k = key("wf", "i0");
+    store
+        .commit_step(k.clone(), "after-upgrade".into(), value(b"x"))
+        .await
+        .unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let format = db
+        .begin_read()
+        .unwrap()
+        .open_table(META)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .unwrap()
+        .value();
+    assert_eq!(format, 2);
 }
 
 #[tokio::test]
@@ -164,14 +204,14 @@ async fn newer_format_version_is_refused_naming_both_versions() {
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        txn.open_table(META).unwrap().insert("format", 3).unwrap();
         txn.commit().unwrap();
     }
     let message = storage_message(RedbStore::open(&path));
     assert!(
         message.contains("newer memable")
-            && message.contains("format version 2")
-            && message.contains("format version 1"),
+            && message.contains("format version 3")
+            && message.contains("format version 2"),
         "{message}"
     );
 }
