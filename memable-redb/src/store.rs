@@ -132,11 +132,17 @@ impl RedbStore {
         db: Database,
         durability: Durability,
         journal: Option<Journaled>,
+        lone_writer_spin: std::time::Duration,
     ) -> Result<Self, EngineError> {
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
         let visibility = journal.as_ref().map(|j| Arc::clone(&j.visibility));
-        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&counters), journal)?;
+        let writer = Writer::spawn(
+            Arc::clone(&db),
+            Arc::clone(&counters),
+            journal,
+            lone_writer_spin,
+        )?;
         let readers = (0..READER_THREADS)
             .map(|_| Reader::new(Arc::clone(&db), visibility.clone()))
             .collect();

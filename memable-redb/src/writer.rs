@@ -20,11 +20,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{WriteOp, WriteOutcome, apply, recv_batch};
+use memable_core::txn::{WriteOp, WriteOutcome, WriterCalls, apply, recv_batch};
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
@@ -79,6 +80,7 @@ pub(crate) struct Journaled {
 pub(crate) struct Writer {
     queue: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+    calls: WriterCalls,
 }
 
 impl Writer {
@@ -87,6 +89,7 @@ impl Writer {
         db: Arc<Database>,
         counters: Arc<Counters>,
         journal: Option<Journaled>,
+        lone_writer_spin: Duration,
     ) -> Result<Self, EngineError> {
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -104,6 +107,7 @@ impl Writer {
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
+            calls: WriterCalls::new(lone_writer_spin),
         })
     }
 
@@ -111,14 +115,15 @@ impl Writer {
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
         let name = op.name();
         let (reply, answer) = oneshot::channel();
+        let waiting = self.calls.enter();
         self.queue
             .as_ref()
             .ok_or_else(|| EngineError::storage(name, "the store is closed"))?
             .send(Request { op, reply })
             .map_err(|_| EngineError::storage(name, "the writer thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| EngineError::storage(name, "the writer thread stopped before answering"))?
+        waiting.answer(answer).await.ok_or_else(|| {
+            EngineError::storage(name, "the writer thread stopped before answering")
+        })?
     }
 }
 

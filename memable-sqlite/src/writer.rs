@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{WriteOp, WriteOutcome, apply, recv_batch};
+use memable_core::txn::{WriteOp, WriteOutcome, WriterCalls, apply, recv_batch};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -59,6 +60,7 @@ pub struct Journaled {
 pub struct Writer {
     queue: Option<mpsc::Sender<(WriteOp, Reply)>>,
     thread: Option<JoinHandle<()>>,
+    calls: WriterCalls,
 }
 
 impl Writer {
@@ -66,6 +68,7 @@ impl Writer {
         conn: Connection,
         counters: Arc<Counters>,
         journal: Option<Journaled>,
+        lone_writer_spin: Duration,
     ) -> Result<Self, EngineError> {
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -83,6 +86,7 @@ impl Writer {
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
+            calls: WriterCalls::new(lone_writer_spin),
         })
     }
 
@@ -90,14 +94,15 @@ impl Writer {
     pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
         let name = op.name();
         let (reply, answer) = oneshot::channel();
+        let waiting = self.calls.enter();
         self.queue
             .as_ref()
             .ok_or_else(|| EngineError::storage(name, "the store is closed"))?
             .send((op, reply))
             .map_err(|_| EngineError::storage(name, "the writer thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| EngineError::storage(name, "the writer thread stopped before answering"))?
+        waiting.answer(answer).await.ok_or_else(|| {
+            EngineError::storage(name, "the writer thread stopped before answering")
+        })?
     }
 }
 
