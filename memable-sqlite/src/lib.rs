@@ -54,14 +54,17 @@
 //! and one `fdatasync` cost less than SQLite flushing its WAL pages. For
 //! every batch the writer
 //!
-//! 1. applies it in a transaction that also records the batch's log
-//!    sequence number (lsn) in `memable_journal`,
+//! 1. applies it in a savepoint of a write transaction, recording the
+//!    batch's log sequence number (lsn) in `memable_journal`,
 //! 2. appends the batch's operations under that lsn to the journal and
 //!    flushes the journal,
-//! 3. answers the callers and commits the transaction with
-//!    `synchronous = NORMAL` (written to the WAL, not flushed). Reads wait
-//!    until every answered batch is committed before they open their
-//!    snapshot, so a caller always reads its own writes.
+//! 3. answers the callers. The transaction is committed with
+//!    `synchronous = NORMAL` (written to the WAL, not flushed) after a
+//!    batch of several writes, when the queue goes idle, when a reader
+//!    waits, or after 64 batches or 2 ms — so the one-write batches of a
+//!    lone sequential workflow share a WAL commit. Reads wait until every
+//!    answered batch is committed before they open their snapshot, so a
+//!    caller always reads its own writes.
 //!
 //! Every 2 MiB of journal, and when the store closes, the writer
 //! *checkpoints*: one commit with `synchronous = FULL`, whose WAL flush makes
@@ -76,10 +79,11 @@
 //! than the database, and a file at the journal's path that is not a
 //! memable journal are refused with a clear error, untouched.
 //!
-//! If the journal cannot be written, the batch fails and nothing is
-//! committed. If a commit fails after its batch was journaled and answered,
-//! the batch stays answered (it is in the journal) and a read that would
-//! miss it fails instead. Either way the store is *poisoned*: later writes
+//! If the journal cannot be written, the batch fails and is rolled back to
+//! its savepoint (the answered batches before it are committed). If a
+//! commit fails after its batches were journaled and answered, they stay
+//! answered (they are in the journal) and a read that would miss them fails
+//! instead. Either way the store is *poisoned*: later writes
 //! fail until it is reopened, and reopening replays the journal — so a write
 //! answered with such an error may turn out committed (the engine tolerates
 //! lost acknowledgements).

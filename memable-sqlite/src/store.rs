@@ -67,7 +67,8 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Transactions committed.
+    /// Batches committed (with a journal: made durable by the journal;
+    /// consecutive one-write batches may share one SQLite transaction).
     pub commits: u64,
     /// Writes applied (many per commit under load: group commit).
     pub writes: u64,

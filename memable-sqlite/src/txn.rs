@@ -8,8 +8,9 @@ use rusqlite::{OptionalExtension, params};
 use crate::error::sql;
 use crate::rows::{self, METADATA_COLUMNS, STEP_COLUMNS, to_sql_int};
 
-/// A write transaction on the writer connection.
-pub struct SqlTxn<'c>(pub &'c rusqlite::Transaction<'c>);
+/// Row access on the writer connection, inside a write transaction the
+/// caller opened (and commits or rolls back).
+pub struct SqlTxn<'c>(pub &'c rusqlite::Connection);
 
 impl Transaction for SqlTxn<'_> {
     fn metadata(&mut self, key: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> {

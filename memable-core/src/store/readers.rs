@@ -273,6 +273,7 @@ fn serve<S: ReadSession>(shared: &Shared<S>, mut session: S) {
 pub struct Visibility {
     acknowledged: AtomicU64,
     published: AtomicU64,
+    waiting: AtomicU64,
     failure: Mutex<Option<String>>,
     changed: Condvar,
 }
@@ -329,6 +330,20 @@ impl Visibility {
         self.changed.notify_all();
     }
 
+    /// Whether a reader is waiting for an acknowledged batch to become
+    /// visible: a writer that holds batches back to commit several at once
+    /// commits now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!memable_core::readers::Visibility::new().readers_waiting());
+    /// ```
+    #[must_use]
+    pub fn readers_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
     /// Waits until every batch acknowledged so far is visible.
     ///
     /// # Examples
@@ -340,18 +355,21 @@ impl Visibility {
             return Ok(());
         }
         let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let outcome = loop {
             if self.published.load(Ordering::Acquire) >= needed {
-                return Ok(());
+                break Ok(());
             }
             if let Some(message) = failure.as_ref() {
-                return Err(EngineError::storage("read", message.clone()));
+                break Err(EngineError::storage("read", message.clone()));
             }
             failure = self
                 .changed
                 .wait(failure)
                 .unwrap_or_else(PoisonError::into_inner);
-        }
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        outcome
     }
 }
 

@@ -516,21 +516,61 @@ pub const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(50
 /// ```
 #[must_use]
 pub fn recv_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+    match poll_batch(requests, max) {
+        Polled::Batch(batch) => Some(batch),
+        Polled::Closed => None,
+        Polled::Idle => {
+            let first = requests.recv().ok()?;
+            Some(drain_behind(requests, first, max))
+        }
+    }
+}
+
+/// What [`poll_batch`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Polled<T> {
+    /// A batch of requests.
+    Batch(Vec<T>),
+    /// Nothing arrived while polling.
+    Idle,
+    /// Every sender is gone and the queue is empty.
+    Closed,
+}
+
+/// Like [`recv_batch`], but returns [`Polled::Idle`] instead of sleeping
+/// when nothing arrives within [`WRITER_SPIN`] — for a writer that has
+/// something to do while its queue is idle (commit what it held back).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::txn::{poll_batch, Polled};
+///
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// assert_eq!(poll_batch(&rx, 8), Polled::Idle);
+/// tx.send(1).unwrap();
+/// assert_eq!(poll_batch(&rx, 8), Polled::Batch(vec![1]));
+/// drop(tx);
+/// assert_eq!(poll_batch::<i32>(&rx, 8), Polled::Closed);
+/// ```
+#[must_use]
+pub fn poll_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Polled<T> {
     use std::sync::mpsc::TryRecvError;
     let spin_until = std::time::Instant::now() + WRITER_SPIN;
-    let first = loop {
+    loop {
         match requests.try_recv() {
-            Ok(request) => break request,
-            Err(TryRecvError::Disconnected) => return None,
+            Ok(first) => return Polled::Batch(drain_behind(requests, first, max)),
+            Err(TryRecvError::Disconnected) => return Polled::Closed,
             Err(TryRecvError::Empty) if std::time::Instant::now() < spin_until => {
                 std::hint::spin_loop();
             }
-            Err(TryRecvError::Empty) => match requests.recv() {
-                Ok(request) => break request,
-                Err(_) => return None,
-            },
+            Err(TryRecvError::Empty) => return Polled::Idle,
         }
-    };
+    }
+}
+
+/// `first` and every request queued behind it, at most `max` in all.
+fn drain_behind<T>(requests: &std::sync::mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
     let mut batch = vec![first];
     while batch.len() < max {
         match requests.try_recv() {
@@ -538,7 +578,7 @@ pub fn recv_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Opt
             Err(_) => break,
         }
     }
-    Some(batch)
+    batch
 }
 
 /// How long a lone writer polls for its commit's answer before it sleeps,
