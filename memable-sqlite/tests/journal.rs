@@ -210,3 +210,28 @@ async fn checkpoints_keep_the_journal_bounded() {
         "the journal is reused in place"
     );
 }
+
+/// A lone writer's one-write batches are held in an open transaction; a
+/// read issued after each answer must still see the write (the writer
+/// commits as soon as a reader waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_writers_held_batches_are_visible_to_its_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+    let k = key("lone");
+    let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    store.start_instance(k.clone(), input, 1).await.unwrap();
+    for i in 0..300u32 {
+        let step = format!("s{i}");
+        store
+            .commit_step(k.clone(), step.clone(), record(i))
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            let read = store.get_step(&k, &step).await.unwrap();
+            assert_eq!(read, Some(record(i)), "{step} answered but not visible");
+        }
+    }
+    let snapshot = store.load_instance(&k).await.unwrap().unwrap();
+    assert_eq!(snapshot.steps.len(), 301);
+}
