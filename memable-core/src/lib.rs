@@ -33,4 +33,4 @@ pub use store::{
     InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
     TimerEntry,
 };
-pub use store::{readers, txn};
+pub use store::{readers, txn, writer};

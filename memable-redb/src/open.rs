@@ -12,7 +12,8 @@ use memable_core::journal::{
     remove_journal_file,
 };
 use memable_core::readers::Visibility;
-use memable_core::txn::{LONE_WRITER_SPIN, apply};
+use memable_core::txn::apply;
+use memable_core::writer::LONE_WRITER_SPIN;
 use redb::backends::FileBackend;
 use redb::{
     Database, DatabaseError, MultimapTableHandle, ReadableTable, StorageBackend, TableHandle,
@@ -408,8 +409,7 @@ fn recover(
             let mut rows = RedbTxn::new(&txn);
             for record in &pending {
                 for op in &record.ops {
-                    apply(op.clone(), &mut rows)
-                        .map_err(|e| fail(&format!("lsn {}: {e}", record.lsn)))?;
+                    apply(op, &mut rows).map_err(|e| fail(&format!("lsn {}: {e}", record.lsn)))?;
                 }
             }
         }

@@ -19,15 +19,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{WriteOp, WriteOutcome, WriterCalls, apply, recv_batch};
+use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::writer::{BatchFailure, Request, WriterThread, answer_batch, recv_batch};
 use redb::{Database, WriteTransaction};
-use tokio::sync::oneshot;
 
 use crate::tables::{JOURNAL, LSN_KEY};
 use crate::txn::RedbTxn;
@@ -46,13 +45,6 @@ pub(crate) const MAX_BATCH: usize = 4096;
 /// durable commit, so at a few hundred bytes per step it is paid once every
 /// several thousand steps.
 pub(crate) const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
-
-type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
-
-struct Request {
-    op: WriteOp,
-    reply: Reply,
-}
 
 /// Commit counters shared by the writer and [`crate::RedbStore::stats`].
 #[derive(Debug, Default)]
@@ -77,11 +69,7 @@ pub(crate) struct Journaled {
 /// Handle to the writer thread. Dropping it closes the queue and joins the
 /// thread, so the thread's database handle is gone when `drop` returns.
 #[derive(Debug)]
-pub(crate) struct Writer {
-    queue: Option<mpsc::Sender<Request>>,
-    thread: Option<JoinHandle<()>>,
-    calls: WriterCalls,
-}
+pub(crate) struct Writer(WriterThread);
 
 impl Writer {
     /// Starts the writer thread over `db`, journaling when `journal` is set.
@@ -91,50 +79,21 @@ impl Writer {
         journal: Option<Journaled>,
         lone_writer_spin: Duration,
     ) -> Result<Self, EngineError> {
-        let (queue, requests) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("memable-redb-writer".into())
-            .spawn(move || {
-                let mut state = State {
-                    db: &db,
-                    counters: &counters,
-                    journal,
-                    poisoned: None,
-                };
-                run(&mut state, &requests);
-            })
-            .map_err(|e| EngineError::storage("start writer thread", e))?;
-        Ok(Self {
-            queue: Some(queue),
-            thread: Some(thread),
-            calls: WriterCalls::new(lone_writer_spin),
+        WriterThread::spawn("memable-redb-writer", lone_writer_spin, move |requests| {
+            let mut state = State {
+                db: &db,
+                counters: &counters,
+                journal,
+                poisoned: None,
+            };
+            run(&mut state, &requests);
         })
+        .map(Self)
     }
 
     /// Queues `op` and waits for its outcome, durable when it is `Ok`.
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
-        let name = op.name();
-        let (reply, answer) = oneshot::channel();
-        let waiting = self.calls.enter();
-        self.queue
-            .as_ref()
-            .ok_or_else(|| EngineError::storage(name, "the store is closed"))?
-            .send(Request { op, reply })
-            .map_err(|_| EngineError::storage(name, "the writer thread has stopped"))?;
-        waiting.answer(answer).await.ok_or_else(|| {
-            EngineError::storage(name, "the writer thread stopped before answering")
-        })?
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("memable-redb writer thread panicked");
-        }
+        self.0.submit(op).await
     }
 }
 
@@ -152,7 +111,10 @@ struct State<'a> {
 
 fn run(state: &mut State<'_>, requests: &mpsc::Receiver<Request>) {
     while let Some(batch) = recv_batch(requests, MAX_BATCH) {
-        commit_batch(state, batch);
+        tracing::debug!(batch = batch.len(), "memable-redb group commit");
+        answer_batch(batch, &mut |ops, answer| {
+            run_transaction(state, ops, answer)
+        });
         if state
             .journal
             .as_ref()
@@ -204,59 +166,6 @@ pub(crate) fn durable_commit(db: &Database) -> Result<(), String> {
     txn.commit().map_err(|e| format!("checkpoint commit: {e}"))
 }
 
-/// Why a transaction did not commit.
-enum Failure {
-    /// Applying one op failed: the batch is retried one op per transaction.
-    Apply(EngineError),
-    /// The transaction itself failed (begin, journal or commit).
-    Transaction(String),
-}
-
-/// Applies, journals and commits one batch, answering every caller: with
-/// its outcome once the batch is durable, or with the error.
-fn commit_batch(state: &mut State<'_>, batch: Vec<Request>) {
-    let size = batch.len();
-    tracing::debug!(batch = size, "memable-redb group commit");
-    let (ops, mut replies): (Vec<WriteOp>, Vec<Option<Reply>>) =
-        batch.into_iter().map(|r| (r.op, Some(r.reply))).unzip();
-    let mut answer = |outcomes: Vec<WriteOutcome>| {
-        for (reply, outcome) in replies.iter_mut().zip(outcomes) {
-            if let Some(reply) = reply.take() {
-                // A caller that stopped waiting is not an error for the others.
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-    };
-    let failure = match run_transaction(state, &ops, &mut answer) {
-        Ok(()) => return,
-        Err(failure) => failure,
-    };
-    match failure {
-        Failure::Apply(e) if size > 1 => {
-            tracing::warn!(batch = size, error = %e, "memable-redb batch failed; retrying its ops one by one");
-            for (op, reply) in ops.into_iter().zip(replies) {
-                if let Some(reply) = reply {
-                    commit_batch(state, vec![Request { op, reply }]);
-                }
-            }
-        }
-        Failure::Apply(e) => {
-            if let Some(reply) = replies.into_iter().flatten().next() {
-                let _ = reply.send(Err(e));
-            }
-        }
-        Failure::Transaction(message) => {
-            // Only callers not answered yet: after a batch was answered, a
-            // failure of its commit poisons the store for later batches.
-            for (op, reply) in ops.iter().zip(replies) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(EngineError::storage(op.name(), message.clone())));
-                }
-            }
-        }
-    }
-}
-
 fn abort(txn: WriteTransaction) {
     if let Err(abort) = txn.abort() {
         tracing::warn!(error = %abort, "memable-redb abort failed");
@@ -271,40 +180,40 @@ fn run_transaction(
     state: &mut State<'_>,
     ops: &[WriteOp],
     answer: &mut dyn FnMut(Vec<WriteOutcome>),
-) -> Result<(), Failure> {
+) -> Result<(), BatchFailure> {
     if let Some(message) = &state.poisoned {
-        return Err(Failure::Transaction(message.clone()));
+        return Err(BatchFailure::Transaction(message.clone()));
     }
     let count = ops.len() as u64;
     let mut txn = state
         .db
         .begin_write()
-        .map_err(|e| Failure::Transaction(format!("begin write transaction: {e}")))?;
+        .map_err(|e| BatchFailure::Transaction(format!("begin write transaction: {e}")))?;
     if state.journal.is_some()
         && let Err(e) = txn.set_durability(redb::Durability::None)
     {
         abort(txn);
-        return Err(Failure::Transaction(format!(
+        return Err(BatchFailure::Transaction(format!(
             "non-durable write transaction: {e}"
         )));
     }
     let mut rows = RedbTxn::new(&txn);
     let applied = ops
         .iter()
-        .map(|op| apply(op.clone(), &mut rows))
+        .map(|op| apply(op, &mut rows))
         .collect::<Result<Vec<_>, _>>();
     drop(rows);
     let outcomes = match applied {
         Ok(outcomes) => outcomes,
         Err(e) => {
             abort(txn);
-            return Err(Failure::Apply(e));
+            return Err(BatchFailure::Apply(e));
         }
     };
     if let Some(journaled) = state.journal.as_mut() {
         let Some(lsn) = journaled.lsn.checked_add(1) else {
             abort(txn);
-            return Err(Failure::Transaction(
+            return Err(BatchFailure::Transaction(
                 "the journal's lsns are exhausted".into(),
             ));
         };
@@ -313,14 +222,14 @@ fn run_transaction(
             .and_then(|mut table| table.insert(LSN_KEY, lsn).map(|_| ()).map_err(Into::into));
         if let Err(e) = recorded {
             abort(txn);
-            return Err(Failure::Transaction(format!("record lsn {lsn}: {e}")));
+            return Err(BatchFailure::Transaction(format!("record lsn {lsn}: {e}")));
         }
         if let Err(e) = journaled.journal.append(lsn, ops) {
             abort(txn);
             if !journaled.journal.is_failed() {
                 // Refused before anything was written (a batch too large
                 // for one record): retry its ops one by one.
-                return Err(Failure::Apply(e));
+                return Err(BatchFailure::Apply(e));
             }
             // The record may or may not have reached the journal.
             let message = format!(
@@ -328,7 +237,7 @@ fn run_transaction(
             );
             tracing::error!(lsn, error = %e, "memable-redb journal append failed; the store is poisoned");
             state.poisoned = Some(message.clone());
-            return Err(Failure::Transaction(message));
+            return Err(BatchFailure::Transaction(message));
         }
         journaled.visibility.acknowledged(lsn);
         count_commit(state.counters, count);
@@ -342,13 +251,13 @@ fn run_transaction(
             tracing::error!(lsn, error = %e, "memable-redb commit failed after its journal record was synced; the store is poisoned");
             journaled.visibility.failed(&message);
             state.poisoned = Some(message.clone());
-            return Err(Failure::Transaction(message));
+            return Err(BatchFailure::Transaction(message));
         }
         journaled.visibility.published(lsn);
         journaled.lsn = lsn;
     } else {
         txn.commit()
-            .map_err(|e| Failure::Transaction(format!("commit: {e}")))?;
+            .map_err(|e| BatchFailure::Transaction(format!("commit: {e}")))?;
         count_commit(state.counters, count);
         answer(outcomes);
     }

@@ -12,7 +12,8 @@ use memable_core::journal::{
     remove_journal_file,
 };
 use memable_core::readers::Visibility;
-use memable_core::txn::{LONE_WRITER_SPIN, apply};
+use memable_core::txn::apply;
+use memable_core::writer::LONE_WRITER_SPIN;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::sql;
@@ -242,7 +243,7 @@ fn recover(
             let mut access = SqlTxn(&tx);
             for record in &pending {
                 for batch_op in &record.ops {
-                    apply(batch_op.clone(), &mut access).map_err(|e| {
+                    apply(batch_op, &mut access).map_err(|e| {
                         EngineError::storage(op, format!("{name}: lsn {}: {e}", record.lsn))
                     })?;
                 }

@@ -20,17 +20,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{
-    Polled, WriteOp, WriteOutcome, WriterCalls, apply, poll_batch, recv_batch,
+use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::writer::{
+    BatchFailure, Polled, Request, WriterThread, answer_batch, poll_batch, recv_batch,
 };
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::oneshot;
 
 use crate::error::sql;
 use crate::txn::SqlTxn;
@@ -46,8 +45,6 @@ pub const HELD_FOR: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Journal bytes after which the writer checkpoints.
 pub const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
-
-type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
 
 /// Counters of the writer's work, for tests and benchmarks.
 #[derive(Debug, Default)]
@@ -69,11 +66,7 @@ pub struct Journaled {
 
 /// Handle on the writer thread; dropping it closes the queue and joins the
 /// thread, so the connection is closed when the drop returns.
-pub struct Writer {
-    queue: Option<mpsc::Sender<(WriteOp, Reply)>>,
-    thread: Option<JoinHandle<()>>,
-    calls: WriterCalls,
-}
+pub struct Writer(WriterThread);
 
 impl Writer {
     pub fn spawn(
@@ -82,51 +75,22 @@ impl Writer {
         journal: Option<Journaled>,
         lone_writer_spin: Duration,
     ) -> Result<Self, EngineError> {
-        let (queue, requests) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("memable-sqlite-writer".to_owned())
-            .spawn(move || {
-                let mut state = State {
-                    conn,
-                    counters,
-                    journal,
-                    poisoned: None,
-                    held: None,
-                };
-                run(&mut state, &requests);
-            })
-            .map_err(|e| EngineError::storage("open: start writer thread", e))?;
-        Ok(Self {
-            queue: Some(queue),
-            thread: Some(thread),
-            calls: WriterCalls::new(lone_writer_spin),
+        WriterThread::spawn("memable-sqlite-writer", lone_writer_spin, move |requests| {
+            let mut state = State {
+                conn,
+                counters,
+                journal,
+                poisoned: None,
+                held: None,
+            };
+            run(&mut state, &requests);
         })
+        .map(Self)
     }
 
     /// Queues `op` and waits for its outcome.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
-        let name = op.name();
-        let (reply, answer) = oneshot::channel();
-        let waiting = self.calls.enter();
-        self.queue
-            .as_ref()
-            .ok_or_else(|| EngineError::storage(name, "the store is closed"))?
-            .send((op, reply))
-            .map_err(|_| EngineError::storage(name, "the writer thread has stopped"))?;
-        waiting.answer(answer).await.ok_or_else(|| {
-            EngineError::storage(name, "the writer thread stopped before answering")
-        })?
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the SQLite writer thread panicked");
-        }
+        self.0.submit(op).await
     }
 }
 
@@ -149,7 +113,7 @@ struct Held {
     lsn: u64,
 }
 
-fn run(state: &mut State, requests: &mpsc::Receiver<(WriteOp, Reply)>) {
+fn run(state: &mut State, requests: &mpsc::Receiver<Request>) {
     loop {
         let batch = if state.held.is_some() {
             match poll_batch(requests, MAX_BATCH) {
@@ -267,60 +231,13 @@ pub fn durable_commit(conn: &Connection) -> Result<(), EngineError> {
     committed.and(restored).map(drop)
 }
 
-/// Why a transaction did not commit.
-enum Failure {
-    /// Applying one op failed (nothing written): retry the ops one by one.
-    Apply(EngineError),
-    /// The transaction, the journal or the store failed.
-    Transaction(String),
-}
-
-fn write_batch(state: &mut State, batch: Vec<(WriteOp, Reply)>) {
-    let size = batch.len();
+/// Counts and commits one batch, answering every caller.
+fn write_batch(state: &mut State, batch: Vec<Request>) {
     state
         .counters
         .writes
-        .fetch_add(size as u64, Ordering::Relaxed);
-    let (ops, mut replies): (Vec<WriteOp>, Vec<Option<Reply>>) = batch
-        .into_iter()
-        .map(|(op, reply)| (op, Some(reply)))
-        .unzip();
-    let mut answer = |outcomes: Vec<WriteOutcome>| {
-        for (reply, outcome) in replies.iter_mut().zip(outcomes) {
-            if let Some(reply) = reply.take() {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-    };
-    let failure = match commit(state, &ops, &mut answer) {
-        Ok(()) => return,
-        Err(failure) => failure,
-    };
-    match failure {
-        Failure::Apply(error) if size > 1 => {
-            // Nothing of the batch was committed. Retry each write on its
-            // own so one failing write does not fail the others.
-            tracing::warn!(%error, writes = size, "SQLite batch failed; retrying its writes one by one");
-            for (op, reply) in ops.into_iter().zip(replies) {
-                if let Some(reply) = reply {
-                    state.counters.writes.fetch_sub(1, Ordering::Relaxed);
-                    write_batch(state, vec![(op, reply)]);
-                }
-            }
-        }
-        Failure::Apply(error) => {
-            if let Some(reply) = replies.into_iter().flatten().next() {
-                let _ = reply.send(Err(error));
-            }
-        }
-        Failure::Transaction(message) => {
-            for (op, reply) in ops.iter().zip(replies) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(EngineError::storage(op.name(), message.clone())));
-                }
-            }
-        }
-    }
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    answer_batch(batch, &mut |ops, answer| commit(state, ops, answer));
 }
 
 /// Applies `ops` and calls `answer` with their outcomes once they are
@@ -331,9 +248,9 @@ fn commit(
     state: &mut State,
     ops: &[WriteOp],
     answer: &mut dyn FnMut(Vec<WriteOutcome>),
-) -> Result<(), Failure> {
+) -> Result<(), BatchFailure> {
     if let Some(message) = &state.poisoned {
-        return Err(Failure::Transaction(message.clone()));
+        return Err(BatchFailure::Transaction(message.clone()));
     }
     if state.journal.is_some() {
         return commit_journaled(state, ops, answer);
@@ -342,16 +259,16 @@ fn commit(
     let tx = state
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| Failure::Transaction(format!("{name}: begin: {e}")))?;
+        .map_err(|e| BatchFailure::Transaction(format!("{name}: begin: {e}")))?;
     let mut outcomes = Vec::with_capacity(ops.len());
     {
         let mut access = SqlTxn(&tx);
         for op in ops {
-            outcomes.push(apply(op.clone(), &mut access).map_err(Failure::Apply)?);
+            outcomes.push(apply(op, &mut access).map_err(BatchFailure::Apply)?);
         }
     }
     tx.commit()
-        .map_err(|e| Failure::Transaction(format!("{name}: commit: {e}")))?;
+        .map_err(|e| BatchFailure::Transaction(format!("{name}: commit: {e}")))?;
     state.counters.commits.fetch_add(1, Ordering::Relaxed);
     answer(outcomes);
     Ok(())
@@ -364,12 +281,12 @@ fn commit_journaled(
     state: &mut State,
     ops: &[WriteOp],
     answer: &mut dyn FnMut(Vec<WriteOutcome>),
-) -> Result<(), Failure> {
+) -> Result<(), BatchFailure> {
     let name = ops.first().map_or("write", WriteOp::name);
     let conn = &state.conn;
     if state.held.is_none() {
         conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| Failure::Transaction(format!("{name}: begin: {e}")))?;
+            .map_err(|e| BatchFailure::Transaction(format!("{name}: begin: {e}")))?;
         state.held = Some(Held {
             batches: 0,
             since: std::time::Instant::now(),
@@ -377,7 +294,7 @@ fn commit_journaled(
         });
     }
     conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
-        .map_err(|e| Failure::Transaction(format!("{name}: savepoint: {e}")))?;
+        .map_err(|e| BatchFailure::Transaction(format!("{name}: savepoint: {e}")))?;
     // Undoes this batch alone; the batches held before it stay.
     let undo = |conn: &Connection| {
         if let Err(e) = conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
@@ -389,22 +306,22 @@ fn commit_journaled(
     {
         let mut access = SqlTxn(conn);
         for op in ops {
-            match apply(op.clone(), &mut access) {
+            match apply(op, &mut access) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     undo(conn);
-                    return Err(Failure::Apply(e));
+                    return Err(BatchFailure::Apply(e));
                 }
             }
         }
     }
     let Some(journaled) = state.journal.as_mut() else {
         undo(conn);
-        return Err(Failure::Transaction("the journal is gone".into()));
+        return Err(BatchFailure::Transaction("the journal is gone".into()));
     };
     let Some(lsn) = journaled.lsn.checked_add(1) else {
         undo(conn);
-        return Err(Failure::Transaction(
+        return Err(BatchFailure::Transaction(
             "the journal's lsns are exhausted".into(),
         ));
     };
@@ -413,14 +330,14 @@ fn commit_journaled(
         [i64::try_from(lsn).unwrap_or(i64::MAX)],
     ) {
         undo(conn);
-        return Err(Failure::Transaction(format!("record lsn {lsn}: {e}")));
+        return Err(BatchFailure::Transaction(format!("record lsn {lsn}: {e}")));
     }
     if let Err(e) = journaled.journal.append(lsn, ops) {
         undo(conn);
         if !journaled.journal.is_failed() {
             // Refused before anything was written (a batch too large for
             // one record): retry its ops one by one.
-            return Err(Failure::Apply(e));
+            return Err(BatchFailure::Apply(e));
         }
         let message = format!(
             "{e}; the store refuses writes until it is reopened (reopening replays the journal, so this batch may turn out committed)"
@@ -429,7 +346,7 @@ fn commit_journaled(
         // The batches held before this one were answered: commit them.
         commit_held(state);
         state.poisoned = Some(message.clone());
-        return Err(Failure::Transaction(message));
+        return Err(BatchFailure::Transaction(message));
     }
     if let Err(e) = conn.execute_batch(&format!("RELEASE {SAVEPOINT}")) {
         // The batch is journaled: the database must not go on without it.
@@ -443,7 +360,7 @@ fn commit_journaled(
         }
         commit_held(state);
         state.poisoned = Some(message.clone());
-        return Err(Failure::Transaction(message));
+        return Err(BatchFailure::Transaction(message));
     }
     journaled.lsn = lsn;
     journaled.visibility.acknowledged(lsn);

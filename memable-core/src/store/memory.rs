@@ -76,7 +76,7 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self, op: WriteOp) -> Result<txn::WriteOutcome, EngineError> {
+    fn write(&self, op: &WriteOp) -> Result<txn::WriteOutcome, EngineError> {
         txn::apply(op, &mut *self.lock())
     }
 }
@@ -178,7 +178,7 @@ impl StepStore for MemoryStore {
         input: StepRecord,
         now_ms: u64,
     ) -> Result<StartOutcome, EngineError> {
-        self.write(WriteOp::Start { key, input, now_ms })?
+        self.write(&WriteOp::Start { key, input, now_ms })?
             .into_start()
     }
 
@@ -188,7 +188,7 @@ impl StepStore for MemoryStore {
         step_key: String,
         record: StepRecord,
     ) -> Result<CommitOutcome, EngineError> {
-        self.write(WriteOp::Commit {
+        self.write(&WriteOp::Commit {
             key,
             step_key,
             record,
@@ -204,7 +204,7 @@ impl StepStore for MemoryStore {
         status: Option<String>,
         now_ms: u64,
     ) -> Result<SuspendOutcome, EngineError> {
-        self.write(WriteOp::Suspend {
+        self.write(&WriteOp::Suspend {
             key,
             step_key,
             record,
@@ -221,7 +221,7 @@ impl StepStore for MemoryStore {
         payload: StepRecord,
         now_ms: u64,
     ) -> Result<ClaimOutcome, EngineError> {
-        self.write(WriteOp::Claim {
+        self.write(&WriteOp::Claim {
             key,
             step_key,
             payload,
@@ -236,7 +236,7 @@ impl StepStore for MemoryStore {
         finish: Finish,
         now_ms: u64,
     ) -> Result<FinishOutcome, EngineError> {
-        self.write(WriteOp::Finish {
+        self.write(&WriteOp::Finish {
             key,
             finish,
             now_ms,
@@ -249,7 +249,7 @@ impl StepStore for MemoryStore {
         key: InstanceKey,
         now_ms: u64,
     ) -> Result<ReviveOutcome, EngineError> {
-        self.write(WriteOp::Revive { key, now_ms })?.into_revive()
+        self.write(&WriteOp::Revive { key, now_ms })?.into_revive()
     }
 
     async fn cancel_instance(
@@ -257,11 +257,11 @@ impl StepStore for MemoryStore {
         key: InstanceKey,
         now_ms: u64,
     ) -> Result<CancelOutcome, EngineError> {
-        self.write(WriteOp::Cancel { key, now_ms })?.into_cancel()
+        self.write(&WriteOp::Cancel { key, now_ms })?.into_cancel()
     }
 
     async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-        self.write(WriteOp::Delete { key })?.into_delete()
+        self.write(&WriteOp::Delete { key })?.into_delete()
     }
 
     async fn load_instance(

@@ -16,6 +16,7 @@
 mod memory;
 pub mod readers;
 pub mod txn;
+pub mod writer;
 
 use async_trait::async_trait;
 

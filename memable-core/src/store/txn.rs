@@ -31,7 +31,7 @@
 //! let key = InstanceKey::new("etl", "1").unwrap();
 //! let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
 //! let op = WriteOp::Start { key, input, now_ms: 0 };
-//! assert_eq!(apply(op, &mut txn).unwrap(), WriteOutcome::Start(StartOutcome::Started));
+//! assert_eq!(apply(&op, &mut txn).unwrap(), WriteOutcome::Start(StartOutcome::Started));
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -240,38 +240,46 @@ impl WriteOutcome {
 
 /// Applies one transition inside `txn`, following the contracts of
 /// [`StepStore`](super::StepStore). Reads happen before writes, so an op that
-/// is refused writes nothing.
-pub fn apply(op: WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, EngineError> {
+/// is refused writes nothing. The op is borrowed: a journaled writer keeps
+/// the batch to append it after applying it.
+pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, EngineError> {
     Ok(match op {
         WriteOp::Start { key, input, now_ms } => {
-            WriteOutcome::Start(start(txn, &key, &input, now_ms)?)
+            WriteOutcome::Start(start(txn, key, input, *now_ms)?)
         }
         WriteOp::Commit {
             key,
             step_key,
             record,
-        } => WriteOutcome::Commit(commit(txn, &key, &step_key, &record)?),
+        } => WriteOutcome::Commit(commit(txn, key, step_key, record)?),
         WriteOp::Suspend {
             key,
             step_key,
             record,
             status,
             now_ms,
-        } => WriteOutcome::Suspend(suspend(txn, &key, &step_key, &record, status, now_ms)?),
+        } => WriteOutcome::Suspend(suspend(
+            txn,
+            key,
+            step_key,
+            record,
+            status.as_ref(),
+            *now_ms,
+        )?),
         WriteOp::Claim {
             key,
             step_key,
             payload,
             now_ms,
-        } => WriteOutcome::Claim(claim(txn, &key, &step_key, &payload, now_ms)?),
+        } => WriteOutcome::Claim(claim(txn, key, step_key, payload, *now_ms)?),
         WriteOp::Finish {
             key,
             finish,
             now_ms,
-        } => WriteOutcome::Finish(finish_instance(txn, &key, finish, now_ms)?),
-        WriteOp::Revive { key, now_ms } => WriteOutcome::Revive(revive(txn, &key, now_ms)?),
-        WriteOp::Cancel { key, now_ms } => WriteOutcome::Cancel(cancel(txn, &key, now_ms)?),
-        WriteOp::Delete { key } => WriteOutcome::Delete(delete(txn, &key)?),
+        } => WriteOutcome::Finish(finish_instance(txn, key, finish, *now_ms)?),
+        WriteOp::Revive { key, now_ms } => WriteOutcome::Revive(revive(txn, key, *now_ms)?),
+        WriteOp::Cancel { key, now_ms } => WriteOutcome::Cancel(cancel(txn, key, *now_ms)?),
+        WriteOp::Delete { key } => WriteOutcome::Delete(delete(txn, key)?),
     })
 }
 
@@ -320,7 +328,7 @@ fn suspend(
     key: &InstanceKey,
     step_key: &str,
     record: &StepRecord,
-    status: Option<String>,
+    status: Option<&String>,
     now_ms: u64,
 ) -> Result<SuspendOutcome, EngineError> {
     let Some(meta) = txn.metadata(key)? else {
@@ -352,7 +360,7 @@ fn suspend(
     let updated = WorkflowMetadata {
         status: MetadataStatus::Suspended {
             key: step_key.to_owned(),
-            status,
+            status: status.cloned(),
         },
         updated_at_ms: now_ms,
         ..meta.clone()
@@ -396,7 +404,7 @@ fn claim(
 fn finish_instance(
     txn: &mut impl Transaction,
     key: &InstanceKey,
-    finish: Finish,
+    finish: &Finish,
     now_ms: u64,
 ) -> Result<FinishOutcome, EngineError> {
     let Some(meta) = txn.metadata(key)? else {
@@ -407,10 +415,10 @@ fn finish_instance(
     }
     let status = match finish {
         Finish::Completed { status, output } => {
-            txn.put_step(key, OUTPUT_KEY, &output)?;
-            MetadataStatus::Completed(status)
+            txn.put_step(key, OUTPUT_KEY, output)?;
+            MetadataStatus::Completed(status.clone())
         }
-        Finish::Failed(message) => MetadataStatus::Failed(message),
+        Finish::Failed(message) => MetadataStatus::Failed(message.clone()),
     };
     let updated = WorkflowMetadata {
         status,
@@ -488,271 +496,4 @@ fn delete(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineE
     remove_timers(txn, key)?;
     txn.remove_instance(key, &meta)?;
     Ok(true)
-}
-
-/// How long a writer keeps polling its queue after a commit before it
-/// sleeps: a lone workflow's next write arrives a few microseconds after its
-/// answer, and catching it without a sleep and a wake-up saves both.
-pub const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Waits for the next request on a writer's queue — polling it for
-/// [`WRITER_SPIN`] first, then sleeping — and returns it with every request
-/// already queued behind it, at most `max` in all: one group commit's batch.
-/// `None` once every sender is gone and the queue is empty.
-///
-/// # Examples
-///
-/// ```
-/// use memable_core::txn::recv_batch;
-///
-/// let (tx, rx) = std::sync::mpsc::channel();
-/// for i in 0..5 {
-///     tx.send(i).unwrap();
-/// }
-/// assert_eq!(recv_batch(&rx, 3), Some(vec![0, 1, 2]));
-/// assert_eq!(recv_batch(&rx, 3), Some(vec![3, 4]));
-/// drop(tx);
-/// assert_eq!(recv_batch(&rx, 3), None);
-/// ```
-#[must_use]
-pub fn recv_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
-    match poll_batch(requests, max) {
-        Polled::Batch(batch) => Some(batch),
-        Polled::Closed => None,
-        Polled::Idle => {
-            let first = requests.recv().ok()?;
-            Some(drain_behind(requests, first, max))
-        }
-    }
-}
-
-/// What [`poll_batch`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Polled<T> {
-    /// A batch of requests.
-    Batch(Vec<T>),
-    /// Nothing arrived while polling.
-    Idle,
-    /// Every sender is gone and the queue is empty.
-    Closed,
-}
-
-/// Like [`recv_batch`], but returns [`Polled::Idle`] instead of sleeping
-/// when nothing arrives within [`WRITER_SPIN`] — for a writer that has
-/// something to do while its queue is idle (commit what it held back).
-///
-/// # Examples
-///
-/// ```
-/// use memable_core::txn::{poll_batch, Polled};
-///
-/// let (tx, rx) = std::sync::mpsc::channel();
-/// assert_eq!(poll_batch(&rx, 8), Polled::Idle);
-/// tx.send(1).unwrap();
-/// assert_eq!(poll_batch(&rx, 8), Polled::Batch(vec![1]));
-/// drop(tx);
-/// assert_eq!(poll_batch::<i32>(&rx, 8), Polled::Closed);
-/// ```
-#[must_use]
-pub fn poll_batch<T>(requests: &std::sync::mpsc::Receiver<T>, max: usize) -> Polled<T> {
-    use std::sync::mpsc::TryRecvError;
-    let spin_until = std::time::Instant::now() + WRITER_SPIN;
-    loop {
-        match requests.try_recv() {
-            Ok(first) => return Polled::Batch(drain_behind(requests, first, max)),
-            Err(TryRecvError::Disconnected) => return Polled::Closed,
-            Err(TryRecvError::Empty) if std::time::Instant::now() < spin_until => {
-                std::hint::spin_loop();
-            }
-            Err(TryRecvError::Empty) => return Polled::Idle,
-        }
-    }
-}
-
-/// `first` and every request queued behind it, at most `max` in all.
-fn drain_behind<T>(requests: &std::sync::mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match requests.try_recv() {
-            Ok(request) => batch.push(request),
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
-/// How long a lone writer polls for its commit's answer before it sleeps,
-/// by default (see [`WriterCalls`]).
-pub const LONE_WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(250);
-
-/// Counts the calls waiting on a writer, so a lone sequential caller can
-/// wait for its answers by polling instead of sleeping.
-///
-/// Waking a sleeping runtime worker when the answer arrives costs tens of
-/// microseconds on a virtual machine — a fifth of a commit when the commit
-/// is one `fdatasync`. A lone sequential workflow, whose every step waits
-/// for one commit, therefore polls for its answer (yielding to the other
-/// tasks between polls) for up to a bound, then sleeps; many concurrent
-/// callers never poll, their answers arrive together. The price is one busy
-/// runtime worker while a lone workflow's commit is in flight.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use memable_core::txn::WriterCalls;
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let calls = WriterCalls::new(Duration::from_micros(250));
-/// let (reply, answer) = tokio::sync::oneshot::channel();
-/// let waiting = calls.enter();
-/// reply.send(7).unwrap();
-/// assert_eq!(waiting.answer(answer).await, Some(7));
-/// # });
-/// ```
-#[derive(Debug)]
-pub struct WriterCalls {
-    waiting: std::sync::atomic::AtomicUsize,
-    /// Whether the previous call started alone: a call polls only when it
-    /// and the one before it were alone, the pattern of a lone sequential
-    /// workflow (many concurrent workflows leave the queue empty now and
-    /// then, but not twice in a row).
-    previous_alone: std::sync::atomic::AtomicBool,
-    spin: std::time::Duration,
-}
-
-impl WriterCalls {
-    /// Calls that poll for up to `spin` when alone (`Duration::ZERO`: never
-    /// poll).
-    ///
-    /// # Examples
-    ///
-    /// See [`WriterCalls`].
-    #[must_use]
-    pub fn new(spin: std::time::Duration) -> Self {
-        Self {
-            waiting: std::sync::atomic::AtomicUsize::new(0),
-            previous_alone: std::sync::atomic::AtomicBool::new(false),
-            spin,
-        }
-    }
-
-    /// A call starts waiting; it counts until the returned guard is dropped.
-    ///
-    /// # Examples
-    ///
-    /// See [`WriterCalls`].
-    pub fn enter(&self) -> WaitingCall<'_> {
-        let alone = self
-            .waiting
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-            == 0;
-        let previous = self
-            .previous_alone
-            .swap(alone, std::sync::atomic::Ordering::AcqRel);
-        WaitingCall {
-            calls: self,
-            alone: alone && previous,
-        }
-    }
-}
-
-/// One call waiting on a writer; see [`WriterCalls`].
-#[derive(Debug)]
-pub struct WaitingCall<'a> {
-    calls: &'a WriterCalls,
-    alone: bool,
-}
-
-impl WaitingCall<'_> {
-    /// Waits for `answer`: polling it first if this call and the one before
-    /// it were alone when they started, then sleeping until it arrives. `None` if the writer dropped
-    /// the reply without answering.
-    ///
-    /// # Examples
-    ///
-    /// See [`WriterCalls`].
-    pub async fn answer<T>(self, mut answer: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
-        use tokio::sync::oneshot::error::TryRecvError;
-        if self.alone && !self.calls.spin.is_zero() {
-            let until = std::time::Instant::now() + self.calls.spin;
-            loop {
-                match answer.try_recv() {
-                    Ok(value) => return Some(value),
-                    Err(TryRecvError::Closed) => return None,
-                    Err(TryRecvError::Empty) if std::time::Instant::now() < until => {
-                        tokio::task::yield_now().await;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                }
-            }
-        }
-        answer.await.ok()
-    }
-}
-
-impl Drop for WaitingCall<'_> {
-    fn drop(&mut self) {
-        self.calls
-            .waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod writer_calls_tests {
-    use std::time::Duration;
-
-    use super::WriterCalls;
-
-    #[tokio::test]
-    async fn a_lone_call_gets_an_answer_sent_while_it_polls() {
-        let calls = WriterCalls::new(Duration::from_secs(5));
-        drop(calls.enter());
-        let waiting = calls.enter();
-        assert!(waiting.alone);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(5));
-            reply.send("late").unwrap();
-        });
-        assert_eq!(waiting.answer(answer).await, Some("late"));
-        sender.join().unwrap();
-    }
-
-    #[tokio::test]
-    async fn an_answer_later_than_the_spin_is_awaited() {
-        let calls = WriterCalls::new(Duration::from_micros(10));
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let waiting = calls.enter();
-        let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            reply.send(3).unwrap();
-        });
-        assert_eq!(waiting.answer(answer).await, Some(3));
-        sender.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_dropped_writer_is_an_error_not_a_hang() {
-        let calls = WriterCalls::new(Duration::from_secs(5));
-        let (reply, answer) = tokio::sync::oneshot::channel::<u8>();
-        drop(reply);
-        assert!(calls.enter().answer(answer).await.is_none());
-    }
-
-    #[test]
-    fn a_call_polls_only_after_a_lone_call_and_when_alone() {
-        let calls = WriterCalls::new(Duration::from_micros(1));
-        // The first call has no lone call before it.
-        assert!(!calls.enter().alone);
-        assert!(calls.enter().alone);
-        let first = calls.enter();
-        let second = calls.enter();
-        assert!(first.alone && !second.alone);
-        drop((first, second));
-        // The call before was not alone: no polling yet.
-        assert!(!calls.enter().alone);
-        assert!(calls.enter().alone);
-    }
 }
