@@ -18,9 +18,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
-    /// A storage operation failed.
+    /// A storage operation failed; [`StorageError::kind`] says what the
+    /// caller can do about it (retry, reopen, upgrade, restore).
     #[error("storage error: {0}")]
-    Storage(Box<dyn std::error::Error + Send + Sync>),
+    Storage(StorageError),
 
     /// Serialization or deserialization of a step result failed.
     #[error("serialization error for step '{key}': {source}")]
@@ -327,25 +328,55 @@ impl EngineError {
     }
 
     /// Wraps a backend error as [`Storage`](EngineError::Storage), naming
-    /// the store operation that failed.
+    /// the store operation that failed. The kind is
+    /// [`StorageErrorKind::Io`] when `source` is an [`std::io::Error`],
+    /// [`StorageErrorKind::Other`] otherwise; use [`StorageError::new`] to
+    /// name another kind.
     ///
     /// # Examples
     ///
     /// ```
-    /// use memable_core::EngineError;
+    /// use memable_core::{EngineError, StorageErrorKind};
     ///
     /// let io = std::io::Error::other("disk full");
     /// let err = EngineError::storage("commit_step", io);
-    /// assert_eq!(err.to_string(), "storage error: commit_step: disk full");
+    /// assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
     /// ```
     pub fn storage(
         operation: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Self::Storage(Box::new(StorageError {
+        let source = source.into();
+        let kind = if source.is::<std::io::Error>() {
+            StorageErrorKind::Io
+        } else {
+            StorageErrorKind::Other
+        };
+        Self::Storage(StorageError {
+            kind,
             operation,
-            source: source.into(),
-        }))
+            source,
+        })
+    }
+
+    /// The kind of a [`Storage`](EngineError::Storage) error; `None` for
+    /// every other variant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, StorageError, StorageErrorKind};
+    ///
+    /// let err: EngineError = StorageError::new(StorageErrorKind::Locked, "open", "held by pid 7").into();
+    /// assert_eq!(err.storage_kind(), Some(StorageErrorKind::Locked));
+    /// assert_eq!(EngineError::NotStarted.storage_kind(), None);
+    /// ```
+    #[must_use]
+    pub fn storage_kind(&self) -> Option<StorageErrorKind> {
+        match self {
+            Self::Storage(e) => Some(e.kind()),
+            _ => None,
+        }
     }
 
     /// Returns `true` for [`Suspended`](EngineError::Suspended): the workflow
@@ -379,28 +410,148 @@ impl EngineError {
     }
 }
 
-/// A storage failure with the store operation that hit it.
-///
-/// Backends build it through [`EngineError::storage`]; it is the boxed source
-/// of [`EngineError::Storage`].
+/// What went wrong in a storage failure, so a caller can tell "retry"
+/// from "reopen" from "upgrade" without reading the message.
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_core::{EngineError, StorageError};
+/// use memable_core::{EngineError, StorageErrorKind};
 ///
-/// let err = EngineError::storage("load_instance", "checksum mismatch");
-/// let EngineError::Storage(inner) = err else { unreachable!() };
-/// let storage = inner.downcast_ref::<StorageError>().unwrap();
+/// fn advice(err: &EngineError) -> &'static str {
+///     match err.storage_kind() {
+///         Some(StorageErrorKind::Io) => "retry later",
+///         Some(StorageErrorKind::Poisoned | StorageErrorKind::Closed) => "reopen the store",
+///         Some(StorageErrorKind::NewerFormat) => "upgrade memable",
+///         Some(_) => "see the message",
+///         None => "not a storage error",
+///     }
+/// }
+/// assert_eq!(advice(&EngineError::storage("load", std::io::Error::other("EIO"))), "retry later");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// An I/O or database call failed (disk full, a lost connection, a
+    /// busy database): nothing was written, and a retry may succeed.
+    Io,
+    /// The store's files hold damaged data (a bad checksum, a record that
+    /// does not decode, a damaged journal record followed by intact ones):
+    /// restore from a backup.
+    Corrupt,
+    /// The file or database is not a memable store of this backend (another
+    /// application's database, the other backend's file, garbage).
+    NotMemable,
+    /// The store was written by a newer memable: upgrade before opening it.
+    NewerFormat,
+    /// Another store (in this process or another) holds the file.
+    Locked,
+    /// Acknowledged work would be missing if the store opened (a journal
+    /// missing, emptied or cut while the database says it holds
+    /// unpublished work; a partial copy): restore the missing file, or
+    /// follow the message to open with what is there.
+    Incomplete,
+    /// An earlier failure left the database and its journal possibly
+    /// disagreeing: the store refuses writes until it is reopened, which
+    /// recovers from the journal.
+    Poisoned,
+    /// The store is closed or its writer has stopped.
+    Closed,
+    /// The store was asked something it cannot do (a bad path, an option
+    /// it does not support).
+    Unsupported,
+    /// Anything else a backend reports.
+    Other,
+}
+
+impl StorageErrorKind {
+    /// A short lowercase name, for messages and logs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::StorageErrorKind::NewerFormat.as_str(), "newer format");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Io => "i/o",
+            Self::Corrupt => "corrupt",
+            Self::NotMemable => "not a memable store",
+            Self::NewerFormat => "newer format",
+            Self::Locked => "locked",
+            Self::Incomplete => "incomplete",
+            Self::Poisoned => "poisoned",
+            Self::Closed => "closed",
+            Self::Unsupported => "unsupported",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A storage failure: its [kind](StorageErrorKind), the store operation
+/// that hit it, and the backend's error as its source.
+///
+/// It is the payload of [`EngineError::Storage`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{EngineError, StorageError, StorageErrorKind};
+///
+/// let err: EngineError = StorageError::new(StorageErrorKind::Corrupt, "load_instance", "checksum mismatch").into();
+/// let EngineError::Storage(storage) = &err else { unreachable!() };
 /// assert_eq!(storage.operation(), "load_instance");
+/// assert_eq!(storage.kind(), StorageErrorKind::Corrupt);
 /// ```
 #[derive(Debug)]
 pub struct StorageError {
+    kind: StorageErrorKind,
     operation: &'static str,
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl StorageError {
+    /// A storage error of `kind` in `operation`, caused by `source`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StorageError, StorageErrorKind};
+    /// let err = StorageError::new(StorageErrorKind::Closed, "commit_step", "the store is closed");
+    /// assert_eq!(err.to_string(), "commit_step: the store is closed");
+    /// ```
+    pub fn new(
+        kind: StorageErrorKind,
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind,
+            operation,
+            source: source.into(),
+        }
+    }
+
+    /// What went wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StorageError, StorageErrorKind};
+    /// assert_eq!(StorageError::new(StorageErrorKind::Locked, "open", "busy").kind(), StorageErrorKind::Locked);
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
     /// The store operation that failed (for example `"commit_step"`).
     ///
     /// # Examples
@@ -409,11 +560,27 @@ impl StorageError {
     /// use memable_core::{EngineError, StorageError};
     ///
     /// let EngineError::Storage(e) = EngineError::storage("open", "locked") else { unreachable!() };
-    /// assert_eq!(e.downcast_ref::<StorageError>().unwrap().operation(), "open");
+    /// assert_eq!(e.operation(), "open");
     /// ```
     #[must_use]
     pub fn operation(&self) -> &'static str {
         self.operation
+    }
+
+    /// The same error with another kind (a backend that learns more about a
+    /// failure after wrapping it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StorageError, StorageErrorKind};
+    /// let err = StorageError::new(StorageErrorKind::Other, "open", "bad magic").with_kind(StorageErrorKind::NotMemable);
+    /// assert_eq!(err.kind(), StorageErrorKind::NotMemable);
+    /// ```
+    #[must_use]
+    pub fn with_kind(mut self, kind: StorageErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 }
 
@@ -426,6 +593,21 @@ impl fmt::Display for StorageError {
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.source.as_ref())
+    }
+}
+
+/// Wraps a [`StorageError`] as [`EngineError::Storage`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{EngineError, StorageError, StorageErrorKind};
+/// let err: EngineError = StorageError::new(StorageErrorKind::Io, "open", "EIO").into();
+/// assert!(err.is_storage());
+/// ```
+impl From<StorageError> for EngineError {
+    fn from(err: StorageError) -> Self {
+        Self::Storage(err)
     }
 }
 
@@ -474,7 +656,7 @@ pub enum SubscribeError {
 
     /// A storage operation failed while reading metadata.
     #[error("storage error: {0}")]
-    Storage(Box<dyn std::error::Error + Send + Sync>),
+    Storage(StorageError),
 
     /// The request itself was invalid (for example a key containing `/`).
     #[error(transparent)]
@@ -507,7 +689,7 @@ pub enum StateError {
 
     /// A storage operation failed while reading metadata.
     #[error("storage error: {0}")]
-    Storage(Box<dyn std::error::Error + Send + Sync>),
+    Storage(StorageError),
 
     /// The request itself was invalid (for example a key containing `/`).
     #[error(transparent)]

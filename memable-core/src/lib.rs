@@ -23,7 +23,9 @@ pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
 pub use context::{Context, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
 pub use engine::{Engine, EngineBuilder, Invocation, InvokeBuilder};
-pub use error::{EngineError, StateError, StepError, StorageError, SubscribeError};
+pub use error::{
+    EngineError, StateError, StepError, StorageError, StorageErrorKind, SubscribeError,
+};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
 pub use retry::RetryPolicy;
@@ -33,4 +35,4 @@ pub use store::{
     InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
     TimerEntry,
 };
-pub use store::{readers, txn, writer};
+pub use store::{readers, transitions, writer};

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use memable_core::readers::ReaderPool;
-use memable_core::txn::WriteOp;
+use memable_core::transitions::WriteOp;
 use memable_core::{
     CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
     InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,

@@ -1,7 +1,7 @@
 //! [`Transaction`] over one redb write transaction, so that
-//! [`memable_core::txn::apply`] runs every transition's logic here.
+//! [`memable_core::transitions::apply`] runs every transition's logic here.
 
-use memable_core::txn::Transaction;
+use memable_core::transitions::Transaction;
 use memable_core::{EngineError, InstanceKey, StepRecord, TimerEntry, WorkflowMetadata};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 

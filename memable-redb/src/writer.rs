@@ -24,7 +24,7 @@ use std::time::Duration;
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::transitions::{WriteOp, WriteOutcome, apply};
 use memable_core::writer::{BatchFailure, Request, WriterThread, answer_batch, recv_batch};
 use redb::{Database, WriteTransaction};
 

@@ -15,7 +15,7 @@ mod support;
 use std::sync::Arc;
 
 use memable_core::journal::JournalFile;
-use memable_core::txn::{WriteOp, WriteOutcome};
+use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
     Finish, InstanceFilter, MemoryStore, StatusKind, StepKind, StepRecord, StepStore, TimerEntry,
     WorkflowMetadata,

@@ -12,7 +12,7 @@ use memable_core::journal::{
     remove_journal_file,
 };
 use memable_core::readers::Visibility;
-use memable_core::txn::apply;
+use memable_core::transitions::apply;
 use memable_core::writer::LONE_WRITER_SPIN;
 use rusqlite::{Connection, OpenFlags};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use memable_core::txn::{WriteOp, WriteOutcome};
+use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
     CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
     InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,

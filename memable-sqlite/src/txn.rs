@@ -1,7 +1,7 @@
 //! Row-level access inside one write transaction, for
-//! [`memable_core::txn::apply`].
+//! [`memable_core::transitions::apply`].
 
-use memable_core::txn::Transaction;
+use memable_core::transitions::Transaction;
 use memable_core::{EngineError, InstanceKey, StepRecord, TimerEntry, WorkflowMetadata};
 use rusqlite::{OptionalExtension, params};
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use memable_core::EngineError;
 use memable_core::journal::{Journal, JournalFile};
 use memable_core::readers::Visibility;
-use memable_core::txn::{WriteOp, WriteOutcome, apply};
+use memable_core::transitions::{WriteOp, WriteOutcome, apply};
 use memable_core::writer::{
     BatchFailure, Polled, Request, WriterThread, answer_batch, poll_batch, recv_batch,
 };

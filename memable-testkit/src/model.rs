@@ -1,5 +1,5 @@
 //! A plain reference model of the storage contract, written from the
-//! documented contracts of `StepStore` (not from `memable_core::txn`, which
+//! documented contracts of `StepStore` (not from `memable_core::transitions`, which
 //! is the logic under test), and the operations the model test applies.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -573,7 +573,7 @@ impl Engine {
                 workflow_name: workflow.to_owned(),
                 instance_id: instance_id.to_owned(),
             }),
-            Err(e) => Err(StateError::Storage(Box::new(e))),
+            Err(e) => Err(StateError::Engine(e)),
         }
     }
 
@@ -609,7 +609,7 @@ impl Engine {
             .store
             .get_metadata(&key)
             .await
-            .map_err(|e| SubscribeError::Storage(Box::new(e)))?
+            .map_err(SubscribeError::Engine)?
             .ok_or_else(|| SubscribeError::NotFound {
                 workflow_name: workflow.to_owned(),
                 instance_id: instance_id.to_owned(),
@@ -625,7 +625,7 @@ impl Engine {
                 .store
                 .get_metadata(&key)
                 .await
-                .map_err(|e| SubscribeError::Storage(Box::new(e)))?;
+                .map_err(SubscribeError::Engine)?;
             if let Some(fresh) = fresh {
                 if fresh.status == MetadataStatus::Running && !self.inner.live.is_active(&key) {
                     return Err(SubscribeError::StaleRunning {

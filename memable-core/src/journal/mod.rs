@@ -46,7 +46,7 @@
 //!
 //! ```
 //! use memable_core::journal::Journal;
-//! use memable_core::txn::WriteOp;
+//! use memable_core::transitions::WriteOp;
 //! use memable_core::InstanceKey;
 //!
 //! let dir = tempfile::tempdir().unwrap();
@@ -94,7 +94,7 @@ pub use files::{
 };
 
 use crate::EngineError;
-use crate::txn::WriteOp;
+use crate::transitions::WriteOp;
 use crc::Crc32;
 
 /// The magic bytes at the start of every journal file.

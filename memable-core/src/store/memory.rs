@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::txn::{self, Transaction, WriteOp};
+use super::transitions::{self, Transaction, WriteOp};
 use super::{
     CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
     InstanceSnapshot, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry,
@@ -76,8 +76,8 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self, op: &WriteOp) -> Result<txn::WriteOutcome, EngineError> {
-        txn::apply(op, &mut *self.lock())
+    fn write(&self, op: &WriteOp) -> Result<transitions::WriteOutcome, EngineError> {
+        transitions::apply(op, &mut *self.lock())
     }
 }
 

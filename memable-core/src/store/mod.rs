@@ -9,13 +9,13 @@
 //!
 //! Write methods take their data by value so a backend can move them to a
 //! writer thread and group-commit many concurrent calls into one transaction
-//! (see [`txn`] for a helper that applies any transition inside a backend's
+//! (see [`transitions`] for a helper that applies any transition inside a backend's
 //! transaction). Timestamps come from the engine's clock as arguments; stores
 //! never read a clock.
 
 mod memory;
 pub mod readers;
-pub mod txn;
+pub mod transitions;
 pub mod writer;
 
 use async_trait::async_trait;

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use memable_core::txn::{WriteOp, WriteOutcome};
+//! use memable_core::transitions::{WriteOp, WriteOutcome};
 //! use memable_core::writer::{answer_batch, recv_batch, WriterThread};
 //! use memable_core::InstanceKey;
 //!
@@ -38,7 +38,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::EngineError;
-use crate::txn::{WriteOp, WriteOutcome};
+use crate::transitions::{WriteOp, WriteOutcome};
 
 /// Where a writer sends one caller's answer.
 pub type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
@@ -462,7 +462,7 @@ mod tests {
     }
 
     use super::{BatchFailure, Request, answer_batch};
-    use crate::txn::{WriteOp, WriteOutcome};
+    use crate::transitions::{WriteOp, WriteOutcome};
     use crate::{EngineError, InstanceKey};
 
     fn delete(

@@ -10,9 +10,9 @@
 //! # Examples
 //!
 //! ```
-//! use memable_core::txn::{apply, WriteOp, WriteOutcome};
+//! use memable_core::transitions::{apply, WriteOp, WriteOutcome};
 //! use memable_core::{InstanceKey, StepKind, StepRecord, StartOutcome};
-//! # use memable_core::txn::Transaction;
+//! # use memable_core::transitions::Transaction;
 //! # use memable_core::{EngineError, TimerEntry, WorkflowMetadata};
 //! # use std::collections::{BTreeMap, BTreeSet};
 //! # #[derive(Default)]
@@ -172,7 +172,7 @@ impl WriteOp {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::{txn::WriteOp, InstanceKey};
+    /// use memable_core::{transitions::WriteOp, InstanceKey};
     /// let op = WriteOp::Delete { key: InstanceKey::new("a", "1").unwrap() };
     /// assert_eq!(op.name(), "delete_instance");
     /// ```
