@@ -73,6 +73,14 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
+fn missing_value() -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        4,
+        rusqlite::types::Type::Blob,
+        "a step names a row of step_values that is missing from the database".into(),
+    )
+}
+
 /// The status columns of an instance row: `(status, suspended_key, message)`.
 pub fn status_columns(status: &MetadataStatus) -> (&'static str, Option<&str>, Option<&str>) {
     let kind = status.kind().as_str();
@@ -113,9 +121,28 @@ pub fn metadata(row: &Row<'_>) -> rusqlite::Result<WorkflowMetadata> {
     })
 }
 
-/// Columns selected for a step, in this order.
-pub const STEP_COLUMNS: &str =
-    "step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms";
+/// Values longer than this many bytes are stored apart, as a row of
+/// `step_values` (schema migration 3): inside a `steps` row of a `WITHOUT
+/// ROWID` table a value of about 1,000 bytes or more spills into an
+/// overflow page of its own, while `step_values` keeps rows of up to ~4,000
+/// bytes in its leaf pages and fills them. Shorter values stay in their
+/// step row, read without a second lookup.
+pub const INLINE_VALUE_MAX: usize = 256;
+
+/// The columns selected for a step from `steps` (not aliased), in the order
+/// [`step`] reads them; the value comes from `step_values` when the row
+/// holds its id.
+macro_rules! step_columns {
+    () => {
+        "step_key, state, kind, type_tag, \
+         CASE WHEN value_id IS NULL THEN value \
+         ELSE (SELECT step_values.value FROM step_values WHERE step_values.id = steps.value_id) END, \
+         status, attempts, error, deadline_ms"
+    };
+}
+
+/// Columns selected for a step from `steps`, in this order.
+pub const STEP_COLUMNS: &str = step_columns!();
 
 /// Reads a step row selected with [`STEP_COLUMNS`]: `(key, record)`.
 pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
@@ -128,7 +155,10 @@ pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
             state: parse_state(state).ok_or_else(|| corrupt("step state", state))?,
             kind: parse_kind(kind).ok_or_else(|| corrupt("step kind", kind))?,
             type_tag: row.get(3)?,
-            value: row.get(4)?,
+            // NULL only when the value row a step names is missing.
+            value: row
+                .get::<_, Option<Vec<u8>>>(4)?
+                .ok_or_else(missing_value)?,
             status: row.get(5)?,
             attempts: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(u32::MAX),
             error: row.get(7)?,
@@ -160,4 +190,8 @@ pub fn instance_steps(
 }
 
 /// The columns are [`STEP_COLUMNS`].
-const INSTANCE_STEPS: &str = "SELECT step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms FROM steps WHERE workflow = ?1 AND instance = ?2";
+const INSTANCE_STEPS: &str = concat!(
+    "SELECT ",
+    step_columns!(),
+    " FROM steps WHERE workflow = ?1 AND instance = ?2"
+);

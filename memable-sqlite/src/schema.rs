@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 use crate::error::sql;
-use memable_core::EngineError;
+use memable_core::{EngineError, StorageError, StorageErrorKind};
 
 /// `PRAGMA application_id` of a memable database ("mmbl").
 ///
@@ -62,6 +62,38 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO memable_journal (key, value) VALUES
         ('lsn', 0), ('journal_id', abs(random() >> 1)), ('checkpoints', 0);",
+    // 3: large values in a rowid table of their own. A `steps` row is a
+    // cell of a `WITHOUT ROWID` b-tree, whose rows spill into a 4 KiB
+    // overflow page from about 1,000 bytes on (a 1 KiB value took 4.6 KiB).
+    // A rowid table keeps rows of up to ~4,000 bytes in its leaf pages and,
+    // its ids being appended in order, fills them. A value longer than
+    // `rows::INLINE_VALUE_MAX` (256) bytes is a row of `step_values`; its
+    // step row holds an empty `value` and the row's id. Triggers delete a
+    // value row with its step row (an update that replaces it, a delete, the
+    // cascade from `instances`). Existing long values move over.
+    "CREATE TABLE step_values (
+        id    INTEGER PRIMARY KEY,
+        value BLOB    NOT NULL
+    );
+    ALTER TABLE steps ADD COLUMN value_id INTEGER;
+    CREATE TRIGGER step_values_replaced AFTER UPDATE OF value_id ON steps
+        WHEN old.value_id IS NOT NULL AND old.value_id IS NOT new.value_id
+        BEGIN DELETE FROM step_values WHERE id = old.value_id; END;
+    CREATE TRIGGER step_values_deleted AFTER DELETE ON steps
+        WHEN old.value_id IS NOT NULL
+        BEGIN DELETE FROM step_values WHERE id = old.value_id; END;
+    CREATE TEMP TABLE memable_moved_values AS
+        SELECT row_number() OVER (ORDER BY workflow, instance, step_key) AS id,
+               workflow, instance, step_key
+        FROM steps WHERE length(value) > 256;
+    INSERT INTO step_values (id, value)
+        SELECT moved.id, steps.value FROM memable_moved_values AS moved
+        JOIN steps USING (workflow, instance, step_key);
+    UPDATE steps SET value = x'', value_id = moved.id
+        FROM memable_moved_values AS moved
+        WHERE steps.workflow = moved.workflow AND steps.instance = moved.instance
+          AND steps.step_key = moved.step_key;
+    DROP TABLE temp.memable_moved_values;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -69,12 +101,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 2);
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 3);
 /// ```
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 2,
+    MIGRATIONS.len() == 3,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 
@@ -92,20 +124,24 @@ pub fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
         .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
         .map_err(sql(op))?;
     if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
-        return Err(EngineError::storage(
+        return Err(StorageError::new(
+            StorageErrorKind::NotMemable,
             op,
             format!(
                 "not a memable database: application_id is {application_id:#x} with {tables} schema objects"
             ),
-        ));
+        )
+        .into());
     }
     if version > SCHEMA_VERSION {
-        return Err(EngineError::storage(
+        return Err(StorageError::new(
+            StorageErrorKind::NewerFormat,
             op,
             format!(
                 "the database has schema version {version}, newer than this memable's {SCHEMA_VERSION}; upgrade memable"
             ),
-        ));
+        )
+        .into());
     }
     let tx = conn.transaction().map_err(sql("open: migrate"))?;
     for (index, migration) in MIGRATIONS
@@ -142,4 +178,16 @@ pub fn journal_position(conn: &Connection) -> Result<(u64, u64), EngineError> {
         })
     };
     Ok((read("lsn")?, read("journal_id")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::rows::INLINE_VALUE_MAX;
+
+    #[test]
+    fn migration_3_moves_the_values_the_writer_would_store_apart() {
+        let rule = format!("length(value) > {INLINE_VALUE_MAX}");
+        assert!(MIGRATIONS[2].contains(&rule), "{rule}");
+    }
 }

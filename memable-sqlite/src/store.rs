@@ -46,11 +46,16 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
 }
 
-/// The parts of a store; dropped in declaration order: the writer (joined),
-/// the readers, then the lock.
+/// The parts of a store; dropped in declaration order: the readers (their
+/// threads joined, their connections closed), the writer (its thread
+/// joined after its last commit and checkpoint), then the lock. The write
+/// connection is thus the database's last connection: closing it copies the
+/// WAL into the database file and removes the WAL, so after a clean close
+/// the database file alone holds every acknowledged write. (A read-only
+/// connection closing last cannot do that.)
 pub(crate) struct Shared {
-    pub writer: Writer,
     pub readers: Arc<Readers>,
+    pub writer: Writer,
     pub counters: Arc<Counters>,
     pub synchronous: Synchronous,
     pub path: Option<PathBuf>,

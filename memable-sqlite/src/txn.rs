@@ -6,7 +6,7 @@ use memable_core::{EngineError, InstanceKey, StepRecord, TimerEntry, WorkflowMet
 use rusqlite::{OptionalExtension, params};
 
 use crate::error::sql;
-use crate::rows::{self, METADATA_COLUMNS, STEP_COLUMNS, to_sql_int};
+use crate::rows::{self, INLINE_VALUE_MAX, METADATA_COLUMNS, STEP_COLUMNS, to_sql_int};
 
 /// Row access on the writer connection, inside a write transaction the
 /// caller opened (and commits or rolls back).
@@ -80,14 +80,27 @@ impl Transaction for SqlTxn<'_> {
         step_key: &str,
         record: &StepRecord,
     ) -> Result<(), EngineError> {
+        // A long value becomes a row of `step_values`; the step row names
+        // it. The value row it replaces, if any, goes with the update
+        // (trigger `step_values_replaced`).
+        let (value, value_id): (&[u8], Option<i64>) = if record.value.len() > INLINE_VALUE_MAX {
+            self.0
+                .prepare_cached("INSERT INTO step_values (value) VALUES (?1)")
+                .and_then(|mut stmt| stmt.execute([&record.value]))
+                .map_err(sql("write step value"))?;
+            (&[], Some(self.0.last_insert_rowid()))
+        } else {
+            (&record.value, None)
+        };
         self.0
             .prepare_cached(
-                "INSERT INTO steps (workflow, instance, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO steps (workflow, instance, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, value_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (workflow, instance, step_key) DO UPDATE SET
                    state = excluded.state, kind = excluded.kind, type_tag = excluded.type_tag,
                    value = excluded.value, status = excluded.status, attempts = excluded.attempts,
-                   error = excluded.error, deadline_ms = excluded.deadline_ms",
+                   error = excluded.error, deadline_ms = excluded.deadline_ms,
+                   value_id = excluded.value_id",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -97,11 +110,12 @@ impl Transaction for SqlTxn<'_> {
                     rows::state_name(record.state),
                     rows::kind_name(record.kind),
                     record.type_tag,
-                    record.value,
+                    value,
                     record.status,
                     i64::from(record.attempts),
                     record.error,
                     record.deadline_ms.map(rows::deadline_to_sql),
+                    value_id,
                 ])
             })
             .map(drop)
@@ -151,6 +165,8 @@ impl Transaction for SqlTxn<'_> {
         key: &InstanceKey,
         _meta: &WorkflowMetadata,
     ) -> Result<(), EngineError> {
+        // Their `step_values` rows go with the steps (trigger
+        // `step_values_deleted`).
         for statement in [
             "DELETE FROM steps WHERE workflow = ?1 AND instance = ?2",
             "DELETE FROM instances WHERE workflow = ?1 AND instance = ?2",
