@@ -65,7 +65,7 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// The workloads, in the order a full run measures them; `--only` picks one.
-pub const WORKLOADS: [&str; 7] = [
+pub const WORKLOADS: [&str; 8] = [
     "seq",
     "conc",
     "replay",
@@ -73,6 +73,7 @@ pub const WORKLOADS: [&str; 7] = [
     "timers",
     "suspended",
     "disk",
+    "disk_1k",
 ];
 
 /// Runs every workload, or only those named in `only` (comma-separated),
@@ -96,7 +97,8 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
             "recovery" => recovery(backend, sizes).await?,
             "timers" => timer_lateness(backend, sizes).await?,
             "suspended" => suspended_bytes(backend, sizes).await?,
-            "disk" => disk_bytes_per_step(backend, sizes).await?,
+            "disk" => disk_bytes_per_step(backend, sizes, DiskValues::Small).await?,
+            "disk_1k" => disk_bytes_per_step(backend, sizes, DiskValues::Kib).await?,
             other => {
                 return Err(EngineError::storage(
                     "benchmark",
@@ -453,30 +455,60 @@ async fn suspended_bytes(backend: Backend, sizes: Sizes) -> Result<()> {
     Ok(())
 }
 
-/// File size growth per committed 8-byte step result: the durable size
-/// after a clean close (write-ahead logs and journals checkpointed), before
-/// and after a round of `disk_steps` steps. A first round of the same size
-/// warms the store up, so bounded side files are already at their size.
-async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
+/// The step values of a disk workload.
+#[derive(Clone, Copy)]
+enum DiskValues {
+    /// 8-byte `u64`s (workflow `steps`): figure `disk_bytes_per_step`.
+    Small,
+    /// 1,024-byte values (workflow `steps_1k`): figure
+    /// `disk_bytes_per_step_1k`.
+    Kib,
+}
+
+impl DiskValues {
+    fn workflow(self) -> &'static str {
+        match self {
+            Self::Small => "steps",
+            Self::Kib => "steps_1k",
+        }
+    }
+
+    fn figure(self) -> &'static str {
+        match self {
+            Self::Small => "disk_bytes_per_step",
+            Self::Kib => "disk_bytes_per_step_1k",
+        }
+    }
+}
+
+/// File size growth per committed step result (8 bytes or 1,024 bytes):
+/// the durable size after a clean close (write-ahead logs and journals
+/// checkpointed), before and after a round of `disk_steps` steps. A first
+/// round of the same size warms the store up, so bounded side files are
+/// already at their size.
+async fn disk_bytes_per_step(backend: Backend, sizes: Sizes, values: DiskValues) -> Result<()> {
     let dir = tempfile::tempdir().map_err(io("tempdir"))?;
     let shared = MemoryStore::new();
     let per_workflow = 100u64;
     let workflows = (sizes.disk_steps as u64 / per_workflow).max(1);
-    disk_round(
-        backend,
-        dir.path(),
-        &shared,
-        "warm",
-        workflows,
-        per_workflow,
-    )
-    .await?;
+    let round = |name: &'static str| {
+        disk_round(
+            backend,
+            dir.path(),
+            &shared,
+            values.workflow(),
+            name,
+            workflows,
+            per_workflow,
+        )
+    };
+    round("warm").await?;
     let before = Backend::disk_bytes(dir.path());
-    disk_round(backend, dir.path(), &shared, "d", workflows, per_workflow).await?;
+    round("d").await?;
     let after = Backend::disk_bytes(dir.path());
     let steps = (workflows * per_workflow) as f64;
     print_figure(
-        "disk_bytes_per_step",
+        values.figure(),
         backend,
         after.saturating_sub(before) as f64 / steps,
         "bytes",
@@ -484,20 +516,23 @@ async fn disk_bytes_per_step(backend: Backend, sizes: Sizes) -> Result<()> {
     Ok(())
 }
 
-/// Opens the store in `dir`, runs `workflows` workflows of `steps` steps
-/// and closes the store again.
+/// Opens the store in `dir`, runs `workflows` instances of `workflow` with
+/// `steps` steps each and closes the store again.
 async fn disk_round(
     backend: Backend,
     dir: &std::path::Path,
     shared: &MemoryStore,
+    workflow: &'static str,
     name: &str,
     workflows: u64,
     steps: u64,
 ) -> Result<()> {
     let obs = Arc::new(Observations::default());
     let engine = engine_on(backend.open(dir, shared)?, &obs).await?;
-    let ids = (0..workflows).map(|i| format!("{name}{i}")).collect();
-    for run in invoke_steps(&engine, ids, steps).await? {
+    let runs = (0..workflows)
+        .map(|i| (format!("{name}{i}"), steps))
+        .collect();
+    for run in invoke_all(&engine, workflow, runs).await? {
         run.wait_output::<u64>().await?;
     }
     engine.shutdown().await;

@@ -17,8 +17,14 @@ pub struct Observations {
     pub lateness_ms: Mutex<Vec<u64>>,
 }
 
+/// Bytes of each value of the `steps_1k` workflow: with postcard's 2-byte
+/// length prefix, every stored value is 1,024 bytes.
+pub const KIB_VALUE_LEN: usize = 1_022;
+
 /// Registers every benchmark workflow:
 /// - `steps`: input `n`, runs `n` steps each returning an 8-byte `u64`;
+/// - `steps_1k`: input `n`, runs `n` steps each returning a 1,024-byte
+///   value (a `Vec<u8>` of [`KIB_VALUE_LEN`] bytes, different per step);
 /// - `first-step`: counts its first step in `obs.started`, then finishes;
 /// - `suspend`: suspends at [`WAKE`];
 /// - `timer`: input = absolute deadline (ms), sleeps on a durable timer until
@@ -34,6 +40,18 @@ pub fn register(engine: &Engine, obs: &Arc<Observations>) -> Result<(), EngineEr
                 .await?;
         }
         Ok(sum)
+    })?;
+    engine.register("steps_1k", |ctx: Context| async move {
+        let n: u64 = ctx.input()?;
+        let mut total = 0u64;
+        for i in 0..n {
+            let value = ctx
+                .step(format!("s{i}"))
+                .run(|| async move { Ok::<_, StepError>(kib_value(i)) })
+                .await?;
+            total += value.len() as u64;
+        }
+        Ok(total)
     })?;
     let seen = Arc::clone(obs);
     engine.register("first-step", move |ctx: Context| {
@@ -71,4 +89,13 @@ pub fn register(engine: &Engine, obs: &Arc<Observations>) -> Result<(), EngineEr
         }
     })?;
     Ok(())
+}
+
+/// The value of step `i` of `steps_1k`: [`KIB_VALUE_LEN`] bytes that differ
+/// from step to step (no store compresses values, but none can share them
+/// either).
+fn kib_value(i: u64) -> Vec<u8> {
+    (0..KIB_VALUE_LEN as u64)
+        .map(|j| ((i * 131 + j * 7) % 251) as u8)
+        .collect()
 }

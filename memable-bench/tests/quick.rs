@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 11] = [
     "fsync_per_s",
     "seq_steps_per_s",
     "conc_steps_per_s",
@@ -14,6 +14,7 @@ const FIGURES: [&str; 10] = [
     "timer_lateness_p99_ms",
     "suspended_bytes_per_instance",
     "disk_bytes_per_step",
+    "disk_bytes_per_step_1k",
 ];
 
 fn quick(backend: &str) {

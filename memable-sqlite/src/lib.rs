@@ -20,11 +20,15 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `instances` | `(workflow, instance)` | `status` (`running`, `suspended`, `completed`, `failed`, `cancelled`), `suspended_key`, `message` (status message or error), `created_at_ms`, `updated_at_ms`, `completed_at_ms`; index `instances_by_status (status, workflow, instance)` |
-//! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (postcard bytes), `status`, `attempts`, `error`, `deadline_ms`; foreign key to `instances` |
+//! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (postcard bytes, empty when `value_id` is set), `status`, `attempts`, `error`, `deadline_ms`, `value_id` (the `step_values` row of a value longer than 256 bytes); foreign key to `instances` |
+//! | `step_values` | `id` (rowid) | `value`: a long step value, deleted with its step row by triggers |
 //! | `timers` | `(deadline_ms, workflow, instance, step_key)` | — |
 //! | `memable_journal` | `key` | `value`: `lsn` (last journaled batch committed), `journal_id` (the id the journal file must carry), `checkpoints` |
 //!
 //! Deadlines (`steps.deadline_ms`, `timers.deadline_ms`) span all of `u64`, so they are stored offset by 2^63 (deadline = stored value + 9223372036854775808); times in `instances` are plain milliseconds since the Unix epoch.
+//!
+//! To read a step's value with plain SQL: `coalesce((select value from
+//! step_values where id = steps.value_id), steps.value)`.
 //!
 //! Any SQLite client can inspect a database, even while the engine runs:
 //!
@@ -74,7 +78,10 @@
 //! never a damaged file, in WAL mode with `NORMAL`), flushes, and starts the
 //! journal over. Keep the journal with its database: copy, move and delete
 //! them together; deleting it after a crash loses the transitions
-//! acknowledged since the last checkpoint. A journal of another database
+//! acknowledged since the last checkpoint. After a clean close (the last
+//! clone of the store dropped) the database file alone holds everything:
+//! its WAL is checkpointed into it and removed, and the journal holds
+//! nothing the database lacks. A journal of another database
 //! (its header carries `journal_id`), one that continues from a later lsn
 //! than the database, and a file at the journal's path that is not a
 //! memable journal are refused with a clear error, untouched.

@@ -137,6 +137,37 @@ fn dangling(path: &Path) -> (i64, i64) {
         .unwrap()
 }
 
+/// Overwrites of records that are not final: empty → long, long → short,
+/// long → long; records what each step ends with in `expected`.
+async fn overwrite_records_that_are_not_final(
+    store: &SqliteStore,
+    k: &InstanceKey,
+    expected: &mut Vec<(String, StepRecord)>,
+) {
+    let retrying = |len: usize, seed: usize| StepRecord {
+        value: value(len, seed),
+        ..StepRecord::failure(StepState::Retrying, 1, "down")
+    };
+    let failed = StepRecord {
+        value: value(5_000, 95),
+        ..StepRecord::failure(StepState::Failed, 2, "gave up")
+    };
+    for (step, records) in [
+        ("retry", vec![retrying(0, 0), record(value(2_000, 91))]),
+        ("flaky", vec![retrying(1_500, 92), record(value(3, 93))]),
+        ("dead", vec![retrying(1_500, 94), failed]),
+    ] {
+        for rec in &records {
+            let outcome = store
+                .commit_step(k.clone(), step.into(), rec.clone())
+                .await
+                .unwrap();
+            assert_eq!(outcome, CommitOutcome::Committed, "{step}");
+        }
+        expected.push((step.to_owned(), records.last().unwrap().clone()));
+    }
+}
+
 #[tokio::test]
 async fn values_of_every_length_round_trip_through_overwrites_claims_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,30 +194,7 @@ async fn values_of_every_length_round_trip_through_overwrites_claims_and_deletes
         .await
         .unwrap();
     assert_eq!(kept, CommitOutcome::Kept(record(value(4_000, 7))));
-    // Overwrites of records that are not final: empty → long, long →
-    // short, long → long.
-    let retrying = |len: usize, seed: usize| StepRecord {
-        value: value(len, seed),
-        ..StepRecord::failure(StepState::Retrying, 1, "down")
-    };
-    let failed = StepRecord {
-        value: value(5_000, 95),
-        ..StepRecord::failure(StepState::Failed, 2, "gave up")
-    };
-    for (step, records) in [
-        ("retry", vec![retrying(0, 0), record(value(2_000, 91))]),
-        ("flaky", vec![retrying(1_500, 92), record(value(3, 93))]),
-        ("dead", vec![retrying(1_500, 94), failed]),
-    ] {
-        for rec in &records {
-            let outcome = store
-                .commit_step(k.clone(), step.into(), rec.clone())
-                .await
-                .unwrap();
-            assert_eq!(outcome, CommitOutcome::Committed, "{step}");
-        }
-        expected.push((step.to_owned(), records.last().unwrap().clone()));
-    }
+    overwrite_records_that_are_not_final(&store, &k, &mut expected).await;
     // A long signal payload claims a suspended step.
     let payload = record(value(3_000, 93));
     store
