@@ -11,7 +11,6 @@ mod codec;
 mod context;
 mod engine;
 mod error;
-pub mod journal;
 mod key;
 mod memo;
 mod record;
@@ -35,4 +34,4 @@ pub use store::{
     InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
     TimerEntry,
 };
-pub use store::{readers, transitions, writer};
+pub use store::transitions;

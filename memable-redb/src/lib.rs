@@ -76,7 +76,7 @@
 //! [`Durability::Immediate`] ([`RedbStore::open`], or
 //! [`RedbStoreBuilder::open`]) keeps a write-ahead journal next to the
 //! database, in `<database path>.journal` (for `wf.redb`: `wf.redb.journal`;
-//! format: [`memable_core::journal`]). For every group-committed batch the
+//! format: [`memable_store::journal`]). For every group-committed batch the
 //! writer
 //!
 //! 1. applies the batch in a redb transaction committed with redb's
@@ -125,7 +125,7 @@
 //! and [`RedbStoreBuilder::open_backend`] keep no journal either: with
 //! `Immediate` they flush every redb commit.
 //! [`RedbStoreBuilder::open_backend_with_journal`] opens any backend with a
-//! journal in any [`JournalFile`](memable_core::journal::JournalFile), as a
+//! journal in any [`JournalFile`](memable_store::journal::JournalFile), as a
 //! file store does (for tests that simulate a power loss).
 //!
 //! Opening verifies every page's checksum by default
@@ -144,5 +144,6 @@ mod tables;
 mod txn;
 mod writer;
 
-pub use open::{Durability, RedbStoreBuilder};
-pub use store::{RedbStore, StoreStats};
+pub use memable_store::{Durability, StoreStats};
+pub use open::RedbStoreBuilder;
+pub use store::RedbStore;
