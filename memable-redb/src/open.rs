@@ -22,8 +22,8 @@ use redb::{
 use crate::RedbStore;
 use crate::backend::NoSync;
 use crate::tables::{
-    BY_STATUS, DIRTY_KEY, FORMAT_KEY, FORMAT_VERSION, FORMAT_WITHOUT_DIRTY,
-    FORMAT_WITHOUT_JOURNAL, INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META, STEPS, TIMERS,
+    BY_STATUS, DIRTY_KEY, FORMAT_KEY, FORMAT_VERSION, FORMAT_WITHOUT_DIRTY, FORMAT_WITHOUT_JOURNAL,
+    INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META, STEPS, TIMERS,
 };
 use crate::writer::RedbBackend;
 
@@ -399,9 +399,7 @@ fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> 
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| {
-            StorageError::new(StorageErrorKind::Io, "open", format!("{context}: {e}"))
-        })?;
+        .map_err(|e| StorageError::new(StorageErrorKind::Io, "open", format!("{context}: {e}")))?;
     FileBackend::new(file).map_err(|e| open_error(context, e))
 }
 

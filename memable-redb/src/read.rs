@@ -5,11 +5,11 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use memable_store::readers::{ReadSession, Visibility};
 use memable_core::{
     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, TimerEntry,
     WorkflowMetadata,
 };
+use memable_store::readers::{ReadSession, Visibility};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::tables::{BY_STATUS, INSTANCES, STEPS, TIMERS, instance_key, status_code};

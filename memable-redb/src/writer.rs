@@ -103,10 +103,7 @@ impl Backend for RedbBackend {
     fn checkpoint(&mut self, marker: Marker) -> Result<(), EngineError> {
         let op = "checkpoint";
         // redb's default durability: this commit flushes every earlier one.
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(redb_error(op))?;
+        let txn = self.db.begin_write().map_err(redb_error(op))?;
         txn.open_table(JOURNAL)
             .map_err(redb::Error::from)
             .and_then(|mut table| {

@@ -52,7 +52,7 @@ fn new_file_records_the_format_version() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 2);
+    assert_eq!(format, 3);
 }
 
 /// A file of format 1 (before the journal) as an older memable left it.
@@ -65,7 +65,7 @@ async fn format_one_file(path: &std::path::Path) {
         .unwrap();
     txn.commit().unwrap();
     drop(db);
-    std::fs::remove_file(memable_core::journal::journal_path(path)).unwrap();
+    std::fs::remove_file(memable_store::journal::journal_path(path)).unwrap();
 }
 
 #[tokio::test]
@@ -92,7 +92,7 @@ async fn a_format_one_file_is_upgraded_and_keeps_its_data() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 2);
+    assert_eq!(format, 3);
 }
 
 #[tokio::test]
@@ -204,14 +204,18 @@ async fn newer_format_version_is_refused_naming_both_versions() {
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("format", 3).unwrap();
+        txn.open_table(META).unwrap().insert("format", 4).unwrap();
         txn.commit().unwrap();
     }
+    assert_eq!(
+        RedbStore::open(&path).unwrap_err().storage_kind(),
+        Some(memable_core::StorageErrorKind::NewerFormat)
+    );
     let message = storage_message(RedbStore::open(&path));
     assert!(
         message.contains("newer memable")
-            && message.contains("format version 3")
-            && message.contains("format version 2"),
+            && message.contains("format version 4")
+            && message.contains("format version 3"),
         "{message}"
     );
 }

@@ -112,6 +112,7 @@ mod store;
 mod txn;
 mod writer;
 
-pub use open::{SqliteStoreBuilder, Synchronous};
+pub use memable_store::{Durability, StoreStats};
+pub use open::SqliteStoreBuilder;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use store::{SqliteStore, StoreStats};
+pub use store::SqliteStore;

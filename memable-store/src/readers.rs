@@ -202,15 +202,13 @@ impl<S: ReadSession> ReaderPool<S> {
             queue.jobs.push_back(job);
         }
         self.shared.ready.notify_one();
-        answer
-            .await
-            .map_err(|_| {
-                storage_error(
-                    StorageErrorKind::Closed,
-                    operation,
-                    "the read stopped before answering",
-                )
-            })?
+        answer.await.map_err(|_| {
+            storage_error(
+                StorageErrorKind::Closed,
+                operation,
+                "the read stopped before answering",
+            )
+        })?
     }
 }
 

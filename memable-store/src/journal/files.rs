@@ -91,8 +91,7 @@ pub fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, Engin
 /// assert!(!path.exists());
 /// ```
 pub fn remove_journal_file(path: &Path, name: &str) -> Result<(), EngineError> {
-    std::fs::remove_file(path)
-        .map_err(|e| io(format!("remove {name}: {e}")))?;
+    std::fs::remove_file(path).map_err(|e| io(format!("remove {name}: {e}")))?;
     sync_parent(path, name)
 }
 

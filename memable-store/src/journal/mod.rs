@@ -397,7 +397,13 @@ fn refuse_damage(bytes: &[u8], end: usize, above: u64, name: &str) -> Result<(),
             continue;
         }
         if verified(bytes, at).is_some() {
-            tracing::error!(journal = name, offset = end, later = at, lsn, "damaged journal record");
+            tracing::error!(
+                journal = name,
+                offset = end,
+                later = at,
+                lsn,
+                "damaged journal record"
+            );
             return Err(error(
                 name,
                 StorageErrorKind::Corrupt,
@@ -503,7 +509,10 @@ impl<F: JournalFile> Journal<F> {
                 let what = if bytes.is_empty() {
                     "is empty (0 bytes)".to_owned()
                 } else {
-                    format!("is cut inside its {HEADER}-byte header ({} bytes)", bytes.len())
+                    format!(
+                        "is cut inside its {HEADER}-byte header ({} bytes)",
+                        bytes.len()
+                    )
                 };
                 return Err(lost_journal(name, &what));
             }
@@ -574,8 +583,13 @@ impl<F: JournalFile> Journal<F> {
                 format!("append of lsn {lsn} where lsn {expected} was expected"),
             ));
         }
-        let payload = postcard::to_allocvec(ops)
-            .map_err(|e| error(&self.name, StorageErrorKind::Other, format!("encode lsn {lsn}: {e}")))?;
+        let payload = postcard::to_allocvec(ops).map_err(|e| {
+            error(
+                &self.name,
+                StorageErrorKind::Other,
+                format!("encode lsn {lsn}: {e}"),
+            )
+        })?;
         let len = u32::try_from(payload.len()).map_err(|_| {
             error(
                 &self.name,
@@ -595,7 +609,11 @@ impl<F: JournalFile> Journal<F> {
             .and_then(|()| self.file.sync());
         if let Err(e) = written {
             self.failed = true;
-            return Err(error(&self.name, StorageErrorKind::Io, format!("append lsn {lsn}: {e}")));
+            return Err(error(
+                &self.name,
+                StorageErrorKind::Io,
+                format!("append lsn {lsn}: {e}"),
+            ));
         }
         self.end += record.len() as u64;
         self.file_len = self.file_len.max(self.end);
@@ -654,14 +672,22 @@ impl<F: JournalFile> Journal<F> {
         while at < len {
             let n = (len - at).min(CHUNK);
             let n_usize = usize::try_from(n).unwrap_or(zeros.len());
-            self.file
-                .write_at(at, &zeros[..n_usize])
-                .map_err(|e| error(&self.name, StorageErrorKind::Io, format!("preallocate: {e}")))?;
+            self.file.write_at(at, &zeros[..n_usize]).map_err(|e| {
+                error(
+                    &self.name,
+                    StorageErrorKind::Io,
+                    format!("preallocate: {e}"),
+                )
+            })?;
             at += n;
         }
-        self.file
-            .sync()
-            .map_err(|e| error(&self.name, StorageErrorKind::Io, format!("preallocate: {e}")))?;
+        self.file.sync().map_err(|e| {
+            error(
+                &self.name,
+                StorageErrorKind::Io,
+                format!("preallocate: {e}"),
+            )
+        })?;
         self.file_len = len;
         Ok(())
     }

@@ -295,7 +295,13 @@ fn damage_before_the_first_record_is_corrupt_when_the_database_lsn_is_known() {
     let mut damaged = file.data();
     damaged[offsets[0] + 3] ^= 0x40;
     let open_after = |data: Vec<u8>, db_lsn| {
-        Journal::open_after(SimFile::with(data), "test.journal", OWNER, db_lsn, NewFile::Refuse)
+        Journal::open_after(
+            SimFile::with(data),
+            "test.journal",
+            OWNER,
+            db_lsn,
+            NewFile::Refuse,
+        )
     };
     let err = open_after(damaged.clone(), 10).unwrap_err();
     assert_eq!(err.storage_kind(), Some(StorageErrorKind::Corrupt), "{err}");
@@ -311,7 +317,11 @@ fn a_file_without_a_header_is_refused_when_asked() {
         let file = SimFile::with(full[..cut].to_vec());
         let err = Journal::open_after(file.clone(), "test.journal", OWNER, 5, NewFile::Refuse)
             .unwrap_err();
-        assert_eq!(err.storage_kind(), Some(StorageErrorKind::Incomplete), "cut {cut}");
+        assert_eq!(
+            err.storage_kind(),
+            Some(StorageErrorKind::Incomplete),
+            "cut {cut}"
+        );
         assert_eq!(file.data(), full[..cut], "cut {cut}: untouched");
     }
 }
