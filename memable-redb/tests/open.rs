@@ -95,6 +95,58 @@ async fn a_format_one_file_is_upgraded_and_keeps_its_data() {
     assert_eq!(format, 3);
 }
 
+/// A file of format 2 (a journal, no dirty marker) as an older memable
+/// left it after a clean close.
+async fn format_two_file(path: &std::path::Path) {
+    populated(path).await;
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert("format", 2).unwrap();
+    txn.open_table(TableDefinition::<&str, u64>::new("memable_journal"))
+        .unwrap()
+        .remove("dirty")
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_format_two_file_is_upgraded_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.redb");
+    format_two_file(&path).await;
+    let store = RedbStore::open(&path).unwrap();
+    let snap = store
+        .load_instance(&key("wf", "i1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.steps.len(), 21);
+    store
+        .commit_step(key("wf", "i0"), "after-upgrade".into(), value(b"x"))
+        .await
+        .unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert_eq!(
+        txn.open_table(META)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap()
+            .value(),
+        3
+    );
+    let journal = txn
+        .open_table(TableDefinition::<&str, u64>::new("memable_journal"))
+        .unwrap();
+    assert_eq!(
+        journal.get("dirty").unwrap().unwrap().value(),
+        0,
+        "closed cleanly"
+    );
+}
+
 #[tokio::test]
 async fn reopen_right_after_drop_keeps_data() {
     let dir = tempfile::tempdir().unwrap();

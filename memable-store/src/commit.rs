@@ -92,11 +92,11 @@
 //!     fn metadata(&mut self, _: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> { Ok(None) }
 //!     fn put_metadata(&mut self, _: &InstanceKey, _: &WorkflowMetadata, _: Option<&WorkflowMetadata>) -> Result<(), EngineError> { Ok(()) }
 //!     fn step(&mut self, _: &InstanceKey, _: &str) -> Result<Option<StepRecord>, EngineError> { Ok(None) }
-//!     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord, _: Option<&StepRecord>) -> Result<(), EngineError> { Ok(()) }
+//!     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord) -> Result<(), EngineError> { Ok(()) }
 //!     fn steps(&mut self, _: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> { Ok(vec![]) }
-//!     fn insert_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
+//!     fn put_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
 //!     fn remove_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
-//!     fn delete_instance(&mut self, _: &InstanceKey, _: &WorkflowMetadata) -> Result<(), EngineError> { Ok(()) }
+//!     fn remove_instance(&mut self, _: &InstanceKey, _: &WorkflowMetadata) -> Result<(), EngineError> { Ok(()) }
 //! }
 //!
 //! struct Nothing;
@@ -384,11 +384,11 @@ fn kind_of(error: &EngineError) -> StorageErrorKind {
 /// #     fn metadata(&mut self, _: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> { Ok(None) }
 /// #     fn put_metadata(&mut self, _: &InstanceKey, _: &WorkflowMetadata, _: Option<&WorkflowMetadata>) -> Result<(), EngineError> { Ok(()) }
 /// #     fn step(&mut self, _: &InstanceKey, _: &str) -> Result<Option<StepRecord>, EngineError> { Ok(None) }
-/// #     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord, _: Option<&StepRecord>) -> Result<(), EngineError> { Ok(()) }
+/// #     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord) -> Result<(), EngineError> { Ok(()) }
 /// #     fn steps(&mut self, _: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> { Ok(vec![]) }
-/// #     fn insert_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
+/// #     fn put_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
 /// #     fn remove_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
-/// #     fn delete_instance(&mut self, _: &InstanceKey, _: &WorkflowMetadata) -> Result<(), EngineError> { Ok(()) }
+/// #     fn remove_instance(&mut self, _: &InstanceKey, _: &WorkflowMetadata) -> Result<(), EngineError> { Ok(()) }
 /// # }
 /// use memable_core::StorageErrorKind;
 /// use memable_store::commit::{recover, Backend, Committed, DatabaseState, JournalSource, Marker, RecoverOptions};
