@@ -10,7 +10,7 @@ use std::time::Duration;
 use memable_core::{EngineError, StorageError, StorageErrorKind};
 use memable_store::Durability;
 use memable_store::commit::{
-    CHECKPOINT_BYTES, DatabaseState, JournalSource, RecoverOptions, recover, retire_journal,
+    CHECKPOINT_BYTES, DatabaseState, JournalSource, RecoverOptions, open_journal, recover,
 };
 use memable_store::journal::{JournalFile, journal_path};
 use memable_store::writer::LONE_WRITER_SPIN;
@@ -232,50 +232,19 @@ impl RedbStoreBuilder {
             &context,
         )?;
         let state = check_format(&db, &context)?;
-        let db = Arc::new(db);
-        match self.durability {
-            Durability::Immediate => {
-                let mut backend = RedbBackend::new(Arc::clone(&db), true);
-                let journaled = recover(
-                    &mut backend,
-                    state,
-                    JournalSource::Path(&journal_path),
-                    &name,
-                    self.recover_options(),
-                )?;
-                tracing::debug!(
-                    database = context,
-                    lsn = journaled.lsn(),
-                    "memable-redb store opened with its journal"
-                );
-                RedbStore::from_backend(
-                    backend,
-                    Durability::Immediate,
-                    Some(journaled),
-                    self.lone_writer_spin,
-                )
-            }
-            Durability::Relaxed => {
-                // A journal left by a store opened with `Immediate` is
-                // replayed into a durable commit, then it is redundant.
-                let mut backend = RedbBackend::new(Arc::clone(&db), true);
-                retire_journal(
-                    &mut backend,
-                    state,
-                    &journal_path,
-                    &name,
-                    self.recover_options(),
-                )?;
-                sync.store(false, Ordering::Release);
-                tracing::debug!(database = context, "memable-redb store opened, relaxed");
-                RedbStore::from_backend(
-                    RedbBackend::new(db, false),
-                    Durability::Relaxed,
-                    None,
-                    self.lone_writer_spin,
-                )
-            }
-        }
+        let mut backend = RedbBackend::new(Arc::new(db), true);
+        let journaled = open_journal(
+            &mut backend,
+            state,
+            self.durability,
+            &journal_path,
+            &name,
+            self.recover_options(),
+        )?;
+        // A `Relaxed` store flushes nothing once its old journal is retired.
+        sync.store(journaled.is_some(), Ordering::Release);
+        let backend = RedbBackend::new(backend.db, journaled.is_some());
+        RedbStore::from_backend(backend, self.durability, journaled, self.lone_writer_spin)
     }
 
     /// Opens (or initialises) a database over any redb storage backend with
@@ -444,6 +413,16 @@ fn open_error(context: &str, e: DatabaseError) -> EngineError {
     StorageError::new(kind, "open", message).into()
 }
 
+/// A redb call failed while checking the format.
+fn format_error(context: &str, e: &dyn std::fmt::Display) -> EngineError {
+    StorageError::new(
+        StorageErrorKind::Io,
+        "open",
+        format!("{context}: checking the format: {e}"),
+    )
+    .into()
+}
+
 fn not_memable(context: &str, why: &str) -> EngineError {
     StorageError::new(
         StorageErrorKind::NotMemable,
@@ -457,14 +436,7 @@ fn not_memable(context: &str, why: &str) -> EngineError {
 /// and creates the tables. Returns what the database says about its
 /// journal (an id is drawn the first time).
 fn check_format(db: &Database, context: &str) -> Result<DatabaseState, EngineError> {
-    let fail = |e: &dyn std::fmt::Display| -> EngineError {
-        StorageError::new(
-            StorageErrorKind::Io,
-            "open",
-            format!("{context}: checking the format: {e}"),
-        )
-        .into()
-    };
+    let fail = |e: &dyn std::fmt::Display| format_error(context, e);
     let txn = db.begin_write().map_err(|e| fail(&e))?;
     let mut has_meta = false;
     let mut others = Vec::new();
@@ -536,6 +508,19 @@ fn check_format(db: &Database, context: &str) -> Result<DatabaseState, EngineErr
     txn.open_table(BY_STATUS).map_err(mismatch)?;
     txn.open_table(STEPS).map_err(mismatch)?;
     txn.open_table(TIMERS).map_err(mismatch)?;
+    let state = journal_state(&txn, context)?;
+    txn.commit().map_err(|e| fail(&e))?;
+    Ok(state)
+}
+
+/// The journal bookkeeping of the database in `txn` (an id is drawn the
+/// first time).
+fn journal_state(
+    txn: &redb::WriteTransaction,
+    context: &str,
+) -> Result<DatabaseState, EngineError> {
+    let fail = |e: &dyn std::fmt::Display| format_error(context, e);
+    let mismatch = |e: redb::TableError| not_memable(context, &e.to_string());
     let state = {
         let mut journal = txn.open_table(JOURNAL).map_err(mismatch)?;
         let lsn = journal
@@ -563,6 +548,5 @@ fn check_format(db: &Database, context: &str) -> Result<DatabaseState, EngineErr
             dirty,
         }
     };
-    txn.commit().map_err(|e| fail(&e))?;
     Ok(state)
 }

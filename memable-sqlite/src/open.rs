@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use memable_core::{EngineError, StorageError, StorageErrorKind};
 use memable_store::commit::{
-    CHECKPOINT_BYTES, JournalSource, Journaled, RecoverOptions, WriterConfig, recover,
-    retire_journal,
+    CHECKPOINT_BYTES, Journaled, RecoverOptions, WriterConfig, open_journal,
 };
 use memable_store::journal::journal_path;
 use memable_store::writer::LONE_WRITER_SPIN;
@@ -165,29 +164,18 @@ impl SqliteStoreBuilder {
         let name = format!("{} (journal of {})", journal_path.display(), path.display());
         let state = database_state(&writer)?;
         let mut backend = SqliteBackend::new(writer, true, "NORMAL");
-        let (backend, journaled) = match self.durability {
-            Durability::Immediate => {
-                let journaled = recover(
-                    &mut backend,
-                    state,
-                    JournalSource::Path(&journal_path),
-                    &name,
-                    self.recover_options(),
-                )?;
-                (backend, Some(journaled))
-            }
-            Durability::Relaxed => {
-                // A journal left by a store opened with `Immediate` is
-                // replayed into a durable commit, then it is redundant.
-                retire_journal(
-                    &mut backend,
-                    state,
-                    &journal_path,
-                    &name,
-                    self.recover_options(),
-                )?;
-                (backend.unjournaled(), None)
-            }
+        let journaled = open_journal(
+            &mut backend,
+            state,
+            self.durability,
+            &journal_path,
+            &name,
+            self.recover_options(),
+        )?;
+        let backend = if journaled.is_some() {
+            backend
+        } else {
+            backend.unjournaled()
         };
         self.finish(
             backend,

@@ -126,7 +126,6 @@ use std::time::{Duration, Instant};
 use memable_core::transitions::{Transaction, WriteOp, WriteOutcome, apply};
 use memable_core::{EngineError, StorageErrorKind};
 
-use crate::Counters;
 use crate::journal::{
     Journal, JournalFile, NewFile, lost_journal, open_journal_file, preallocation, records_after,
     remove_journal_file,
@@ -137,6 +136,7 @@ use crate::writer::{
     BatchFailure, LONE_WRITER_SPIN, Polled, Queued, Task, WriterThread, answer_batch, poll_batch,
     recv_batch, split_batch,
 };
+use crate::{Counters, Durability};
 
 /// The most operations applied in one batch.
 pub const MAX_BATCH: usize = 4_096;
@@ -531,6 +531,40 @@ pub fn retire_journal<B: Backend>(
     drop(journaled);
     remove_journal_file(path, name)?;
     Ok(lsn)
+}
+
+/// Opens a file store's journal as its `durability` wants: for
+/// [`Durability::Immediate`], [`recover`] from the journal at `path` and
+/// return it; for [`Durability::Relaxed`], [`retire_journal`] (replay a
+/// journal left there, mark the database clean, remove the journal) and
+/// return `None`.
+///
+/// # Examples
+///
+/// See [`recover`]; each file backend's `open` calls this.
+pub fn open_journal<B: Backend>(
+    backend: &mut B,
+    db: DatabaseState,
+    durability: Durability,
+    path: &Path,
+    name: &str,
+    options: RecoverOptions,
+) -> Result<Option<Journaled>, EngineError> {
+    match durability {
+        Durability::Immediate => {
+            let journaled = recover(backend, db, JournalSource::Path(path), name, options)?;
+            tracing::debug!(
+                journal = name,
+                lsn = journaled.lsn,
+                "memable store opened with its journal"
+            );
+            Ok(Some(journaled))
+        }
+        Durability::Relaxed => {
+            retire_journal(backend, db, path, name, options)?;
+            Ok(None)
+        }
+    }
 }
 
 /// Settings of a [`Writer`].

@@ -3,28 +3,10 @@
 //! steps and prints each acknowledgement; the parent `SIGKILL`s it, then
 //! inspects or damages the files it left and checks what reopening keeps.
 //!
-//! A backend's test file holds the child as a test that does nothing unless
-//! [`child_path`] says this process is the child:
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use memable_testkit::crash;
-//!
-//! #[test]
-//! fn crash_child() {
-//!     if let Some(path) = crash::child_path() {
-//!         let store = memable_core::MemoryStore::new(); // a real backend opens `path`
-//!         crash::write_until_killed(Arc::new(store));
-//!     }
-//! }
-//!
-//! #[test]
-//! fn parent() {
-//!     let dir = tempfile::tempdir().unwrap();
-//!     let acks = crash::crash_child("crash_child", &dir.path().join("wf.db"), 300);
-//!     assert!(acks.len() >= 300);
-//! }
-//! ```
+//! A backend runs every scenario below, each in a fresh directory, with one
+//! line in a test file ([`crash_tests!`](crate::crash_tests)); the child is
+//! the generated test `crash_child`, which does nothing unless
+//! [`child_path`] says this process is the child.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -111,6 +93,10 @@ pub fn child_path() -> Option<PathBuf> {
 /// forever, printing `ack <writer> <n>` after each acknowledged commit.
 /// Never returns; the parent kills the process.
 ///
+/// # Panics
+///
+/// When a write fails: the parent then sees the child stop early.
+///
 /// # Examples
 ///
 /// See the [module docs](self).
@@ -193,6 +179,10 @@ pub fn crash_child(test: &str, path: &Path, acks: usize) -> Vec<Ack> {
 }
 
 /// The acknowledged steps `store` lacks (or holds with another value).
+///
+/// # Panics
+///
+/// When a read fails: this is a test helper.
 ///
 /// # Examples
 ///
@@ -386,14 +376,11 @@ fn kind(
 ///
 /// # Examples
 ///
-/// A backend's test runs it with its child test and its open function;
-/// see the [module docs](self).
-pub fn damaged_middle_record_is_corrupt(
-    child: &str,
-    db: &Path,
-    journal: &Path,
-    open: OpenStore<'_>,
-) {
+/// A backend's test file runs every scenario with
+/// [`crash_tests!`](crate::crash_tests).
+pub fn damaged_middle_record_is_corrupt(child: &str, file: &str, open: OpenStore<'_>) {
+    let (_dir, db, journal) = files(file);
+    let (db, journal) = (db.as_path(), journal.as_path());
     let _acks = crash_child(child, db, 600);
     let records = journal_records(journal);
     assert!(records.len() >= 3, "only {} journal records", records.len());
@@ -419,21 +406,18 @@ pub fn damaged_middle_record_is_corrupt(
 /// # Examples
 ///
 /// See [`damaged_middle_record_is_corrupt`].
-pub async fn torn_last_record_opens_with_the_rest(
-    child: &str,
-    db: &Path,
-    journal: &Path,
-    open: OpenStore<'_>,
-) {
+pub async fn torn_last_record_opens_with_the_rest(child: &str, file: &str, open: OpenStore<'_>) {
+    let (_dir, db, journal) = files(file);
+    let (db, journal) = (db.as_path(), journal.as_path());
     let acks = crash_child(child, db, 600);
     let records = journal_records(journal);
     let last = records.last().expect("journal records");
     tear(journal, last);
     let store = open(db, false).expect("a torn tail opens");
-    let lost = missing(store.as_ref(), &acks).await;
+    let gone = missing(store.as_ref(), &acks).await;
     assert!(
-        lost.iter().all(|ack| last.steps.contains(ack)),
-        "lost acknowledged steps outside the torn record: {lost:?}"
+        gone.iter().all(|ack| last.steps.contains(ack)),
+        "lost acknowledged steps outside the torn record: {gone:?}"
     );
     let k = instance(0);
     store
@@ -457,11 +441,12 @@ pub async fn torn_last_record_opens_with_the_rest(
 /// See [`damaged_middle_record_is_corrupt`].
 pub async fn lost_journal_is_incomplete(
     child: &str,
-    db: &Path,
-    journal: &Path,
+    file: &str,
     how: LostJournal,
     open: OpenStore<'_>,
 ) {
+    let (_dir, db, journal) = files(file);
+    let (db, journal) = (db.as_path(), journal.as_path());
     let acks = crash_child(child, db, 300);
     match how {
         LostJournal::Missing => std::fs::remove_file(journal).expect("remove the journal"),
@@ -512,7 +497,9 @@ pub async fn lost_journal_is_incomplete(
 /// # Examples
 ///
 /// See [`damaged_middle_record_is_corrupt`].
-pub async fn clean_close_opens_without_its_journal(db: &Path, journal: &Path, open: OpenStore<'_>) {
+pub async fn clean_close_opens_without_its_journal(file: &str, open: OpenStore<'_>) {
+    let (_dir, db, journal) = files(file);
+    let (db, journal) = (db.as_path(), journal.as_path());
     let store = open(db, false).expect("open");
     let acks: Vec<Ack> = (0..50)
         .map(|n| Ack {
@@ -537,4 +524,12 @@ pub async fn clean_close_opens_without_its_journal(db: &Path, journal: &Path, op
     std::fs::remove_file(journal).expect("remove the journal");
     let store = open(db, false).expect("a clean database opens without its journal");
     assert_eq!(missing(store.as_ref(), &acks).await, []);
+}
+
+/// A fresh directory, the database `file` in it and its journal.
+fn files(file: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join(file);
+    let journal = memable_store::journal::journal_path(&db);
+    (dir, db, journal)
 }
