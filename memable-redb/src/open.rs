@@ -189,6 +189,7 @@ impl RedbStoreBuilder {
         RecoverOptions {
             accept_lost_journal: self.accept_lost_journal,
             checkpoint_bytes: self.checkpoint_bytes,
+            durability: self.durability,
         }
     }
 
@@ -233,14 +234,8 @@ impl RedbStoreBuilder {
         )?;
         let state = check_format(&db, &context)?;
         let mut backend = RedbBackend::new(Arc::new(db), true);
-        let journaled = open_journal(
-            &mut backend,
-            state,
-            self.durability,
-            &journal_path,
-            &name,
-            self.recover_options(),
-        )?;
+        let options = self.recover_options();
+        let journaled = open_journal(&mut backend, state, &journal_path, &name, options)?;
         // A `Relaxed` store flushes nothing once its old journal is retired.
         sync.store(journaled.is_some(), Ordering::Release);
         let backend = RedbBackend::new(backend.db, journaled.is_some());

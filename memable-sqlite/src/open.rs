@@ -110,6 +110,7 @@ impl SqliteStoreBuilder {
         RecoverOptions {
             accept_lost_journal: self.accept_lost_journal,
             checkpoint_bytes: self.checkpoint_bytes.unwrap_or(CHECKPOINT_BYTES),
+            durability: self.durability,
         }
     }
 
@@ -164,14 +165,8 @@ impl SqliteStoreBuilder {
         let name = format!("{} (journal of {})", journal_path.display(), path.display());
         let state = database_state(&writer)?;
         let mut backend = SqliteBackend::new(writer, true, "NORMAL");
-        let journaled = open_journal(
-            &mut backend,
-            state,
-            self.durability,
-            &journal_path,
-            &name,
-            self.recover_options(),
-        )?;
+        let options = self.recover_options();
+        let journaled = open_journal(&mut backend, state, &journal_path, &name, options)?;
         let backend = if journaled.is_some() {
             backend
         } else {

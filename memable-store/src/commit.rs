@@ -339,6 +339,9 @@ pub struct RecoverOptions {
     pub accept_lost_journal: bool,
     /// Journal bytes between checkpoints (sizes the preallocation).
     pub checkpoint_bytes: u64,
+    /// Whether [`open_journal`] keeps the journal (`Immediate`) or retires
+    /// it (`Relaxed`); [`recover`] ignores it.
+    pub durability: Durability,
 }
 
 impl Default for RecoverOptions {
@@ -346,6 +349,7 @@ impl Default for RecoverOptions {
         Self {
             accept_lost_journal: false,
             checkpoint_bytes: CHECKPOINT_BYTES,
+            durability: Durability::Immediate,
         }
     }
 }
@@ -533,7 +537,8 @@ pub fn retire_journal<B: Backend>(
     Ok(lsn)
 }
 
-/// Opens a file store's journal as its `durability` wants: for
+/// Opens a file store's journal as its durability
+/// ([`RecoverOptions::durability`]) wants: for
 /// [`Durability::Immediate`], [`recover`] from the journal at `path` and
 /// return it; for [`Durability::Relaxed`], [`retire_journal`] (replay a
 /// journal left there, mark the database clean, remove the journal) and
@@ -545,12 +550,11 @@ pub fn retire_journal<B: Backend>(
 pub fn open_journal<B: Backend>(
     backend: &mut B,
     db: DatabaseState,
-    durability: Durability,
     path: &Path,
     name: &str,
     options: RecoverOptions,
 ) -> Result<Option<Journaled>, EngineError> {
-    match durability {
+    match options.durability {
         Durability::Immediate => {
             let journaled = recover(backend, db, JournalSource::Path(path), name, options)?;
             tracing::debug!(
