@@ -24,7 +24,7 @@
 //!    batches or [`HELD_FOR`];
 //! 7. **publish**: [`Visibility::published`] wakes the readers waiting for it.
 //!
-//! Every `checkpoint_bytes` of journal, before a [`Task`](crate::writer::Task)
+//! Every `checkpoint_bytes` of journal, before a [`Task`]
 //! and when the writer stops, it **checkpoints**: commits what is held,
 //! makes the database durable ([`Backend::checkpoint`]) and resets the
 //! journal, whose file is then reused from its start.
