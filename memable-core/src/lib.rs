@@ -11,7 +11,6 @@ mod codec;
 mod context;
 mod engine;
 mod error;
-pub mod journal;
 mod key;
 mod memo;
 mod record;
@@ -30,9 +29,9 @@ pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
 pub use retry::RetryPolicy;
 pub use status::{StatusStream, WorkflowState};
+pub use store::transitions;
 pub use store::{
     CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
     InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
     TimerEntry,
 };
-pub use store::{readers, transitions, writer};

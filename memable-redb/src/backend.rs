@@ -2,16 +2,28 @@
 //! [`Durability::Relaxed`](crate::Durability::Relaxed).
 
 use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{BackendError, StorageBackend};
 
-/// Forwards everything to `B` except `sync_data`, which does nothing.
+/// Forwards everything to `B` except `sync_data`, which does nothing while
+/// the switch is off.
 ///
 /// Every commit is still written to the file before it is acknowledged, so
 /// the data sits in the operating system's page cache and survives the
 /// process being killed; it only reaches the disk when the OS flushes it.
+/// A `Relaxed` file store keeps the switch on while it replays a journal
+/// left by an `Immediate` one, so that replay is durable.
 #[derive(Debug)]
-pub(crate) struct NoSync<B>(pub(crate) B);
+pub(crate) struct NoSync<B>(B, Arc<AtomicBool>);
+
+impl<B> NoSync<B> {
+    /// `backend`, syncing while `sync` is set.
+    pub(crate) fn new(backend: B, sync: Arc<AtomicBool>) -> Self {
+        Self(backend, sync)
+    }
+}
 
 impl<B: StorageBackend> StorageBackend for NoSync<B> {
     fn len(&self) -> Result<u64, std::io::Error> {
@@ -27,7 +39,11 @@ impl<B: StorageBackend> StorageBackend for NoSync<B> {
     }
 
     fn sync_data(&self) -> Result<(), std::io::Error> {
-        Ok(())
+        if self.1.load(Ordering::Acquire) {
+            self.0.sync_data()
+        } else {
+            Ok(())
+        }
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {

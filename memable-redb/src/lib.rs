@@ -26,16 +26,17 @@
 //! | `memable_instances_by_status` | `(status, workflow, instance)` | `()` |
 //! | `memable_steps` | `(workflow, instance, step key)` | encoded step record |
 //! | `memable_timers` | `(deadline ms, workflow, instance, step key)` | `()` |
-//! | `memable_journal` | `"lsn"`, `"journal_id"` | last journaled batch applied, id of the paired journal (`u64`) |
+//! | `memable_journal` | `"lsn"`, `"journal_id"`, `"dirty"` | last journaled batch applied, id of the paired journal, 1 from open to a clean close (`u64`) |
 //!
 //! The status index lists `Running` or `Suspended` instances without reading
 //! any other instance; timers are ordered by deadline, so the due ones and
 //! the next deadline are a scan from the start.
 //!
-//! The format version (2) is written when a file is created and checked on
-//! every open; a file of format 1 (before the journal) is upgraded. An older
-//! memable refuses a format-2 file, so it can never open a database without
-//! replaying its journal. A file of a newer format, a file that is not a redb database, a
+//! The format version (3) is written when a file is created and checked on
+//! every open; files of format 1 (before the journal) and 2 (before the
+//! dirty marker) are upgraded. An older memable refuses a format-3 file, so
+//! it can never open a database without replaying its journal, nor ignore
+//! its dirty marker. A file of a newer format, a file that is not a redb database, a
 //! redb database without memable's tables, a damaged file, and a file that
 //! another process (or another store in this process) has open are all
 //! refused with a clear [`EngineError::Storage`](memable_core::EngineError)
@@ -76,7 +77,8 @@
 //! [`Durability::Immediate`] ([`RedbStore::open`], or
 //! [`RedbStoreBuilder::open`]) keeps a write-ahead journal next to the
 //! database, in `<database path>.journal` (for `wf.redb`: `wf.redb.journal`;
-//! format: [`memable_core::journal`]). For every group-committed batch the
+//! format: [`memable_store::journal`]; the protocol:
+//! [`memable_store::commit`]). For every group-committed batch the
 //! writer
 //!
 //! 1. applies the batch in a redb transaction committed with redb's
@@ -99,9 +101,17 @@
 //! than the database's lsn, in order, in one durable commit — operations are
 //! deterministic given the prior state, so this reproduces exactly what was
 //! acknowledged. Keep the journal with its database: copy, move and delete
-//! them together. A missing journal is created (after a clean close it holds
-//! nothing that the database lacks), but deleting the journal after a crash
-//! loses the transitions acknowledged since the last checkpoint. A journal
+//! them together. The database is marked dirty (`"dirty"` in
+//! `memable_journal`) from open until a clean close. A missing journal of a
+//! cleanly closed database is created (it held nothing the database lacks);
+//! a dirty database whose journal is missing, empty or cut inside its header
+//! is refused with
+//! [`StorageErrorKind::Incomplete`](memable_core::StorageErrorKind::Incomplete)
+//! (the transitions acknowledged since the last checkpoint would be lost)
+//! unless [`RedbStoreBuilder::accept_lost_journal`] says to open with what
+//! the database holds. A journal damaged in the middle (a bad record
+//! followed by intact later ones, not a torn tail) is refused with
+//! [`StorageErrorKind::Corrupt`](memable_core::StorageErrorKind::Corrupt). A journal
 //! that belongs to another database (its header carries the id stored in
 //! `memable_journal`), or that continues from a later lsn than the database
 //! holds (an older copy of the database), is refused with a storage error
@@ -125,7 +135,7 @@
 //! and [`RedbStoreBuilder::open_backend`] keep no journal either: with
 //! `Immediate` they flush every redb commit.
 //! [`RedbStoreBuilder::open_backend_with_journal`] opens any backend with a
-//! journal in any [`JournalFile`](memable_core::journal::JournalFile), as a
+//! journal in any [`JournalFile`](memable_store::journal::JournalFile), as a
 //! file store does (for tests that simulate a power loss).
 //!
 //! Opening verifies every page's checksum by default
@@ -144,5 +154,6 @@ mod tables;
 mod txn;
 mod writer;
 
-pub use open::{Durability, RedbStoreBuilder};
-pub use store::{RedbStore, StoreStats};
+pub use memable_store::{Durability, StoreStats};
+pub use open::RedbStoreBuilder;
+pub use store::RedbStore;

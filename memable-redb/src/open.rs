@@ -1,19 +1,19 @@
-//! Opening a database: [`RedbStoreBuilder`], [`Durability`], error mapping
-//! and the format check.
+//! Opening a database: [`RedbStoreBuilder`], error mapping and the format
+//! check. Recovery from the journal is [`memable_store::commit::recover`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use memable_core::EngineError;
-use memable_core::journal::{
-    Journal, JournalFile, journal_path, open_journal_file, preallocation, records_after,
-    remove_journal_file,
+use memable_core::{EngineError, StorageError, StorageErrorKind};
+use memable_store::Durability;
+use memable_store::commit::{
+    CHECKPOINT_BYTES, DatabaseState, JournalSource, RecoverOptions, open_journal, recover,
 };
-use memable_core::readers::Visibility;
-use memable_core::transitions::apply;
-use memable_core::writer::LONE_WRITER_SPIN;
+use memable_store::journal::{JournalFile, journal_path};
+use memable_store::writer::LONE_WRITER_SPIN;
 use redb::backends::FileBackend;
 use redb::{
     Database, DatabaseError, MultimapTableHandle, ReadableTable, StorageBackend, TableHandle,
@@ -22,41 +22,10 @@ use redb::{
 use crate::RedbStore;
 use crate::backend::NoSync;
 use crate::tables::{
-    BY_STATUS, FORMAT_KEY, FORMAT_VERSION, FORMAT_WITHOUT_JOURNAL, INSTANCES, JOURNAL,
-    JOURNAL_ID_KEY, LSN_KEY, META, STEPS, TIMERS,
+    BY_STATUS, DIRTY_KEY, FORMAT_KEY, FORMAT_VERSION, FORMAT_WITHOUT_DIRTY, FORMAT_WITHOUT_JOURNAL,
+    INSTANCES, JOURNAL, JOURNAL_ID_KEY, LSN_KEY, META, STEPS, TIMERS,
 };
-use crate::txn::RedbTxn;
-use crate::writer::{CHECKPOINT_BYTES, Journaled};
-
-/// When a commit counts as done.
-///
-/// # Examples
-///
-/// ```
-/// use memable_redb::Durability;
-///
-/// assert_eq!(Durability::default(), Durability::Immediate);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Durability {
-    /// Every commit is durable on the disk before it is acknowledged: an
-    /// acknowledged transition survives a process crash and a power loss.
-    /// The default.
-    ///
-    /// A file store ([`RedbStoreBuilder::open`]) makes commits durable
-    /// through its write-ahead journal (one small flushed append per commit)
-    /// and checkpoints redb's file now and then; other stores flush every
-    /// redb commit. See the crate docs, "The journal of a file store".
-    #[default]
-    Immediate,
-    /// Every commit is written to the file but not flushed: an acknowledged
-    /// transition survives the process crashing or being killed (the
-    /// operating system still holds the write), but a power loss or an OS
-    /// crash may lose recent commits, and — because the OS may write pages
-    /// out of order — may leave a file that needs repair or cannot be opened.
-    /// Much faster where `fsync` is slow.
-    Relaxed,
-}
+use crate::writer::RedbBackend;
 
 /// Configures and opens a [`RedbStore`].
 ///
@@ -79,6 +48,7 @@ pub struct RedbStoreBuilder {
     verify_on_open: bool,
     checkpoint_bytes: u64,
     lone_writer_spin: Duration,
+    accept_lost_journal: bool,
 }
 
 impl Default for RedbStoreBuilder {
@@ -88,6 +58,7 @@ impl Default for RedbStoreBuilder {
             verify_on_open: true,
             checkpoint_bytes: CHECKPOINT_BYTES,
             lone_writer_spin: LONE_WRITER_SPIN,
+            accept_lost_journal: false,
         }
     }
 }
@@ -192,6 +163,36 @@ impl RedbStoreBuilder {
         self
     }
 
+    /// Whether a database that was not closed cleanly may open although its
+    /// journal is missing, empty or cut inside its header (default
+    /// `false`: such an open is refused with
+    /// [`StorageErrorKind::Incomplete`]). With `true` the store **opens with
+    /// what the database holds; work acknowledged since its last checkpoint
+    /// is lost.** Use it only once the journal is known to be gone for good.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_redb::RedbStore::builder()
+    ///     .accept_lost_journal(true)
+    ///     .open(dir.path().join("wf.redb"))
+    ///     .unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn accept_lost_journal(mut self, accept: bool) -> Self {
+        self.accept_lost_journal = accept;
+        self
+    }
+
+    fn recover_options(&self) -> RecoverOptions {
+        RecoverOptions {
+            accept_lost_journal: self.accept_lost_journal,
+            checkpoint_bytes: self.checkpoint_bytes,
+            durability: self.durability,
+        }
+    }
+
     /// Opens the database file at `path`, creating it if it does not exist.
     ///
     /// With [`Durability::Immediate`] the store keeps its write-ahead journal
@@ -200,11 +201,16 @@ impl RedbStoreBuilder {
     /// journal left there is replayed and removed. See the crate docs, "The
     /// journal of a file store".
     ///
-    /// Fails with a clear [`EngineError::Storage`] if the file is open
-    /// elsewhere (another process or another store in this one), is not a
-    /// redb file, is damaged, or was written by a newer memable — and, for
-    /// the journal, if it belongs to another database, does not continue
-    /// from the database's last commit, or is not a memable journal.
+    /// Fails with a storage error whose [`StorageErrorKind`] says why: the
+    /// file is open elsewhere ([`Locked`](StorageErrorKind::Locked)), is not
+    /// a memable redb file ([`NotMemable`](StorageErrorKind::NotMemable)), is
+    /// damaged or its journal is damaged in the middle
+    /// ([`Corrupt`](StorageErrorKind::Corrupt)), was written by a newer
+    /// memable ([`NewerFormat`](StorageErrorKind::NewerFormat)), or was not
+    /// closed cleanly and its journal is missing, emptied, cut, of another
+    /// database or does not continue from the database's last commit
+    /// ([`Incomplete`](StorageErrorKind::Incomplete); see
+    /// [`accept_lost_journal`](Self::accept_lost_journal)).
     ///
     /// # Examples
     ///
@@ -219,51 +225,21 @@ impl RedbStoreBuilder {
         let context = path.display().to_string();
         let journal_path = journal_path(path);
         let name = format!("{} (journal of {context})", journal_path.display());
-        match self.durability {
-            Durability::Immediate => {
-                let (db, journaled, lsn) =
-                    self.open_journaled_file(path, &journal_path, &context, &name)?;
-                tracing::debug!(
-                    database = context,
-                    lsn,
-                    "memable-redb store opened with its journal"
-                );
-                RedbStore::from_database(
-                    db,
-                    Durability::Immediate,
-                    Some(journaled),
-                    self.lone_writer_spin,
-                )
-            }
-            Durability::Relaxed => {
-                if journal_path.exists() {
-                    // Left by a store opened with `Immediate`: replay it
-                    // into a durable commit, then it is redundant.
-                    let (db, journaled, _) =
-                        self.open_journaled_file(path, &journal_path, &context, &name)?;
-                    drop((journaled, db));
-                    remove_journal_file(&journal_path, &name)?;
-                }
-                self.open_with(file_backend(path, &context)?, &context)
-            }
-        }
-    }
-
-    /// Opens the database file at `path` and its journal, replaying what
-    /// the journal holds beyond the database's lsn; returns both and the
-    /// database's lsn before the replay.
-    fn open_journaled_file(
-        &self,
-        path: &Path,
-        journal_path: &Path,
-        context: &str,
-        name: &str,
-    ) -> Result<(Database, Journaled, u64), EngineError> {
-        let db = self.create(file_backend(path, context)?, context)?;
-        let (lsn, id) = check_format(&db, context)?;
-        let journal = open_journal_file(journal_path, name)?;
-        let journaled = recover(&db, Box::new(journal), name, lsn, id, self.checkpoint_bytes)?;
-        Ok((db, journaled, lsn))
+        // Flushed while the journal is replayed; for a `Relaxed` store, not
+        // afterwards.
+        let sync = Arc::new(AtomicBool::new(true));
+        let db = self.create(
+            NoSync::new(file_backend(path, &context)?, Arc::clone(&sync)),
+            &context,
+        )?;
+        let state = check_format(&db, &context)?;
+        let mut backend = RedbBackend::new(Arc::new(db), true);
+        let options = self.recover_options();
+        let journaled = open_journal(&mut backend, state, &journal_path, &name, options)?;
+        // A `Relaxed` store flushes nothing once its old journal is retired.
+        sync.store(journaled.is_some(), Ordering::Release);
+        let backend = RedbBackend::new(backend.db, journaled.is_some());
+        RedbStore::from_backend(backend, self.durability, journaled, self.lone_writer_spin)
     }
 
     /// Opens (or initialises) a database over any redb storage backend with
@@ -299,17 +275,17 @@ impl RedbStoreBuilder {
     ) -> Result<RedbStore, EngineError> {
         let context = "custom backend";
         let db = self.create(backend, context)?;
-        let (lsn, id) = check_format(&db, context)?;
+        let state = check_format(&db, context)?;
+        let mut backend = RedbBackend::new(Arc::new(db), true);
         let journaled = recover(
-            &db,
-            Box::new(journal),
+            &mut backend,
+            state,
+            JournalSource::File(Box::new(journal)),
             "custom journal (of custom backend)",
-            lsn,
-            id,
-            self.checkpoint_bytes,
+            self.recover_options(),
         )?;
-        RedbStore::from_database(
-            db,
+        RedbStore::from_backend(
+            backend,
             Durability::Immediate,
             Some(journaled),
             self.lone_writer_spin,
@@ -348,13 +324,16 @@ impl RedbStoreBuilder {
         backend: impl StorageBackend,
         context: &str,
     ) -> Result<RedbStore, EngineError> {
-        let db = match self.durability {
-            Durability::Immediate => self.create(backend, context)?,
-            Durability::Relaxed => self.create(NoSync(backend), context)?,
-        };
+        let sync = Arc::new(AtomicBool::new(self.durability == Durability::Immediate));
+        let db = self.create(NoSync::new(backend, sync), context)?;
         check_format(&db, context)?;
         tracing::debug!(database = context, durability = ?self.durability, "memable-redb store opened");
-        RedbStore::from_database(db, self.durability, None, self.lone_writer_spin)
+        RedbStore::from_backend(
+            RedbBackend::new(Arc::new(db), false),
+            self.durability,
+            None,
+            self.lone_writer_spin,
+        )
     }
 
     fn create(&self, backend: impl StorageBackend, context: &str) -> Result<Database, EngineError> {
@@ -364,12 +343,14 @@ impl RedbStoreBuilder {
         // error like any other unreadable file.
         match catch_unwind(AssertUnwindSafe(|| builder.create_with_backend(backend))) {
             Ok(result) => result.map_err(|e| open_error(context, e)),
-            Err(_) => Err(EngineError::storage(
+            Err(_) => Err(StorageError::new(
+                StorageErrorKind::Corrupt,
                 "open",
                 format!(
                     "{context}: redb failed while reading the file; it is damaged or not a redb database"
                 ),
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -382,99 +363,75 @@ fn file_backend(path: &Path, context: &str) -> Result<FileBackend, EngineError> 
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| EngineError::storage("open", format!("{context}: {e}")))?;
+        .map_err(|e| StorageError::new(StorageErrorKind::Io, "open", format!("{context}: {e}")))?;
     FileBackend::new(file).map_err(|e| open_error(context, e))
-}
-
-/// Opens the journal, re-applies every record newer than the database's
-/// `db_lsn` in one durable commit (the recovery checkpoint), and resets the
-/// journal.
-fn recover(
-    db: &Database,
-    file: Box<dyn JournalFile>,
-    name: &str,
-    db_lsn: u64,
-    id: u64,
-    checkpoint_bytes: u64,
-) -> Result<Journaled, EngineError> {
-    let (mut journal, records) = Journal::open(file, name, id)?;
-    let pending = records_after(records, db_lsn, name)?;
-    let mut lsn = db_lsn;
-    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
-        let fail = |e: &dyn std::fmt::Display| {
-            EngineError::storage("open", format!("{name}: replaying the journal: {e}"))
-        };
-        let txn = db.begin_write().map_err(|e| fail(&e))?;
-        {
-            let mut rows = RedbTxn::new(&txn);
-            for record in &pending {
-                for op in &record.ops {
-                    apply(op, &mut rows).map_err(|e| fail(&format!("lsn {}: {e}", record.lsn)))?;
-                }
-            }
-        }
-        lsn = last.lsn;
-        txn.open_table(JOURNAL)
-            .map_err(|e| fail(&e))?
-            .insert(LSN_KEY, lsn)
-            .map_err(|e| fail(&e))?;
-        txn.commit().map_err(|e| fail(&e))?;
-        tracing::info!(
-            journal = name,
-            records = pending.len(),
-            from = first.lsn,
-            to = lsn,
-            "memable-redb replayed its journal"
-        );
-    }
-    journal.reset();
-    journal.preallocate(preallocation(checkpoint_bytes))?;
-    Ok(Journaled {
-        journal,
-        lsn,
-        checkpoint_bytes,
-        visibility: Arc::new(Visibility::new()),
-    })
 }
 
 /// Maps a redb open failure to a storage error that says what to do.
 fn open_error(context: &str, e: DatabaseError) -> EngineError {
-    let message = match e {
-        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => format!(
-            "{context}: the database is already open (by another process or another store in this process): {e}"
+    use StorageErrorKind::{Corrupt, Io, Locked, NotMemable, Unsupported};
+    let (kind, message) = match e {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => (
+            Locked,
+            format!(
+                "{context}: the database is already open (by another process or another store in this process): {e}"
+            ),
         ),
-        DatabaseError::UpgradeRequired(version) => format!(
-            "{context}: the file uses redb file format {version}, which this build cannot open: {e}"
+        DatabaseError::UpgradeRequired(version) => (
+            Unsupported,
+            format!(
+                "{context}: the file uses redb file format {version}, which this build cannot open: {e}"
+            ),
         ),
-        DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
-            format!("{context}: not a redb database, or the file is damaged: {detail}")
-        }
+        DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => (
+            Corrupt,
+            format!("{context}: not a redb database, or the file is damaged: {detail}"),
+        ),
         DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::UnexpectedEof =>
         {
-            format!("{context}: not a redb database (the file is too short): {io}")
+            (
+                NotMemable,
+                format!("{context}: not a redb database (the file is too short): {io}"),
+            )
         }
         DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::InvalidData =>
         {
-            format!("{context}: not a redb database, or the file is damaged: {io}")
+            (
+                Corrupt,
+                format!("{context}: not a redb database, or the file is damaged: {io}"),
+            )
         }
-        other => format!("{context}: {other}"),
+        other => (Io, format!("{context}: {other}")),
     };
-    EngineError::storage("open", message)
+    StorageError::new(kind, "open", message).into()
+}
+
+/// A redb call failed while checking the format.
+fn format_error(context: &str, e: &dyn std::fmt::Display) -> EngineError {
+    StorageError::new(
+        StorageErrorKind::Io,
+        "open",
+        format!("{context}: checking the format: {e}"),
+    )
+    .into()
 }
 
 fn not_memable(context: &str, why: &str) -> EngineError {
-    EngineError::storage("open", format!("{context}: not a memable database ({why})"))
+    StorageError::new(
+        StorageErrorKind::NotMemable,
+        "open",
+        format!("{context}: not a memable database ({why})"),
+    )
+    .into()
 }
 
 /// Checks the stored format version, or writes it into an empty database,
-/// and creates the tables. Returns the database's journal lsn and id (an id
-/// is drawn the first time).
-fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        EngineError::storage("open", format!("{context}: checking the format: {e}"))
-    };
+/// and creates the tables. Returns what the database says about its
+/// journal (an id is drawn the first time).
+fn check_format(db: &Database, context: &str) -> Result<DatabaseState, EngineError> {
+    let fail = |e: &dyn std::fmt::Display| format_error(context, e);
     let txn = db.begin_write().map_err(|e| fail(&e))?;
     let mut has_meta = false;
     let mut others = Vec::new();
@@ -498,30 +455,36 @@ fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError>
             .map(|v| v.value());
         match stored {
             Some(FORMAT_VERSION) => {}
-            Some(FORMAT_WITHOUT_JOURNAL) => {
-                // Its journal table is created below.
+            Some(version @ (FORMAT_WITHOUT_JOURNAL | FORMAT_WITHOUT_DIRTY)) => {
+                // Its journal table is created below if missing; without a
+                // dirty marker it counts as clean, as format 2 did.
                 tracing::info!(
                     database = context,
+                    from = version,
                     "upgrading a memable-redb file to format {FORMAT_VERSION}"
                 );
                 meta.insert(FORMAT_KEY, FORMAT_VERSION)
                     .map_err(|e| fail(&e))?;
             }
             Some(version) if version > FORMAT_VERSION => {
-                return Err(EngineError::storage(
+                return Err(StorageError::new(
+                    StorageErrorKind::NewerFormat,
                     "open",
                     format!(
                         "{context}: written by a newer memable (format version {version}; this build reads format version {FORMAT_VERSION}); upgrade memable to open it"
                     ),
-                ));
+                )
+                .into());
             }
             Some(version) => {
-                return Err(EngineError::storage(
+                return Err(StorageError::new(
+                    StorageErrorKind::NotMemable,
                     "open",
                     format!(
                         "{context}: unknown memable format version {version} (this build reads format version {FORMAT_VERSION})"
                     ),
-                ));
+                )
+                .into());
             }
             None => return Err(not_memable(context, "it has no format version")),
         }
@@ -540,7 +503,20 @@ fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError>
     txn.open_table(BY_STATUS).map_err(mismatch)?;
     txn.open_table(STEPS).map_err(mismatch)?;
     txn.open_table(TIMERS).map_err(mismatch)?;
-    let (lsn, id) = {
+    let state = journal_state(&txn, context)?;
+    txn.commit().map_err(|e| fail(&e))?;
+    Ok(state)
+}
+
+/// The journal bookkeeping of the database in `txn` (an id is drawn the
+/// first time).
+fn journal_state(
+    txn: &redb::WriteTransaction,
+    context: &str,
+) -> Result<DatabaseState, EngineError> {
+    let fail = |e: &dyn std::fmt::Display| format_error(context, e);
+    let mismatch = |e: redb::TableError| not_memable(context, &e.to_string());
+    let state = {
         let mut journal = txn.open_table(JOURNAL).map_err(mismatch)?;
         let lsn = journal
             .get(LSN_KEY)
@@ -557,8 +533,15 @@ fn check_format(db: &Database, context: &str) -> Result<(u64, u64), EngineError>
             journal.insert(JOURNAL_ID_KEY, id).map_err(|e| fail(&e))?;
             id
         };
-        (lsn, id)
+        let dirty = journal
+            .get(DIRTY_KEY)
+            .map_err(|e| fail(&e))?
+            .is_some_and(|v| v.value() != 0);
+        DatabaseState {
+            lsn,
+            journal_id: id,
+            dirty,
+        }
     };
-    txn.commit().map_err(|e| fail(&e))?;
-    Ok((lsn, id))
+    Ok(state)
 }

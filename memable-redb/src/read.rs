@@ -1,15 +1,15 @@
 //! Blocking reads. [`crate::RedbStore`] serves them on its reader threads
-//! ([`memable_core::readers::ReaderPool`]): each batch of queued reads is
+//! ([`memable_store::readers::ReaderPool`]): each batch of queued reads is
 //! served from one read transaction ([`Snapshot`]).
 
 use std::ops::Bound;
 use std::sync::Arc;
 
-use memable_core::readers::{ReadSession, Visibility};
 use memable_core::{
     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, TimerEntry,
     WorkflowMetadata,
 };
+use memable_store::readers::{ReadSession, Visibility};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::tables::{BY_STATUS, INSTANCES, STEPS, TIMERS, instance_key, status_code};

@@ -2,21 +2,21 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use memable_core::readers::ReaderPool;
 use memable_core::transitions::WriteOp;
 use memable_core::{
     CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
     InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
     SuspendOutcome, TimerEntry, WorkflowMetadata,
 };
-use redb::Database;
+use memable_store::commit::{Journaled, WriterConfig};
+use memable_store::readers::ReaderPool;
+use memable_store::{Counters, Durability, StoreStats};
 
-use crate::open::{Durability, RedbStoreBuilder};
+use crate::open::RedbStoreBuilder;
 use crate::read::{Reader, Snapshot};
-use crate::writer::{Counters, Journaled, Writer};
+use crate::writer::{RedbBackend, Writer};
 
 /// Reader threads per store. Reads are served from redb's page cache in
 /// batches, so two threads keep up with many concurrent runs.
@@ -62,29 +62,6 @@ struct Inner {
     durability: Durability,
 }
 
-/// Commit counters of a [`RedbStore`], for tests and benchmarks: with many
-/// concurrent writers, `ops` grows faster than `commits`.
-///
-/// # Examples
-///
-/// ```
-/// let store = memable_redb::RedbStore::in_memory().unwrap();
-/// let stats = store.stats();
-/// assert_eq!((stats.commits, stats.ops), (0, 0));
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Write transactions committed.
-    pub commits: u64,
-    /// Write operations (transitions) committed.
-    pub ops: u64,
-    /// The most operations committed in one transaction.
-    pub largest_batch: u64,
-    /// Checkpoints of the journal (durable redb commits after which the
-    /// journal starts over); always 0 for a store without a journal.
-    pub checkpoints: u64,
-}
-
 impl RedbStore {
     /// Opens (or creates) the database file at `path` with the default
     /// settings ([`Durability::Immediate`], verification on open).
@@ -128,20 +105,24 @@ impl RedbStore {
         RedbStoreBuilder::new()
     }
 
-    pub(crate) fn from_database(
-        db: Database,
+    pub(crate) fn from_backend(
+        backend: RedbBackend,
         durability: Durability,
         journal: Option<Journaled>,
         lone_writer_spin: std::time::Duration,
     ) -> Result<Self, EngineError> {
-        let db = Arc::new(db);
+        let db = Arc::clone(&backend.db);
         let counters = Arc::new(Counters::default());
-        let visibility = journal.as_ref().map(|j| Arc::clone(&j.visibility));
+        let visibility = journal.as_ref().map(|j| Arc::clone(j.visibility()));
         let writer = Writer::spawn(
-            Arc::clone(&db),
-            Arc::clone(&counters),
+            "memable-redb-writer",
+            backend,
             journal,
-            lone_writer_spin,
+            Arc::clone(&counters),
+            WriterConfig {
+                lone_writer_spin,
+                ..WriterConfig::default()
+            },
         )?;
         let readers = (0..READER_THREADS)
             .map(|_| Reader::new(Arc::clone(&db), visibility.clone()))
@@ -187,13 +168,7 @@ impl RedbStore {
     /// ```
     #[must_use]
     pub fn stats(&self) -> StoreStats {
-        let c = &self.inner.counters;
-        StoreStats {
-            commits: c.commits.load(Ordering::Relaxed),
-            ops: c.ops.load(Ordering::Relaxed),
-            largest_batch: c.largest_batch.load(Ordering::Relaxed),
-            checkpoints: c.checkpoints.load(Ordering::Relaxed),
-        }
+        self.inner.counters.stats()
     }
 
     /// Runs a blocking read on the reader threads, from the snapshot of the

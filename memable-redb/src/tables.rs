@@ -8,14 +8,20 @@ use memable_core::{EngineError, InstanceKey, StatusKind};
 use redb::TableDefinition;
 
 /// The format this build writes and reads, stored under [`FORMAT_KEY`].
-/// Format 2 adds the journal (the `memable_journal` table and the
-/// `<file>.journal` beside the database); a format-1 file is upgraded on
-/// open. An older memable refuses a format-2 file, so it can never open a
-/// database without replaying its journal.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Format 2 added the journal (the `memable_journal` table and the
+/// `<file>.journal` beside the database); format 3 adds the dirty marker
+/// ([`DIRTY_KEY`]), which a format-2 memable would ignore — opening a
+/// database whose journal is gone as if nothing were missing. Files of
+/// formats 1 and 2 are upgraded on open; an older memable refuses a
+/// format-3 file.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// The format before the journal, upgraded on open.
 pub(crate) const FORMAT_WITHOUT_JOURNAL: u32 = 1;
+
+/// The format with a journal but without the dirty marker, upgraded on
+/// open.
+pub(crate) const FORMAT_WITHOUT_DIRTY: u32 = 2;
 
 /// Key of the format version in [`META`].
 pub(crate) const FORMAT_KEY: &str = "format";
@@ -26,7 +32,9 @@ pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("memabl
 /// The journal bookkeeping of a file store opened with
 /// `Durability::Immediate`: [`LSN_KEY`] → the lsn of the last journaled
 /// batch applied, [`JOURNAL_ID_KEY`] → the id written in the header of the
-/// journal file paired with this database.
+/// journal file paired with this database, [`DIRTY_KEY`] → 1 while the
+/// journal may hold acknowledged work the database lacks (from open to a
+/// clean close), 0 or absent otherwise.
 pub(crate) const JOURNAL: TableDefinition<&str, u64> = TableDefinition::new("memable_journal");
 
 /// Key of the last applied lsn in [`JOURNAL`].
@@ -34,6 +42,9 @@ pub(crate) const LSN_KEY: &str = "lsn";
 
 /// Key of the journal id in [`JOURNAL`].
 pub(crate) const JOURNAL_ID_KEY: &str = "journal_id";
+
+/// Key of the dirty marker in [`JOURNAL`].
+pub(crate) const DIRTY_KEY: &str = "dirty";
 
 /// `(workflow, instance)` → encoded `WorkflowMetadata`.
 pub(crate) const INSTANCES: TableDefinition<(&str, &str), &[u8]> =

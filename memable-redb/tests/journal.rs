@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use memable_core::StepStore;
-use memable_core::journal::{Journal, JournalFile};
 use memable_redb::{Durability, RedbStore};
+use memable_store::journal::{Journal, JournalFile};
 use redb::ReadableDatabase;
 use support::backend::{Shared, TestBackend};
 use support::{input, key, value};

@@ -52,7 +52,7 @@ fn new_file_records_the_format_version() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 2);
+    assert_eq!(format, 3);
 }
 
 /// A file of format 1 (before the journal) as an older memable left it.
@@ -65,7 +65,7 @@ async fn format_one_file(path: &std::path::Path) {
         .unwrap();
     txn.commit().unwrap();
     drop(db);
-    std::fs::remove_file(memable_core::journal::journal_path(path)).unwrap();
+    std::fs::remove_file(memable_store::journal::journal_path(path)).unwrap();
 }
 
 #[tokio::test]
@@ -92,7 +92,59 @@ async fn a_format_one_file_is_upgraded_and_keeps_its_data() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 2);
+    assert_eq!(format, 3);
+}
+
+/// A file of format 2 (a journal, no dirty marker) as an older memable
+/// left it after a clean close.
+async fn format_two_file(path: &std::path::Path) {
+    populated(path).await;
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert("format", 2).unwrap();
+    txn.open_table(TableDefinition::<&str, u64>::new("memable_journal"))
+        .unwrap()
+        .remove("dirty")
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_format_two_file_is_upgraded_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.redb");
+    format_two_file(&path).await;
+    let store = RedbStore::open(&path).unwrap();
+    let snap = store
+        .load_instance(&key("wf", "i1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.steps.len(), 21);
+    store
+        .commit_step(key("wf", "i0"), "after-upgrade".into(), value(b"x"))
+        .await
+        .unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert_eq!(
+        txn.open_table(META)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap()
+            .value(),
+        3
+    );
+    let journal = txn
+        .open_table(TableDefinition::<&str, u64>::new("memable_journal"))
+        .unwrap();
+    assert_eq!(
+        journal.get("dirty").unwrap().unwrap().value(),
+        0,
+        "closed cleanly"
+    );
 }
 
 #[tokio::test]
@@ -204,14 +256,18 @@ async fn newer_format_version_is_refused_naming_both_versions() {
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("format", 3).unwrap();
+        txn.open_table(META).unwrap().insert("format", 4).unwrap();
         txn.commit().unwrap();
     }
+    assert_eq!(
+        RedbStore::open(&path).unwrap_err().storage_kind(),
+        Some(memable_core::StorageErrorKind::NewerFormat)
+    );
     let message = storage_message(RedbStore::open(&path));
     assert!(
         message.contains("newer memable")
-            && message.contains("format version 3")
-            && message.contains("format version 2"),
+            && message.contains("format version 4")
+            && message.contains("format version 3"),
         "{message}"
     );
 }

@@ -14,13 +14,13 @@ mod support;
 
 use std::sync::Arc;
 
-use memable_core::journal::JournalFile;
 use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
     Finish, InstanceFilter, MemoryStore, StatusKind, StepKind, StepRecord, StepStore, TimerEntry,
     WorkflowMetadata,
 };
 use memable_redb::RedbStore;
+use memable_store::journal::JournalFile;
 use redb::StorageBackend;
 use support::backend::{Shared, TestBackend};
 use support::{input, key, value};

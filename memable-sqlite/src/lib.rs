@@ -23,7 +23,7 @@
 //! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (postcard bytes, empty when `value_id` is set), `status`, `attempts`, `error`, `deadline_ms`, `value_id` (the `step_values` row of a value longer than 256 bytes); foreign key to `instances` |
 //! | `step_values` | `id` (rowid) | `value`: a long step value, deleted with its step row by triggers |
 //! | `timers` | `(deadline_ms, workflow, instance, step_key)` | — |
-//! | `memable_journal` | `key` | `value`: `lsn` (last journaled batch committed), `journal_id` (the id the journal file must carry), `checkpoints` |
+//! | `memable_journal` | `key` | `value`: `lsn` (last journaled batch committed), `journal_id` (the id the journal file must carry), `checkpoints`, `dirty` (1 from open to a clean close: the journal may hold work the database lacks) |
 //!
 //! Deadlines (`steps.deadline_ms`, `timers.deadline_ms`) span all of `u64`, so they are stored offset by 2^63 (deadline = stored value + 9223372036854775808); times in `instances` are plain milliseconds since the Unix epoch.
 //!
@@ -51,10 +51,10 @@
 //!
 //! # Durability and the journal
 //!
-//! [`Synchronous::Full`] (default) makes every acknowledged commit survive
+//! [`Durability::Immediate`] (default) makes every acknowledged commit survive
 //! process crashes and power loss. For a file store it does so with a
 //! write-ahead **journal** next to the database, `<database path>.journal`
-//! (format: [`memable_core::journal`]), because one small in-place append
+//! (format: [`memable_store::journal`]; the protocol: [`memable_store::commit`]), because one small in-place append
 //! and one `fdatasync` cost less than SQLite flushing its WAL pages. For
 //! every batch the writer
 //!
@@ -86,6 +86,17 @@
 //! than the database, and a file at the journal's path that is not a
 //! memable journal are refused with a clear error, untouched.
 //!
+//! The database is marked dirty (the `dirty` row of `memable_journal`) from
+//! open until a clean close. A dirty database whose journal is missing,
+//! empty or cut inside its header is refused with
+//! [`StorageErrorKind::Incomplete`](memable_core::StorageErrorKind::Incomplete)
+//! — the work acknowledged since its last checkpoint would be missing —
+//! unless the builder's
+//! [`accept_lost_journal`](SqliteStoreBuilder::accept_lost_journal) says to
+//! open with what the database holds. A journal damaged in the middle (a bad
+//! record followed by intact later ones, not a torn tail) is refused with
+//! [`StorageErrorKind::Corrupt`](memable_core::StorageErrorKind::Corrupt).
+//!
 //! If the journal cannot be written, the batch fails and is rolled back to
 //! its savepoint (the answered batches before it are committed). If a
 //! commit fails after its batches were journaled and answered, they stay
@@ -95,10 +106,10 @@
 //! answered with such an error may turn out committed (the engine tolerates
 //! lost acknowledgements).
 //!
-//! [`Synchronous::Normal`] keeps no journal and does not flush commits: they
+//! [`Durability::Relaxed`] keeps no journal and does not flush commits: they
 //! survive process crashes, but a power loss may undo the last ones (never
-//! damage the file). Opening a file with `Normal` first replays and removes
-//! a journal left by a `Full` store. The in-memory store keeps no journal.
+//! damage the file). Opening a file with `Relaxed` first replays and removes
+//! a journal left by an `Immediate` store. The in-memory store keeps no journal.
 //!
 //! # One engine per database
 //!
@@ -119,6 +130,7 @@ mod store;
 mod txn;
 mod writer;
 
-pub use open::{SqliteStoreBuilder, Synchronous};
+pub use memable_store::{Durability, StoreStats};
+pub use open::SqliteStoreBuilder;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use store::{SqliteStore, StoreStats};
+pub use store::SqliteStore;

@@ -6,77 +6,112 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memable_core::EngineError;
-use memable_core::journal::{
-    Journal, JournalFile, journal_path, open_journal_file, preallocation, records_after,
-    remove_journal_file,
+use memable_core::{EngineError, StorageError, StorageErrorKind};
+use memable_store::commit::{
+    CHECKPOINT_BYTES, Journaled, RecoverOptions, WriterConfig, open_journal,
 };
-use memable_core::readers::Visibility;
-use memable_core::transitions::apply;
-use memable_core::writer::LONE_WRITER_SPIN;
+use memable_store::journal::journal_path;
+use memable_store::writer::LONE_WRITER_SPIN;
+use memable_store::{Counters, Durability};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::error::sql;
 use crate::readers::Readers;
 use crate::schema;
 use crate::store::{Shared, SqliteStore};
-use crate::txn::SqlTxn;
-use crate::writer::{CHECKPOINT_BYTES, Counters, Journaled, Writer, durable_commit};
-
-/// How hard a commit is pushed to disk.
-///
-/// # Examples
-///
-/// ```
-/// use memable_sqlite::Synchronous;
-/// assert_eq!(Synchronous::default(), Synchronous::Full);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Synchronous {
-    /// Every commit is durable before it is acknowledged — it survives a
-    /// process crash and a power loss. A file store makes commits durable
-    /// through its journal (see the crate docs), the in-memory store with
-    /// `PRAGMA synchronous = FULL`.
-    #[default]
-    Full,
-    /// `PRAGMA synchronous = NORMAL`: in WAL mode commits are not fsynced
-    /// one by one — they survive a process crash, but a power loss may undo
-    /// the last commits (never corrupt the file). Faster.
-    Normal,
-}
+use crate::writer::{SqliteBackend, Writer, database_state};
 
 /// Configures and opens a [`SqliteStore`].
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_sqlite::{SqliteStore, Synchronous};
+/// use memable_sqlite::{Durability, SqliteStore};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = SqliteStore::builder()
-///     .synchronous(Synchronous::Normal)
+///     .durability(Durability::Relaxed)
 ///     .open(dir.path().join("memable.db"))
 ///     .unwrap();
-/// assert_eq!(store.synchronous(), Synchronous::Normal);
+/// assert_eq!(store.durability(), Durability::Relaxed);
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[must_use]
 pub struct SqliteStoreBuilder {
-    synchronous: Synchronous,
+    durability: Durability,
     lone_writer_spin: Option<Duration>,
+    checkpoint_bytes: Option<u64>,
+    accept_lost_journal: bool,
 }
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 impl SqliteStoreBuilder {
-    /// The durability of commits; see [`Synchronous`].
+    /// When a commit counts as done (default [`Durability::Immediate`]).
+    ///
+    /// `Immediate`: an acknowledged write survives a power loss (a file
+    /// store makes it durable through its journal, see the crate docs; the
+    /// in-memory store with `PRAGMA synchronous = FULL`). `Relaxed`:
+    /// `PRAGMA synchronous = NORMAL` and no journal — an acknowledged write
+    /// survives a process crash, but a power loss may undo the last commits
+    /// (never damage the file).
     ///
     /// # Examples
     ///
     /// See [`SqliteStoreBuilder`].
-    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.synchronous = synchronous;
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
+    }
+
+    /// How many bytes the journal of a file store opened with
+    /// [`Durability::Immediate`] may hold before the store checkpoints (one
+    /// commit with `synchronous = FULL`, then the journal starts over).
+    /// Default: 2 MiB. A larger value means fewer checkpoints but a larger
+    /// journal file and more to replay after a crash.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_sqlite::SqliteStore::builder()
+    ///     .checkpoint_bytes(512 * 1024)
+    ///     .open(dir.path().join("wf.db"))
+    ///     .unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether a database that was not closed cleanly may open although its
+    /// journal is missing, empty or cut inside its header (default
+    /// `false`: such an open is refused with
+    /// [`StorageErrorKind::Incomplete`]). With `true` the store **opens with
+    /// what the database holds; work acknowledged since its last checkpoint
+    /// is lost.** Use it only once the journal is known to be gone for good.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = memable_sqlite::SqliteStore::builder()
+    ///     .accept_lost_journal(true)
+    ///     .open(dir.path().join("wf.db"))
+    ///     .unwrap();
+    /// # drop(store);
+    /// ```
+    pub fn accept_lost_journal(mut self, accept: bool) -> Self {
+        self.accept_lost_journal = accept;
+        self
+    }
+
+    fn recover_options(self) -> RecoverOptions {
+        RecoverOptions {
+            accept_lost_journal: self.accept_lost_journal,
+            checkpoint_bytes: self.checkpoint_bytes.unwrap_or(CHECKPOINT_BYTES),
+            durability: self.durability,
+        }
     }
 
     /// How long a write that is alone in flight (a lone sequential workflow)
@@ -107,10 +142,15 @@ impl SqliteStoreBuilder {
 
     /// Opens (or creates) the database file at `path`.
     ///
-    /// Errors ([`EngineError::Storage`]): the file is not a SQLite database,
-    /// is a SQLite database of another application, has a newer memable
-    /// schema, is damaged, or is in use by another memable store (in this or
-    /// another process).
+    /// Errors (a storage error whose [`StorageErrorKind`] says why): the
+    /// file is not a SQLite database, is a SQLite database of another
+    /// application, has a newer memable schema, is damaged, is in use by
+    /// another memable store (in this or another process), its journal is
+    /// damaged in the middle ([`Corrupt`](StorageErrorKind::Corrupt)), or
+    /// the database was not closed cleanly and its journal is missing,
+    /// emptied, cut, of another database or does not continue from the
+    /// database's last commit ([`Incomplete`](StorageErrorKind::Incomplete);
+    /// see [`accept_lost_journal`](Self::accept_lost_journal)).
     ///
     /// # Examples
     ///
@@ -120,27 +160,20 @@ impl SqliteStoreBuilder {
         check_header(path)?;
         let lock = lock_file(path)?;
         let target = path.to_string_lossy().into_owned();
-        let mut writer = self.connect_writer(&target, true)?;
+        let writer = self.connect_writer(&target, true)?;
         let journal_path = journal_path(path);
         let name = format!("{} (journal of {})", journal_path.display(), path.display());
-        let journaled = match self.synchronous {
-            Synchronous::Full => {
-                let file = open_journal_file(&journal_path, &name)?;
-                Some(recover(&mut writer, Box::new(file), &name)?)
-            }
-            Synchronous::Normal => {
-                if journal_path.exists() {
-                    // Left by a store opened with `Full`: replay it into a
-                    // durable commit, then it is redundant.
-                    let file = open_journal_file(&journal_path, &name)?;
-                    drop(recover(&mut writer, Box::new(file), &name)?);
-                    remove_journal_file(&journal_path, &name)?;
-                }
-                None
-            }
+        let state = database_state(&writer)?;
+        let mut backend = SqliteBackend::new(writer, true, "NORMAL");
+        let options = self.recover_options();
+        let journaled = open_journal(&mut backend, state, &journal_path, &name, options)?;
+        let backend = if journaled.is_some() {
+            backend
+        } else {
+            backend.unjournaled()
         };
         self.finish(
-            writer,
+            backend,
             &target,
             Some(lock),
             Some(path.to_path_buf()),
@@ -160,7 +193,12 @@ impl SqliteStoreBuilder {
     pub fn in_memory(self) -> Result<SqliteStore, EngineError> {
         let target = format!("file:/memable-{}?vfs=memdb", uuid::Uuid::new_v4());
         let writer = self.connect_writer(&target, false)?;
-        self.finish(writer, &target, None, None, None)
+        let synchronous = match self.durability {
+            Durability::Immediate => "FULL",
+            Durability::Relaxed => "NORMAL",
+        };
+        let backend = SqliteBackend::new(writer, false, synchronous);
+        self.finish(backend, &target, None, None, None)
     }
 
     fn connect_writer(self, target: &str, wal: bool) -> Result<Connection, EngineError> {
@@ -172,9 +210,11 @@ impl SqliteStoreBuilder {
         let mut conn =
             Connection::open_with_flags(target, flags).map_err(|e| EngineError::storage(op, e))?;
         let journal = if wal { "WAL" } else { "MEMORY" };
-        let synchronous = match self.synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
+        // A file store commits without a flush: with `Immediate` its
+        // journal makes commits durable, checkpoints flush the WAL.
+        let synchronous = match (self.durability, wal) {
+            (Durability::Immediate, false) => "FULL",
+            _ => "NORMAL",
         };
         conn.execute_batch(&format!(
             "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
@@ -197,81 +237,34 @@ impl SqliteStoreBuilder {
 
     fn finish(
         self,
-        writer: Connection,
+        backend: SqliteBackend,
         target: &str,
         lock: Option<File>,
         path: Option<PathBuf>,
         journaled: Option<Journaled>,
     ) -> Result<SqliteStore, EngineError> {
         let counters = Arc::new(Counters::default());
-        let visibility = journaled.as_ref().map(|j| Arc::clone(&j.visibility));
+        let visibility = journaled.as_ref().map(|j| Arc::clone(j.visibility()));
         let writer = Writer::spawn(
-            writer,
-            Arc::clone(&counters),
+            "memable-sqlite-writer",
+            backend,
             journaled,
-            self.lone_writer_spin.unwrap_or(LONE_WRITER_SPIN),
+            Arc::clone(&counters),
+            WriterConfig {
+                lone_writer_spin: self.lone_writer_spin.unwrap_or(LONE_WRITER_SPIN),
+                ..WriterConfig::default()
+            },
         )?;
         let readers = Readers::new(target, visibility.as_ref())?;
         Ok(SqliteStore::from_shared(Shared {
             writer,
             readers,
             counters,
-            synchronous: self.synchronous,
+            durability: self.durability,
             path,
             _lock: lock,
         }))
     }
-}
-
-/// Opens the journal, re-applies every record the database lacks, makes the
-/// database durable (one commit with `synchronous = FULL`: commits that
-/// survived a process crash may still sit unflushed in the WAL) and resets
-/// the journal. Leaves the connection at `synchronous = NORMAL`.
-fn recover(
-    conn: &mut Connection,
-    file: Box<dyn JournalFile>,
-    name: &str,
-) -> Result<Journaled, EngineError> {
-    let (db_lsn, id) = schema::journal_position(conn)?;
-    let (mut journal, records) = Journal::open(file, name, id)?;
-    let pending = records_after(records, db_lsn, name)?;
-    let mut lsn = db_lsn;
-    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
-        let op = "open: replay the journal";
-        let tx = conn.transaction().map_err(sql(op))?;
-        {
-            let mut access = SqlTxn(&tx);
-            for record in &pending {
-                for batch_op in &record.ops {
-                    apply(batch_op, &mut access).map_err(|e| {
-                        EngineError::storage(op, format!("{name}: lsn {}: {e}", record.lsn))
-                    })?;
-                }
-            }
-        }
-        lsn = last.lsn;
-        tx.execute(
-            "UPDATE memable_journal SET value = ?1 WHERE key = 'lsn'",
-            [i64::try_from(lsn).unwrap_or(i64::MAX)],
-        )
-        .map_err(sql(op))?;
-        tx.commit().map_err(sql(op))?;
-        tracing::info!(
-            journal = name,
-            records = pending.len(),
-            from = first.lsn,
-            to = lsn,
-            "memable-sqlite replayed its journal"
-        );
-    }
-    durable_commit(conn)?;
-    journal.reset();
-    journal.preallocate(preallocation(CHECKPOINT_BYTES))?;
-    Ok(Journaled {
-        journal,
-        lsn,
-        visibility: Arc::new(Visibility::new()),
-    })
 }
 
 /// Refuses an existing non-empty file that does not start with SQLite's header.
@@ -292,10 +285,12 @@ fn check_header(path: &Path) -> Result<(), EngineError> {
     if read == 0 || header == *SQLITE_HEADER {
         Ok(())
     } else {
-        Err(EngineError::storage(
+        Err(StorageError::new(
+            StorageErrorKind::NotMemable,
             op,
             format!("{} is not a SQLite database (bad header)", path.display()),
-        ))
+        )
+        .into())
     }
 }
 
@@ -312,14 +307,16 @@ fn lock_file(path: &Path) -> Result<File, EngineError> {
         .map_err(|e| EngineError::storage("open: lock file", e))?;
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(file),
-        Err(fs4::TryLockError::WouldBlock) => Err(EngineError::storage(
+        Err(fs4::TryLockError::WouldBlock) => Err(StorageError::new(
+            StorageErrorKind::Locked,
             "open",
             format!(
                 "{} is in use by another memable store (in this or another process); \
                  one engine owns a database at a time",
                 path.display()
             ),
-        )),
+        )
+        .into()),
         Err(fs4::TryLockError::Error(e)) => Err(EngineError::storage("open: lock file", e)),
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use memable_core::EngineError;
-use memable_core::readers::{ReadSession, ReaderPool, Visibility};
+use memable_store::readers::{ReadSession, ReaderPool, Visibility};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::sql;

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use memable_core::transitions::{WriteOp, WriteOutcome};
@@ -13,11 +12,13 @@ use memable_core::{
 };
 use rusqlite::{OptionalExtension, params, params_from_iter, types::Value};
 
+use memable_store::{Counters, Durability, StoreStats};
+
 use crate::error::sql;
-use crate::open::{SqliteStoreBuilder, Synchronous};
+use crate::open::SqliteStoreBuilder;
 use crate::readers::Readers;
 use crate::rows::{self, METADATA_COLUMNS, STEP_COLUMNS};
-use crate::writer::{Counters, Writer};
+use crate::writer::Writer;
 
 /// A durable [`StepStore`] over SQLite in WAL mode.
 ///
@@ -57,36 +58,16 @@ pub(crate) struct Shared {
     pub readers: Arc<Readers>,
     pub writer: Writer,
     pub counters: Arc<Counters>,
-    pub synchronous: Synchronous,
+    pub durability: Durability,
     pub path: Option<PathBuf>,
     pub _lock: Option<std::fs::File>,
-}
-
-/// What the writer has done so far.
-///
-/// # Examples
-///
-/// ```
-/// let store = memable_sqlite::SqliteStore::in_memory().unwrap();
-/// assert_eq!(store.stats().commits, 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Batches committed (with a journal: made durable by the journal;
-    /// consecutive one-write batches may share one SQLite transaction).
-    pub commits: u64,
-    /// Writes applied (many per commit under load: group commit).
-    pub writes: u64,
-    /// Checkpoints of the journal (commits flushed with `synchronous =
-    /// FULL`, after which the journal starts over); 0 without a journal.
-    pub checkpoints: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.shared.path)
-            .field("synchronous", &self.shared.synchronous)
+            .field("durability", &self.shared.durability)
             .finish_non_exhaustive()
     }
 }
@@ -99,7 +80,7 @@ impl SqliteStore {
     }
 
     /// Opens (or creates) the database at `path` with default settings
-    /// (`synchronous = FULL`); see [`SqliteStoreBuilder::open`].
+    /// ([`Durability::Immediate`]); see [`SqliteStoreBuilder::open`].
     ///
     /// # Examples
     ///
@@ -112,7 +93,10 @@ impl SqliteStore {
     ///
     /// # Examples
     ///
-    /// See [`StoreStats`].
+    /// ```
+    /// let store = memable_sqlite::SqliteStore::in_memory().unwrap();
+    /// assert_eq!(store.stats().commits, 0);
+    /// ```
     pub fn in_memory() -> Result<Self, EngineError> {
         SqliteStoreBuilder::default().in_memory()
     }
@@ -132,8 +116,8 @@ impl SqliteStore {
     ///
     /// See [`SqliteStoreBuilder`].
     #[must_use]
-    pub fn synchronous(&self) -> Synchronous {
-        self.shared.synchronous
+    pub fn durability(&self) -> Durability {
+        self.shared.durability
     }
 
     /// The database file, `None` for an in-memory store.
@@ -148,18 +132,17 @@ impl SqliteStore {
         self.shared.path.as_deref()
     }
 
-    /// Commits and writes so far.
+    /// Commits, operations and checkpoints so far.
     ///
     /// # Examples
     ///
-    /// See [`StoreStats`].
+    /// ```
+    /// let store = memable_sqlite::SqliteStore::in_memory().unwrap();
+    /// assert_eq!(store.stats().ops, 0);
+    /// ```
     #[must_use]
     pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.shared.counters.commits.load(Ordering::Relaxed),
-            writes: self.shared.counters.writes.load(Ordering::Relaxed),
-            checkpoints: self.shared.counters.checkpoints.load(Ordering::Relaxed),
-        }
+        self.shared.counters.stats()
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {

@@ -1,4 +1,4 @@
-//! The journal of a file store opened with `Synchronous::Full`: commits are
+//! The journal of a file store opened with `Durability::Immediate`: commits are
 //! made durable by `<db>.journal`, so a database that lost its unflushed
 //! commits (a power loss) is rebuilt from it on open; a journal of another
 //! database is refused; every answered write is visible to later reads.
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
-use memable_sqlite::{SqliteStore, Synchronous};
+use memable_sqlite::{Durability, SqliteStore};
 
 fn key(instance: &str) -> InstanceKey {
     InstanceKey::new("journal", instance).unwrap()
@@ -17,7 +17,7 @@ fn record(n: u32) -> StepRecord {
 }
 
 fn journal_of(db: &Path) -> PathBuf {
-    memable_core::journal::journal_path(db)
+    memable_store::journal::journal_path(db)
 }
 
 async fn write_steps(store: &SqliteStore, instance: &str, steps: std::ops::Range<u32>) {
@@ -64,7 +64,7 @@ fn copy_database(db: &Path, dir: &Path) {
 /// A power loss after a checkpoint: the database holds only what was
 /// flushed at the checkpoint (its files as they were then), the journal
 /// every batch acknowledged since. Opening rebuilds the rest from it.
-async fn power_loss_image(synchronous: Synchronous) {
+async fn power_loss_image(durability: Durability) {
     let live = tempfile::tempdir().unwrap();
     let image = tempfile::tempdir().unwrap();
     let db = live.path().join("wf.db");
@@ -82,7 +82,7 @@ async fn power_loss_image(synchronous: Synchronous) {
 
     let rebuilt = image.path().join("wf.db");
     let store = SqliteStore::builder()
-        .synchronous(synchronous)
+        .durability(durability)
         .open(&rebuilt)
         .unwrap();
     assert_steps(&store, "a", 60).await;
@@ -90,12 +90,12 @@ async fn power_loss_image(synchronous: Synchronous) {
     drop(store);
     assert_eq!(
         journal_of(&rebuilt).exists(),
-        synchronous == Synchronous::Full,
+        durability == Durability::Immediate,
         "a Normal open removes the journal it replayed"
     );
     // The replay was made durable: reopening finds it without the journal.
     let store = SqliteStore::builder()
-        .synchronous(Synchronous::Normal)
+        .durability(Durability::Relaxed)
         .open(&rebuilt)
         .unwrap();
     assert_steps(&store, "a", 60).await;
@@ -104,12 +104,12 @@ async fn power_loss_image(synchronous: Synchronous) {
 
 #[tokio::test]
 async fn a_power_loss_image_is_rebuilt_from_the_journal() {
-    power_loss_image(Synchronous::Full).await;
+    power_loss_image(Durability::Immediate).await;
 }
 
 #[tokio::test]
 async fn a_normal_open_replays_a_journal_left_by_a_full_store_and_removes_it() {
-    power_loss_image(Synchronous::Normal).await;
+    power_loss_image(Durability::Relaxed).await;
 }
 
 #[tokio::test]

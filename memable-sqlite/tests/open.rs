@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
-use memable_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous};
+use memable_sqlite::{Durability, SCHEMA_VERSION, SqliteStore};
 
 fn open_error(path: &std::path::Path) -> String {
     match SqliteStore::open(path) {
@@ -169,7 +169,7 @@ async fn plain_sql_lists_instances_while_the_store_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("query.db");
     let store = SqliteStore::builder()
-        .synchronous(Synchronous::Normal)
+        .durability(Durability::Relaxed)
         .open(&path)
         .unwrap();
     for id in ["b", "a"] {

@@ -18,10 +18,12 @@
 //! `SKIPPED <case> ...` and returns.
 //!
 //! Helpers: [`FaultyStore`] wraps any store and injects failures or delays;
-//! [`ManualClock`] moves time by hand.
+//! [`ManualClock`] moves time by hand; [`crash`] kills a child process
+//! that writes to a file store, for tests of what survives.
 #![forbid(unsafe_code)]
 
 pub mod cases;
+pub mod crash;
 mod factory;
 mod faulty;
 mod macros;

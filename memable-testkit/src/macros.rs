@@ -161,3 +161,82 @@ macro_rules! __conformance_emit {
         )*)*
     };
 }
+
+/// Expands into the crash tests of a file backend ([`crash`](crate::crash)):
+/// the child test `crash_child` and one `#[test]` per scenario, each on a
+/// fresh database named `$file` opened by `$open`, a
+/// `Fn(&Path, bool) -> Result<Arc<dyn StepStore>, EngineError>` whose
+/// `bool` is `accept_lost_journal`.
+///
+/// # Examples
+///
+/// ```ignore
+/// // tests/lost_work.rs of a backend crate:
+/// fn open(path: &Path, accept: bool) -> Result<Arc<dyn StepStore>, EngineError> {
+///     Ok(Arc::new(RedbStore::builder().accept_lost_journal(accept).open(path)?))
+/// }
+/// memable_testkit::crash_tests!("wf.redb", open);
+/// ```
+#[macro_export]
+macro_rules! crash_tests {
+    ($file:expr, $open:expr $(,)?) => {
+        #[test]
+        fn crash_child() {
+            if let Some(path) = $crate::crash::child_path() {
+                let store = ($open)(&path, false).expect("the crash child opens its store");
+                $crate::crash::write_until_killed(store);
+            }
+        }
+
+        #[test]
+        fn a_damaged_middle_record_of_the_journal_is_corrupt() {
+            $crate::crash::damaged_middle_record_is_corrupt("crash_child", $file, &$open);
+        }
+
+        #[test]
+        fn a_torn_last_record_opens_with_everything_before_it() {
+            $crate::__private::block_on($crate::crash::torn_last_record_opens_with_the_rest(
+                "crash_child",
+                $file,
+                &$open,
+            ));
+        }
+
+        #[test]
+        fn a_missing_journal_after_a_crash_is_incomplete() {
+            $crate::__private::block_on($crate::crash::lost_journal_is_incomplete(
+                "crash_child",
+                $file,
+                $crate::crash::LostJournal::Missing,
+                &$open,
+            ));
+        }
+
+        #[test]
+        fn an_emptied_journal_after_a_crash_is_incomplete() {
+            $crate::__private::block_on($crate::crash::lost_journal_is_incomplete(
+                "crash_child",
+                $file,
+                $crate::crash::LostJournal::Emptied,
+                &$open,
+            ));
+        }
+
+        #[test]
+        fn a_journal_cut_in_its_header_after_a_crash_is_incomplete() {
+            $crate::__private::block_on($crate::crash::lost_journal_is_incomplete(
+                "crash_child",
+                $file,
+                $crate::crash::LostJournal::HeaderCut,
+                &$open,
+            ));
+        }
+
+        #[test]
+        fn a_cleanly_closed_store_opens_without_its_journal() {
+            $crate::__private::block_on($crate::crash::clean_close_opens_without_its_journal(
+                $file, &$open,
+            ));
+        }
+    };
+}

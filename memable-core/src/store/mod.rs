@@ -14,9 +14,7 @@
 //! never read a clock.
 
 mod memory;
-pub mod readers;
 pub mod transitions;
-pub mod writer;
 
 use async_trait::async_trait;
 

@@ -89,7 +89,7 @@ pub trait Transaction {
 /// One write transition with its arguments (see the matching
 /// [`StepStore`](super::StepStore) method for each contract).
 ///
-/// Ops serialize with serde (the [`journal`](crate::journal) stores them
+/// Ops serialize with serde (the journal of `memable-store` stores them
 /// with postcard): the variants and their fields are part of the journal
 /// format, so they are only ever appended, never reordered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,10 +42,23 @@
 //! (lsns only grow, and a store resets only after a checkpoint that covers
 //! every record of the chain), so they are never replayed.
 //!
+//! # Damage is not a torn tail
+//!
+//! A crash can only tear the *last* record. So after the chain ends, the
+//! rest of the file is scanned, at every byte offset, for a record that
+//! verifies (its checksum matches) and carries a higher lsn than the last
+//! record of the chain (or, for an empty chain, than the database's lsn
+//! passed to [`Journal::open_after`]; [`Journal::open`] cannot tell for an empty chain): such a record was appended after the
+//! one that broke the chain, so the break is damage in the middle of the
+//! journal, and opening fails with [`StorageErrorKind::Corrupt`], naming the
+//! file and the byte offset of the break — rather than silently dropping
+//! every acknowledged batch behind it. Stale records (lower lsns) and zeros
+//! behind a torn tail are the normal case.
+//!
 //! # Examples
 //!
 //! ```
-//! use memable_core::journal::Journal;
+//! use memable_store::journal::Journal;
 //! use memable_core::transitions::WriteOp;
 //! use memable_core::InstanceKey;
 //!
@@ -81,7 +94,6 @@
 //! assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [3]);
 //! ```
 
-mod crc;
 mod file;
 mod files;
 #[cfg(test)]
@@ -93,16 +105,15 @@ pub use files::{
     records_after, remove_journal_file,
 };
 
-use crate::EngineError;
-use crate::transitions::WriteOp;
-use crc::Crc32;
+use memable_core::transitions::WriteOp;
+use memable_core::{EngineError, StorageError, StorageErrorKind};
 
 /// The magic bytes at the start of every journal file.
 ///
 /// # Examples
 ///
 /// ```
-/// assert_eq!(&memable_core::journal::MAGIC, b"MEMABLEJ");
+/// assert_eq!(&memable_store::journal::MAGIC, b"MEMABLEJ");
 /// ```
 pub const MAGIC: [u8; 8] = *b"MEMABLEJ";
 
@@ -111,7 +122,7 @@ pub const MAGIC: [u8; 8] = *b"MEMABLEJ";
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_core::journal::FORMAT_VERSION, 1);
+/// assert_eq!(memable_store::journal::FORMAT_VERSION, 1);
 /// ```
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -120,7 +131,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_core::journal::HEADER_LEN, 24);
+/// assert_eq!(memable_store::journal::HEADER_LEN, 24);
 /// ```
 pub const HEADER_LEN: u64 = 24;
 
@@ -129,7 +140,7 @@ pub const HEADER_LEN: u64 = 24;
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_core::journal::RECORD_HEADER_LEN, 16);
+/// assert_eq!(memable_store::journal::RECORD_HEADER_LEN, 16);
 /// ```
 pub const RECORD_HEADER_LEN: u64 = 16;
 
@@ -142,7 +153,7 @@ const RECORD_HEADER: usize = 16;
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::Record;
+/// use memable_store::journal::Record;
 ///
 /// let record = Record { lsn: 1, ops: Vec::new() };
 /// assert_eq!(record.lsn, 1);
@@ -160,7 +171,7 @@ pub struct Record {
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::{Journal, HEADER_LEN};
+/// use memable_store::journal::{Journal, HEADER_LEN};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let file = std::fs::File::options()
@@ -192,8 +203,63 @@ pub struct Journal<F> {
     file_len: u64,
 }
 
-fn error(name: &str, message: impl std::fmt::Display) -> EngineError {
-    EngineError::storage("journal", format!("{name}: {message}"))
+fn error(name: &str, kind: StorageErrorKind, message: impl std::fmt::Display) -> EngineError {
+    StorageError::new(kind, "journal", format!("{name}: {message}")).into()
+}
+
+/// CRC-32 (IEEE 802.3, the zlib/PNG checksum) of `parts`, back to back.
+fn crc(parts: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize()
+}
+
+/// The refusal of a database that was not closed cleanly and whose
+/// journal `what` ("is missing", "is empty (0 bytes)"):
+/// [`StorageErrorKind::Incomplete`], with a message saying what is lost and
+/// how to open anyway.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StorageErrorKind;
+///
+/// let err = memable_store::journal::lost_journal("wf.db.journal", "is missing");
+/// assert_eq!(err.storage_kind(), Some(StorageErrorKind::Incomplete));
+/// ```
+#[must_use]
+pub fn lost_journal(name: &str, what: &str) -> EngineError {
+    error(
+        name,
+        StorageErrorKind::Incomplete,
+        format!(
+            "the journal {what}, but the database was not closed cleanly: the journal holds the work acknowledged since the database's last checkpoint, and without it that work is missing. Put the journal back next to the database (a database and its journal are one unit: copy, move and delete them together); or, to open with what the database holds, accepting that the work acknowledged since its last checkpoint is lost, open with the builder option `accept_lost_journal(true)`"
+        ),
+    )
+}
+
+/// What [`Journal::open_after`] does with a file that holds no complete
+/// header (empty, or cut inside its 24 bytes).
+///
+/// # Examples
+///
+/// ```
+/// use memable_store::journal::{Journal, NewFile};
+/// use memable_core::StorageErrorKind;
+///
+/// let file = tempfile::tempfile().unwrap();
+/// let err = Journal::open_after(file, "j", 1, 0, NewFile::Refuse).unwrap_err();
+/// assert_eq!(err.storage_kind(), Some(StorageErrorKind::Incomplete));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewFile {
+    /// Write a fresh header (and sync): a new journal.
+    Initialise,
+    /// Refuse with [`StorageErrorKind::Incomplete`]: the database says its
+    /// journal holds unpublished work, so an empty journal means it is lost.
+    Refuse,
 }
 
 fn header(owner: u64) -> [u8; HEADER] {
@@ -201,8 +267,8 @@ fn header(owner: u64) -> [u8; HEADER] {
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&owner.to_le_bytes());
-    let crc = Crc32::new().update(&h[..20]).finish();
-    h[20..].copy_from_slice(&crc.to_le_bytes());
+    let sum = crc(&[&h[..20]]);
+    h[20..].copy_from_slice(&sum.to_le_bytes());
     h
 }
 
@@ -226,15 +292,24 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
         if bytes[..n] == MAGIC[..n] {
             return Ok(false);
         }
-        return Err(error(name, "not a memable journal (bad magic bytes)"));
+        return Err(error(
+            name,
+            StorageErrorKind::NotMemable,
+            "not a memable journal (bad magic bytes)",
+        ));
     }
     if bytes[..8] != MAGIC {
-        return Err(error(name, "not a memable journal (bad magic bytes)"));
+        return Err(error(
+            name,
+            StorageErrorKind::NotMemable,
+            "not a memable journal (bad magic bytes)",
+        ));
     }
     let version = u32_at(bytes, 8);
     if version > FORMAT_VERSION {
         return Err(error(
             name,
+            StorageErrorKind::NewerFormat,
             format!(
                 "written by a newer memable (journal format version {version}; this build reads version {FORMAT_VERSION}); upgrade memable to open it"
             ),
@@ -243,14 +318,16 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
     if version != FORMAT_VERSION {
         return Err(error(
             name,
+            StorageErrorKind::Corrupt,
             format!(
                 "unknown journal format version {version} (this build reads version {FORMAT_VERSION})"
             ),
         ));
     }
-    if Crc32::new().update(&bytes[..20]).finish() != u32_at(bytes, 20) {
+    if crc(&[&bytes[..20]]) != u32_at(bytes, 20) {
         return Err(error(
             name,
+            StorageErrorKind::Corrupt,
             "the journal header is damaged (checksum mismatch)",
         ));
     }
@@ -258,6 +335,7 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
     if stored != owner {
         return Err(error(
             name,
+            StorageErrorKind::Incomplete,
             format!(
                 "the journal belongs to another database (journal owner id {stored:016x}, expected {owner:016x}): journal and database do not match"
             ),
@@ -266,28 +344,27 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
     Ok(true)
 }
 
+/// The record at `pos` if it is complete and its checksum matches:
+/// `(lsn, payload)`.
+fn verified(bytes: &[u8], pos: usize) -> Option<(u64, &[u8])> {
+    if bytes.len().saturating_sub(pos) < RECORD_HEADER {
+        return None;
+    }
+    let lsn = u64_at(bytes, pos);
+    let len = usize::try_from(u32_at(bytes, pos + 8)).ok()?;
+    let body = pos + RECORD_HEADER;
+    if bytes.len() - body < len {
+        return None; // torn, or a damaged length
+    }
+    let payload = &bytes[body..body + len];
+    (crc(&[&bytes[pos..pos + 12], payload]) == u32_at(bytes, pos + 12)).then_some((lsn, payload))
+}
+
 /// Reads the valid chain after the header; returns it and where it ends.
 fn read_chain(bytes: &[u8], name: &str) -> Result<(Vec<Record>, usize), EngineError> {
     let mut records: Vec<Record> = Vec::new();
     let mut pos = HEADER;
-    while bytes.len() - pos >= RECORD_HEADER {
-        let lsn = u64_at(bytes, pos);
-        let Ok(len) = usize::try_from(u32_at(bytes, pos + 8)) else {
-            break;
-        };
-        let crc = u32_at(bytes, pos + 12);
-        let body = pos + RECORD_HEADER;
-        if bytes.len() - body < len {
-            break; // torn
-        }
-        let payload = &bytes[body..body + len];
-        let actual = Crc32::new()
-            .update(&bytes[pos..pos + 12])
-            .update(payload)
-            .finish();
-        if actual != crc {
-            break; // torn or damaged
-        }
+    while let Some((lsn, payload)) = verified(bytes, pos) {
         if let Some(last) = records.last()
             && last.lsn.checked_add(1) != Some(lsn)
         {
@@ -296,36 +373,61 @@ fn read_chain(bytes: &[u8], name: &str) -> Result<(Vec<Record>, usize), EngineEr
         let ops: Vec<WriteOp> = postcard::from_bytes(payload).map_err(|e| {
             error(
                 name,
+                StorageErrorKind::Corrupt,
                 format!("record {lsn} has a valid checksum but cannot be decoded: {e}"),
             )
         })?;
+        pos += RECORD_HEADER + payload.len();
         records.push(Record { lsn, ops });
-        pos = body + len;
     }
     Ok((records, pos))
 }
 
+/// After the chain broke at `end`: fails with [`StorageErrorKind::Corrupt`]
+/// if a record that verifies and carries an lsn above `above` lies anywhere
+/// behind the break (see the module docs, "Damage is not a torn tail").
+fn refuse_damage(bytes: &[u8], end: usize, above: u64, name: &str) -> Result<(), EngineError> {
+    // A record of this cycle has an lsn at most one per record header
+    // above the chain: a cheap filter before the checksum.
+    let most = above.saturating_add(bytes.len() as u64 / RECORD_HEADER_LEN + 1);
+    let last = bytes.len().saturating_sub(RECORD_HEADER);
+    for at in end..=last {
+        let lsn = u64_at(bytes, at);
+        if lsn <= above || lsn > most {
+            continue;
+        }
+        if verified(bytes, at).is_some() {
+            tracing::error!(
+                journal = name,
+                offset = end,
+                later = at,
+                lsn,
+                "damaged journal record"
+            );
+            return Err(error(
+                name,
+                StorageErrorKind::Corrupt,
+                format!(
+                    "the journal is damaged at byte offset {end}: the record there is torn or fails its checksum, yet an intact record with a later lsn ({lsn}) follows at byte offset {at}, so this is not a torn tail; the acknowledged batches behind the damage cannot be replayed. Restore the database and its journal from a backup"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<F: JournalFile> Journal<F> {
-    /// Opens the journal in `file` and reads its valid chain.
-    ///
-    /// `name` identifies the file in error messages. `owner` identifies the
-    /// database the journal belongs to: an empty file is initialised with a
-    /// header carrying it (and synced); an existing journal must carry the
-    /// same owner.
-    ///
-    /// The next [`append`](Self::append) goes right after the chain and must
-    /// continue its lsns; call [`reset`](Self::reset) first to start over at
-    /// the beginning of the file instead.
-    ///
-    /// Fails with [`EngineError::Storage`], leaving the file untouched, if
-    /// the file is not a memable journal, was written by a newer format,
-    /// has a damaged header, belongs to another owner, or holds a record
-    /// whose checksum is valid but whose ops cannot be decoded.
+    /// Opens the journal in `file` and reads its valid chain; a file
+    /// without a header gets one. Same as
+    /// [`open_after`](Self::open_after)`(file, name, owner, 0, NewFile::Initialise)`
+    /// except that damage before the first record of the chain cannot be
+    /// told from a torn first record (there is no database lsn to compare
+    /// with), so it is taken as a torn tail.
     ///
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("not-a-journal");
@@ -335,16 +437,88 @@ impl<F: JournalFile> Journal<F> {
     /// assert!(err.to_string().contains("not a memable journal"), "{err}");
     /// assert_eq!(std::fs::read(&path).unwrap(), b"hello, world: some other file");
     /// ```
-    pub fn open(mut file: F, name: &str, owner: u64) -> Result<(Self, Vec<Record>), EngineError> {
+    pub fn open(file: F, name: &str, owner: u64) -> Result<(Self, Vec<Record>), EngineError> {
+        Self::open_inner(file, name, owner, None, NewFile::Initialise)
+    }
+
+    /// Opens the journal in `file` and reads its valid chain.
+    ///
+    /// `name` identifies the file in error messages. `owner` identifies the
+    /// database the journal belongs to: an existing journal must carry the
+    /// same owner. `db_lsn` is the database's lsn: behind a break of the
+    /// chain, a verifying record above both it and the chain's last lsn is
+    /// damage (see the module docs). A file without a complete header is
+    /// initialised (a header carrying `owner`, synced) or refused, as
+    /// `new_file` says.
+    ///
+    /// The next [`append`](Self::append) goes right after the chain and must
+    /// continue its lsns; call [`reset`](Self::reset) first to start over at
+    /// the beginning of the file instead.
+    ///
+    /// Fails, leaving the file untouched, if the file is not a memable
+    /// journal ([`StorageErrorKind::NotMemable`]), was written by a newer
+    /// format ([`StorageErrorKind::NewerFormat`]), has a damaged header, a
+    /// record whose checksum is valid but whose ops cannot be decoded, or
+    /// damage in the middle of the chain ([`StorageErrorKind::Corrupt`]),
+    /// belongs to another owner, or has no header while `new_file` is
+    /// [`NewFile::Refuse`] ([`StorageErrorKind::Incomplete`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_store::journal::{Journal, NewFile};
+    ///
+    /// let file = tempfile::tempfile().unwrap();
+    /// let (mut journal, _) = Journal::open_after(file.try_clone().unwrap(), "j", 7, 0, NewFile::Initialise).unwrap();
+    /// journal.append(1, &[]).unwrap();
+    /// drop(journal);
+    /// let (_, records) = Journal::open_after(file, "j", 7, 0, NewFile::Refuse).unwrap();
+    /// assert_eq!(records.len(), 1);
+    /// ```
+    pub fn open_after(
+        file: F,
+        name: &str,
+        owner: u64,
+        db_lsn: u64,
+        new_file: NewFile,
+    ) -> Result<(Self, Vec<Record>), EngineError> {
+        Self::open_inner(file, name, owner, Some(db_lsn), new_file)
+    }
+
+    fn open_inner(
+        mut file: F,
+        name: &str,
+        owner: u64,
+        db_lsn: Option<u64>,
+        new_file: NewFile,
+    ) -> Result<(Self, Vec<Record>), EngineError> {
         let bytes = file
             .read_all()
-            .map_err(|e| error(name, format!("read: {e}")))?;
+            .map_err(|e| error(name, StorageErrorKind::Io, format!("read: {e}")))?;
         let (records, end) = if check_header(&bytes, name, owner)? {
-            read_chain(&bytes, name)?
+            let (records, end) = read_chain(&bytes, name)?;
+            // A torn tail can only follow the last record appended, whose
+            // lsn is the chain's last (or, for an empty chain, above the
+            // database's, which a reset journal restarts from).
+            if let Some(above) = records.last().map(|r| r.lsn).or(db_lsn) {
+                refuse_damage(&bytes, end, above, name)?;
+            }
+            (records, end)
         } else {
+            if new_file == NewFile::Refuse {
+                let what = if bytes.is_empty() {
+                    "is empty (0 bytes)".to_owned()
+                } else {
+                    format!(
+                        "is cut inside its {HEADER}-byte header ({} bytes)",
+                        bytes.len()
+                    )
+                };
+                return Err(lost_journal(name, &what));
+            }
             file.write_at(0, &header(owner))
                 .and_then(|()| file.sync())
-                .map_err(|e| error(name, format!("write header: {e}")))?;
+                .map_err(|e| error(name, StorageErrorKind::Io, format!("write header: {e}")))?;
             (Vec::new(), HEADER)
         };
         let file_len = (bytes.len().max(HEADER)) as u64;
@@ -383,7 +557,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let file = tempfile::tempfile_in(dir.path()).unwrap();
@@ -396,6 +570,7 @@ impl<F: JournalFile> Journal<F> {
         if self.failed {
             return Err(error(
                 &self.name,
+                StorageErrorKind::Poisoned,
                 "an earlier write or sync failed; reopen the journal",
             ));
         }
@@ -404,22 +579,29 @@ impl<F: JournalFile> Journal<F> {
         {
             return Err(error(
                 &self.name,
+                StorageErrorKind::Other,
                 format!("append of lsn {lsn} where lsn {expected} was expected"),
             ));
         }
-        let payload = postcard::to_allocvec(ops)
-            .map_err(|e| error(&self.name, format!("encode lsn {lsn}: {e}")))?;
+        let payload = postcard::to_allocvec(ops).map_err(|e| {
+            error(
+                &self.name,
+                StorageErrorKind::Other,
+                format!("encode lsn {lsn}: {e}"),
+            )
+        })?;
         let len = u32::try_from(payload.len()).map_err(|_| {
             error(
                 &self.name,
+                StorageErrorKind::Unsupported,
                 format!("batch of {} bytes is too large for a record", payload.len()),
             )
         })?;
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
         record.extend_from_slice(&lsn.to_le_bytes());
         record.extend_from_slice(&len.to_le_bytes());
-        let crc = Crc32::new().update(&record).update(&payload).finish();
-        record.extend_from_slice(&crc.to_le_bytes());
+        let sum = crc(&[&record, &payload]);
+        record.extend_from_slice(&sum.to_le_bytes());
         record.extend_from_slice(&payload);
         let written = self
             .file
@@ -427,7 +609,11 @@ impl<F: JournalFile> Journal<F> {
             .and_then(|()| self.file.sync());
         if let Err(e) = written {
             self.failed = true;
-            return Err(error(&self.name, format!("append lsn {lsn}: {e}")));
+            return Err(error(
+                &self.name,
+                StorageErrorKind::Io,
+                format!("append lsn {lsn}: {e}"),
+            ));
         }
         self.end += record.len() as u64;
         self.file_len = self.file_len.max(self.end);
@@ -445,7 +631,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
     /// journal.append(1, &[]).unwrap();
@@ -467,7 +653,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let mut file = tempfile::tempfile().unwrap();
     /// let (mut journal, _) = Journal::open(file.try_clone().unwrap(), "j", 1).unwrap();
@@ -486,14 +672,22 @@ impl<F: JournalFile> Journal<F> {
         while at < len {
             let n = (len - at).min(CHUNK);
             let n_usize = usize::try_from(n).unwrap_or(zeros.len());
-            self.file
-                .write_at(at, &zeros[..n_usize])
-                .map_err(|e| error(&self.name, format!("preallocate: {e}")))?;
+            self.file.write_at(at, &zeros[..n_usize]).map_err(|e| {
+                error(
+                    &self.name,
+                    StorageErrorKind::Io,
+                    format!("preallocate: {e}"),
+                )
+            })?;
             at += n;
         }
-        self.file
-            .sync()
-            .map_err(|e| error(&self.name, format!("preallocate: {e}")))?;
+        self.file.sync().map_err(|e| {
+            error(
+                &self.name,
+                StorageErrorKind::Io,
+                format!("preallocate: {e}"),
+            )
+        })?;
         self.file_len = len;
         Ok(())
     }
@@ -505,7 +699,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
     /// assert_eq!(journal.written_since_reset(), 0);
@@ -525,7 +719,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let (mut journal, _) = Journal::open(tempfile::tempfile().unwrap(), "j", 1).unwrap();
     /// journal.append(1, &[]).unwrap();
@@ -542,7 +736,7 @@ impl<F: JournalFile> Journal<F> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::journal::Journal;
+    /// use memable_store::journal::Journal;
     ///
     /// let (journal, _) = Journal::open(tempfile::tempfile().unwrap(), "wf.journal", 1).unwrap();
     /// assert_eq!(journal.name(), "wf.journal");

@@ -16,7 +16,7 @@
 //! # Examples
 //!
 //! ```
-//! use memable_core::readers::{ReadSession, ReaderPool};
+//! use memable_store::readers::{ReadSession, ReaderPool};
 //! use memable_core::EngineError;
 //!
 //! /// A "connection" that counts the batches it served.
@@ -40,7 +40,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::EngineError;
+use memable_core::{EngineError, StorageErrorKind};
+
+use crate::storage_error;
 
 /// Most reads served from one snapshot, so a long queue does not pin one
 /// old snapshot for long.
@@ -55,7 +57,7 @@ const MAX_BATCH: usize = 1024;
 /// # Examples
 ///
 /// ```
-/// use memable_core::readers::ReadSession;
+/// use memable_store::readers::ReadSession;
 ///
 /// struct Plain;
 /// impl ReadSession for Plain {}
@@ -118,7 +120,7 @@ impl<S: ReadSession> ReaderPool<S> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::readers::{ReadSession, ReaderPool};
+    /// use memable_store::readers::{ReadSession, ReaderPool};
     ///
     /// struct Plain;
     /// impl ReadSession for Plain {}
@@ -127,7 +129,8 @@ impl<S: ReadSession> ReaderPool<S> {
     /// ```
     pub fn new(name: &str, sessions: Vec<S>) -> Result<Self, EngineError> {
         if sessions.is_empty() {
-            return Err(EngineError::storage(
+            return Err(storage_error(
+                StorageErrorKind::Unsupported,
                 "start readers",
                 "a reader pool needs at least one session",
             ));
@@ -160,7 +163,7 @@ impl<S: ReadSession> ReaderPool<S> {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::readers::{ReadSession, ReaderPool};
+    /// use memable_store::readers::{ReadSession, ReaderPool};
     ///
     /// struct Plain;
     /// impl ReadSession for Plain {}
@@ -178,7 +181,11 @@ impl<S: ReadSession> ReaderPool<S> {
         let job: Job<S> = Box::new(move |session| {
             let result = match session {
                 Ok(session) => read(session),
-                Err(error) => Err(EngineError::storage(operation, error.to_string())),
+                Err(error) => Err(storage_error(
+                    error.storage_kind().unwrap_or(StorageErrorKind::Other),
+                    operation,
+                    error.to_string(),
+                )),
             };
             // A caller that stopped waiting is not an error.
             let _ = reply.send(result);
@@ -186,14 +193,22 @@ impl<S: ReadSession> ReaderPool<S> {
         {
             let mut queue = self.shared.lock();
             if queue.closed {
-                return Err(EngineError::storage(operation, "the store is closed"));
+                return Err(storage_error(
+                    StorageErrorKind::Closed,
+                    operation,
+                    "the store is closed",
+                ));
             }
             queue.jobs.push_back(job);
         }
         self.shared.ready.notify_one();
-        answer
-            .await
-            .map_err(|_| EngineError::storage(operation, "the read stopped before answering"))?
+        answer.await.map_err(|_| {
+            storage_error(
+                StorageErrorKind::Closed,
+                operation,
+                "the read stopped before answering",
+            )
+        })?
     }
 }
 
@@ -262,7 +277,7 @@ fn serve<S: ReadSession>(shared: &Shared<S>, mut session: S) {
 /// # Examples
 ///
 /// ```
-/// use memable_core::readers::Visibility;
+/// use memable_store::readers::Visibility;
 ///
 /// let visibility = Visibility::new();
 /// visibility.acknowledged(1);
@@ -284,7 +299,7 @@ impl Visibility {
     /// # Examples
     ///
     /// ```
-    /// memable_core::readers::Visibility::new().wait().unwrap();
+    /// memable_store::readers::Visibility::new().wait().unwrap();
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -318,7 +333,7 @@ impl Visibility {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::readers::Visibility;
+    /// use memable_store::readers::Visibility;
     ///
     /// let visibility = Visibility::new();
     /// visibility.acknowledged(1);
@@ -337,7 +352,7 @@ impl Visibility {
     /// # Examples
     ///
     /// ```
-    /// assert!(!memable_core::readers::Visibility::new().readers_waiting());
+    /// assert!(!memable_store::readers::Visibility::new().readers_waiting());
     /// ```
     #[must_use]
     pub fn readers_waiting(&self) -> bool {
@@ -361,7 +376,11 @@ impl Visibility {
                 break Ok(());
             }
             if let Some(message) = failure.as_ref() {
-                break Err(EngineError::storage("read", message.clone()));
+                break Err(storage_error(
+                    StorageErrorKind::Poisoned,
+                    "read",
+                    message.clone(),
+                ));
             }
             failure = self
                 .changed

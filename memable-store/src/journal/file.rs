@@ -14,7 +14,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::JournalFile;
+/// use memable_store::journal::JournalFile;
 ///
 /// /// A file in memory that never loses anything.
 /// #[derive(Default)]
@@ -59,7 +59,7 @@ pub trait JournalFile: Send {
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::JournalFile;
+/// use memable_store::journal::JournalFile;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let mut file = std::fs::OpenOptions::new()

@@ -1,33 +1,43 @@
 //! The thread of a group-committing writer, shared by the backends.
 //!
 //! A backend's writer thread owns its write connection. Callers send a
-//! [`WriteOp`] with a [`Reply`] channel through a [`WriterThread`]; the
-//! thread takes every request queued ([`recv_batch`]), applies the batch in
-//! one transaction and answers each caller ([`answer_batch`]: a batch whose
-//! transaction fails to apply one op is retried op by op, so one bad op
-//! does not fail the others).
+//! [`WriteOp`] with a [`Reply`] channel through a [`WriterThread`], or a
+//! [`Task`] to run on the thread between batches (a backup); the thread
+//! takes everything queued ([`recv_batch`]), splits it ([`split_batch`]),
+//! applies the writes in one transaction and answers each caller
+//! ([`answer_batch`]: a batch whose transaction fails to apply one op is
+//! retried op by op, so one bad op does not fail the others).
+//! [`crate::commit`] builds the journaled commit protocol on these parts.
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
 //! use memable_core::transitions::{WriteOp, WriteOutcome};
-//! use memable_core::writer::{answer_batch, recv_batch, WriterThread};
+//! use memable_store::writer::{answer_batch, recv_batch, split_batch, WriterThread};
 //! use memable_core::InstanceKey;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! // A "store" that answers every delete with `true`, a batch at a time.
-//! let writer = WriterThread::spawn("doc-writer", Duration::ZERO, |requests| {
-//!     while let Some(batch) = recv_batch(&requests, 64) {
-//!         answer_batch(batch, &mut |ops, answer| {
+//! // A "store" that answers every delete with `true`, a batch at a time,
+//! // and counts the batches for its tasks.
+//! let writer = WriterThread::<u32>::spawn("doc-writer", Duration::ZERO, |queue| {
+//!     let mut batches = 0;
+//!     while let Some(batch) = recv_batch(&queue, 64) {
+//!         let (writes, tasks) = split_batch(batch);
+//!         batches += 1;
+//!         answer_batch(writes, &mut |ops, answer| {
 //!             answer(ops.iter().map(|_| WriteOutcome::Delete(true)).collect());
 //!             Ok(())
 //!         });
+//!         for task in tasks {
+//!             task(Ok(&mut batches));
+//!         }
 //!     }
 //! })
 //! .unwrap();
 //! let op = WriteOp::Delete { key: InstanceKey::new("etl", "1").unwrap() };
 //! assert_eq!(writer.submit(op).await.unwrap(), WriteOutcome::Delete(true));
+//! assert!(writer.run("count", |batches| Ok(*batches)).await.unwrap() >= 1);
 //! # });
 //! ```
 
@@ -37,8 +47,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::EngineError;
-use crate::transitions::{WriteOp, WriteOutcome};
+use memable_core::transitions::{WriteOp, WriteOutcome};
+use memable_core::{EngineError, StorageErrorKind};
+
+use crate::storage_error;
 
 /// Where a writer sends one caller's answer.
 pub type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
@@ -46,14 +58,64 @@ pub type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
 /// A queued write: the op and where its answer goes.
 pub type Request = (WriteOp, Reply);
 
+/// Work for the writer thread, run between batches with what the thread
+/// owns (`C`, its backend) — or with the error that keeps the thread from
+/// offering it (a poisoned store).
+pub type Task<C> = Box<dyn FnOnce(Result<&mut C, &EngineError>) + Send>;
+
+/// What a writer's queue carries.
+pub enum Queued<C> {
+    /// A write and where its answer goes.
+    Write(Request),
+    /// A task to run between batches.
+    Task(Task<C>),
+}
+
+impl<C> std::fmt::Debug for Queued<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Write((op, _)) => f.debug_tuple("Write").field(&op.name()).finish(),
+            Self::Task(_) => f.write_str("Task"),
+        }
+    }
+}
+
+/// Splits what [`recv_batch`] took into the writes (one group commit) and
+/// the tasks (run after it), each in queue order.
+///
+/// # Examples
+///
+/// ```
+/// use memable_store::writer::{split_batch, Queued};
+///
+/// let batch: Vec<Queued<()>> = vec![Queued::Task(Box::new(|_| {}))];
+/// let (writes, tasks) = split_batch(batch);
+/// assert!(writes.is_empty());
+/// assert_eq!(tasks.len(), 1);
+/// ```
+#[must_use]
+pub fn split_batch<C>(batch: Vec<Queued<C>>) -> (Vec<Request>, Vec<Task<C>>) {
+    let mut writes = Vec::with_capacity(batch.len());
+    let mut tasks = Vec::new();
+    for queued in batch {
+        match queued {
+            Queued::Write(request) => writes.push(request),
+            Queued::Task(task) => tasks.push(task),
+        }
+    }
+    (writes, tasks)
+}
+
 /// Why a batch's transaction did not commit, for [`answer_batch`].
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_core::writer::BatchFailure;
-/// let failure = BatchFailure::Transaction("disk full".into());
-/// assert!(matches!(failure, BatchFailure::Transaction(_)));
+/// use memable_core::StorageErrorKind;
+/// use memable_store::writer::BatchFailure;
+///
+/// let failure = BatchFailure::Transaction(StorageErrorKind::Io, "disk full".into());
+/// assert!(matches!(failure, BatchFailure::Transaction(StorageErrorKind::Io, _)));
 /// ```
 #[derive(Debug)]
 pub enum BatchFailure {
@@ -61,8 +123,30 @@ pub enum BatchFailure {
     /// batch is retried op by op.
     Apply(EngineError),
     /// The transaction, its journal or the store failed: every caller not
-    /// answered yet gets this message.
-    Transaction(String),
+    /// answered yet gets a storage error of this kind with this message.
+    Transaction(StorageErrorKind, String),
+}
+
+impl BatchFailure {
+    /// A [`Transaction`](Self::Transaction) failure carrying `error`'s kind
+    /// (or [`StorageErrorKind::Other`]) and message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, StorageErrorKind};
+    /// use memable_store::writer::BatchFailure;
+    ///
+    /// let failure = BatchFailure::of(&EngineError::storage("begin", std::io::Error::other("EIO")));
+    /// assert!(matches!(failure, BatchFailure::Transaction(StorageErrorKind::Io, _)));
+    /// ```
+    #[must_use]
+    pub fn of(error: &EngineError) -> Self {
+        Self::Transaction(
+            error.storage_kind().unwrap_or(StorageErrorKind::Other),
+            error.to_string(),
+        )
+    }
 }
 
 /// How a backend commits one batch for [`answer_batch`]: it applies the ops
@@ -115,33 +199,40 @@ pub fn answer_batch(batch: Vec<Request>, commit: &mut CommitBatch<'_>) {
                 let _ = reply.send(Err(error));
             }
         }
-        BatchFailure::Transaction(message) => {
+        BatchFailure::Transaction(kind, message) => {
             for (op, reply) in ops.iter().zip(replies) {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Err(EngineError::storage(op.name(), message.clone())));
+                    let _ = reply.send(Err(storage_error(kind, op.name(), message.clone())));
                 }
             }
         }
     }
 }
 
-/// Handle to a writer thread. Dropping it closes the queue and joins the
-/// thread, so whatever the thread owns (its connection) is gone when the
-/// drop returns.
+/// Handle to a writer thread that owns a `C` (its backend). Dropping it
+/// closes the queue and joins the thread, so whatever the thread owns (its
+/// connection) is gone when the drop returns.
 ///
 /// # Examples
 ///
 /// See the [module documentation](self).
-#[derive(Debug)]
-pub struct WriterThread {
-    queue: Option<mpsc::Sender<Request>>,
+pub struct WriterThread<C = ()> {
+    queue: Option<mpsc::Sender<Queued<C>>>,
     thread: Option<JoinHandle<()>>,
     calls: WriterCalls,
 }
 
-impl WriterThread {
-    /// Starts a thread named `name` running `body` over the request queue;
-    /// `body` returns when the queue is closed. A lone caller polls for its
+impl<C> std::fmt::Debug for WriterThread<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterThread")
+            .field("running", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: 'static> WriterThread<C> {
+    /// Starts a thread named `name` running `body` over the queue; `body`
+    /// returns when the queue is closed. A lone caller polls for its
     /// answer for up to `lone_writer_spin` (see [`WriterCalls`]).
     ///
     /// # Examples
@@ -150,7 +241,7 @@ impl WriterThread {
     pub fn spawn(
         name: &str,
         lone_writer_spin: Duration,
-        body: impl FnOnce(mpsc::Receiver<Request>) + Send + 'static,
+        body: impl FnOnce(mpsc::Receiver<Queued<C>>) + Send + 'static,
     ) -> Result<Self, EngineError> {
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -164,6 +255,20 @@ impl WriterThread {
         })
     }
 
+    fn send(&self, name: &'static str, queued: Queued<C>) -> Result<(), EngineError> {
+        self.queue
+            .as_ref()
+            .ok_or_else(|| storage_error(StorageErrorKind::Closed, name, "the store is closed"))?
+            .send(queued)
+            .map_err(|_| {
+                storage_error(
+                    StorageErrorKind::Closed,
+                    name,
+                    "the writer thread has stopped",
+                )
+            })
+    }
+
     /// Queues `op` and waits for its outcome, durable when it is `Ok`.
     ///
     /// # Examples
@@ -173,18 +278,52 @@ impl WriterThread {
         let name = op.name();
         let (reply, answer) = oneshot::channel();
         let waiting = self.calls.enter();
-        self.queue
-            .as_ref()
-            .ok_or_else(|| EngineError::storage(name, "the store is closed"))?
-            .send((op, reply))
-            .map_err(|_| EngineError::storage(name, "the writer thread has stopped"))?;
+        self.send(name, Queued::Write((op, reply)))?;
         waiting.answer(answer).await.ok_or_else(|| {
-            EngineError::storage(name, "the writer thread stopped before answering")
+            storage_error(
+                StorageErrorKind::Closed,
+                name,
+                "the writer thread stopped before answering",
+            )
+        })?
+    }
+
+    /// Queues `task` to run on the writer thread between batches, with what
+    /// the thread owns, and waits for its result. `operation` names it in
+    /// errors.
+    ///
+    /// # Examples
+    ///
+    /// See the [module documentation](self).
+    pub async fn run<R: Send + 'static>(
+        &self,
+        operation: &'static str,
+        task: impl FnOnce(&mut C) -> Result<R, EngineError> + Send + 'static,
+    ) -> Result<R, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Task<C> = Box::new(move |owned| {
+            let result = match owned {
+                Ok(owned) => task(owned),
+                Err(error) => Err(storage_error(
+                    error.storage_kind().unwrap_or(StorageErrorKind::Other),
+                    operation,
+                    error.to_string(),
+                )),
+            };
+            let _ = reply.send(result);
+        });
+        self.send(operation, Queued::Task(job))?;
+        answer.await.map_err(|_| {
+            storage_error(
+                StorageErrorKind::Closed,
+                operation,
+                "the writer thread stopped before running the task",
+            )
         })?
     }
 }
 
-impl Drop for WriterThread {
+impl<C> Drop for WriterThread<C> {
     fn drop(&mut self) {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take()
@@ -208,7 +347,7 @@ pub const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(50
 /// # Examples
 ///
 /// ```
-/// use memable_core::writer::recv_batch;
+/// use memable_store::writer::recv_batch;
 ///
 /// let (tx, rx) = std::sync::mpsc::channel();
 /// for i in 0..5 {
@@ -249,7 +388,7 @@ pub enum Polled<T> {
 /// # Examples
 ///
 /// ```
-/// use memable_core::writer::{poll_batch, Polled};
+/// use memable_store::writer::{poll_batch, Polled};
 ///
 /// let (tx, rx) = std::sync::mpsc::channel();
 /// assert_eq!(poll_batch(&rx, 8), Polled::Idle);
@@ -305,7 +444,7 @@ pub const LONE_WRITER_SPIN: std::time::Duration = std::time::Duration::from_micr
 ///
 /// ```
 /// use std::time::Duration;
-/// use memable_core::writer::WriterCalls;
+/// use memable_store::writer::WriterCalls;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let calls = WriterCalls::new(Duration::from_micros(250));
@@ -462,8 +601,8 @@ mod tests {
     }
 
     use super::{BatchFailure, Request, answer_batch};
-    use crate::transitions::{WriteOp, WriteOutcome};
-    use crate::{EngineError, InstanceKey};
+    use memable_core::transitions::{WriteOp, WriteOutcome};
+    use memable_core::{EngineError, InstanceKey};
 
     fn delete(
         instance: &str,
@@ -518,7 +657,10 @@ mod tests {
         let (requests, answers): (Vec<_>, Vec<_>) = ["a", "b"].into_iter().map(delete).unzip();
         answer_batch(requests, &mut |ops, answer| {
             answer(ops.iter().map(|_| WriteOutcome::Delete(true)).collect());
-            Err(BatchFailure::Transaction("commit failed".into()))
+            Err(BatchFailure::Transaction(
+                memable_core::StorageErrorKind::Io,
+                "commit failed".into(),
+            ))
         });
         for mut answer in answers {
             assert_eq!(

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::*;
-use crate::{Finish, InstanceKey, StepKind, StepRecord};
+use memable_core::{Finish, InstanceKey, StepKind, StepRecord};
 
 /// What a simulated disk holds.
 #[derive(Debug, Default)]
@@ -257,24 +257,90 @@ fn stale_or_zero(stale: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
     range.map(|i| stale.get(i).copied().unwrap_or(0)).collect()
 }
 
+/// A flipped bit in the last record is a torn tail: the chain ends before
+/// it. Anywhere in an earlier record it is damage, since intact records
+/// with later lsns follow: opening is refused as corrupt.
 #[test]
-fn flipped_bytes_end_the_chain_before_the_damaged_record() {
+fn flipped_bytes_end_the_chain_in_the_last_record_and_are_corrupt_before_it() {
     let (file, offsets) = written(1..=5);
     let data = file.data();
     for at in HEADER..data.len() {
         for bit in [0x01_u8, 0x80] {
             let mut damaged = data.clone();
             damaged[at] ^= bit;
-            let (_, records) = open(&SimFile::with(damaged)).unwrap();
-            // The damaged record and everything after it are gone.
             let hit = offsets.iter().rposition(|&o| o <= at).unwrap();
-            assert_eq!(
-                records,
-                (1..=5).map(record).take(hit).collect::<Vec<_>>(),
-                "byte {at} bit {bit:#x}"
+            // The database's lsn is 0: records 1..=5 are all newer.
+            let opened = Journal::open_after(
+                SimFile::with(damaged),
+                "test.journal",
+                OWNER,
+                0,
+                NewFile::Initialise,
             );
+            if hit == 4 {
+                let (_, records) = opened.unwrap();
+                assert_eq!(
+                    records,
+                    (1..=4).map(record).collect::<Vec<_>>(),
+                    "byte {at} bit {bit:#x}"
+                );
+            } else {
+                let err = opened.unwrap_err();
+                assert_eq!(
+                    err.storage_kind(),
+                    Some(StorageErrorKind::Corrupt),
+                    "byte {at} bit {bit:#x}: {err}"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn damage_before_the_first_record_is_corrupt_when_the_database_lsn_is_known() {
+    let (file, offsets) = written(11..=14);
+    let mut damaged = file.data();
+    damaged[offsets[0] + 3] ^= 0x40;
+    let open_after = |data: Vec<u8>, db_lsn| {
+        Journal::open_after(
+            SimFile::with(data),
+            "test.journal",
+            OWNER,
+            db_lsn,
+            NewFile::Refuse,
+        )
+    };
+    let err = open_after(damaged.clone(), 10).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Corrupt), "{err}");
+    // Records at or below the database's lsn are stale, not damage.
+    let (_, records) = open_after(damaged, 14).unwrap();
+    assert!(records.is_empty());
+}
+
+#[test]
+fn a_file_without_a_header_is_refused_when_asked() {
+    let full = header(OWNER);
+    for cut in 0..HEADER {
+        let file = SimFile::with(full[..cut].to_vec());
+        let err = Journal::open_after(file.clone(), "test.journal", OWNER, 5, NewFile::Refuse)
+            .unwrap_err();
+        assert_eq!(
+            err.storage_kind(),
+            Some(StorageErrorKind::Incomplete),
+            "cut {cut}"
+        );
+        assert_eq!(file.data(), full[..cut], "cut {cut}: untouched");
+    }
+}
+
+#[test]
+fn the_checksum_is_crc32_ieee() {
+    assert_eq!(crc(&[]), 0);
+    assert_eq!(crc(&[b"123456789"]), 0xCBF4_3926);
+    assert_eq!(
+        crc(&[b"The quick brown fox ", b"jumps over the lazy dog"]),
+        0x414F_A339
+    );
 }
 
 #[test]
@@ -327,8 +393,8 @@ fn reuse_after_reset_never_replays_stale_records() {
 fn foreign_and_newer_files_are_refused_untouched() {
     let mut newer = header(OWNER);
     newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    let crc = Crc32::new().update(&newer[..20]).finish();
-    newer[20..].copy_from_slice(&crc.to_le_bytes());
+    let sum = crc(&[&newer[..20]]);
+    newer[20..].copy_from_slice(&sum.to_le_bytes());
     let mut newer_with_records = newer.to_vec();
     newer_with_records.extend_from_slice(&[7; 100]);
     let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -365,8 +431,8 @@ fn a_valid_record_that_does_not_decode_is_an_error() {
     let mut raw = Vec::new();
     raw.extend_from_slice(&2_u64.to_le_bytes());
     raw.extend_from_slice(&5_u32.to_le_bytes());
-    let crc = Crc32::new().update(&raw).update(&payload).finish();
-    raw.extend_from_slice(&crc.to_le_bytes());
+    let sum = crc(&[&raw, &payload]);
+    raw.extend_from_slice(&sum.to_le_bytes());
     raw.extend_from_slice(&payload);
     data.extend_from_slice(&raw);
     let err = open(&SimFile::with(data)).unwrap_err();

@@ -5,7 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use super::Record;
-use crate::EngineError;
+use memable_core::{EngineError, StorageError, StorageErrorKind};
+
+fn io(message: String) -> EngineError {
+    StorageError::new(StorageErrorKind::Io, "open", message).into()
+}
 
 /// A journal file is extended with zeros when opened (if shorter) to the
 /// checkpoint threshold plus this much (room for the batch that crosses the
@@ -22,7 +26,7 @@ pub const PREALLOCATE_MAX: u64 = 64 * 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::{preallocation, PREALLOCATE_SLACK};
+/// use memable_store::journal::{preallocation, PREALLOCATE_SLACK};
 /// assert_eq!(preallocation(1 << 20), (1 << 20) + PREALLOCATE_SLACK);
 /// ```
 #[must_use]
@@ -38,7 +42,7 @@ pub fn preallocation(checkpoint_bytes: u64) -> u64 {
 ///
 /// ```
 /// use std::path::Path;
-/// let path = memable_core::journal::journal_path(Path::new("/data/wf.redb"));
+/// let path = memable_store::journal::journal_path(Path::new("/data/wf.redb"));
 /// assert_eq!(path, Path::new("/data/wf.redb.journal"));
 /// ```
 #[must_use]
@@ -57,7 +61,7 @@ pub fn journal_path(db: &Path) -> PathBuf {
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("wf.db.journal");
-/// memable_core::journal::open_journal_file(&path, "wf.db.journal").unwrap();
+/// memable_store::journal::open_journal_file(&path, "wf.db.journal").unwrap();
 /// assert!(path.exists());
 /// ```
 pub fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, EngineError> {
@@ -68,7 +72,7 @@ pub fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, Engin
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| EngineError::storage("open", format!("{name}: {e}")))?;
+        .map_err(|e| io(format!("{name}: {e}")))?;
     if !existed {
         sync_parent(path, name)?;
     }
@@ -82,13 +86,12 @@ pub fn open_journal_file(path: &Path, name: &str) -> Result<std::fs::File, Engin
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("wf.db.journal");
-/// memable_core::journal::open_journal_file(&path, "j").unwrap();
-/// memable_core::journal::remove_journal_file(&path, "j").unwrap();
+/// memable_store::journal::open_journal_file(&path, "j").unwrap();
+/// memable_store::journal::remove_journal_file(&path, "j").unwrap();
 /// assert!(!path.exists());
 /// ```
 pub fn remove_journal_file(path: &Path, name: &str) -> Result<(), EngineError> {
-    std::fs::remove_file(path)
-        .map_err(|e| EngineError::storage("open", format!("remove {name}: {e}")))?;
+    std::fs::remove_file(path).map_err(|e| io(format!("remove {name}: {e}")))?;
     sync_parent(path, name)
 }
 
@@ -102,7 +105,7 @@ fn sync_parent(path: &Path, name: &str) -> Result<(), EngineError> {
     match std::fs::File::open(parent) {
         Ok(dir) => dir
             .sync_all()
-            .map_err(|e| EngineError::storage("open", format!("{name}: sync directory: {e}"))),
+            .map_err(|e| io(format!("{name}: sync directory: {e}"))),
         Err(_) => Ok(()),
     }
 }
@@ -115,7 +118,7 @@ fn sync_parent(path: &Path, name: &str) -> Result<(), EngineError> {
 /// # Examples
 ///
 /// ```
-/// use memable_core::journal::{records_after, Record};
+/// use memable_store::journal::{records_after, Record};
 ///
 /// let records = (1..=4).map(|lsn| Record { lsn, ops: vec![] }).collect();
 /// let pending = records_after(records, 2, "j").unwrap();
@@ -133,13 +136,15 @@ pub fn records_after(
     if let Some(first) = pending.first()
         && first.lsn != db_lsn.saturating_add(1)
     {
-        return Err(EngineError::storage(
+        return Err(StorageError::new(
+            StorageErrorKind::Incomplete,
             "open",
             format!(
                 "{name}: journal and database do not match: the journal continues from lsn {} but the database is at lsn {db_lsn}",
                 first.lsn - 1
             ),
-        ));
+        )
+        .into());
     }
     Ok(pending)
 }
