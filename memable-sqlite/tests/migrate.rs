@@ -5,7 +5,7 @@
 //!
 //! The fixture was written by memable at commit 0aa69cc (schema 2) with a
 //! `ManualClock` at 1,000 ms, the workflows of [`register`] below and the
-//! default `Synchronous::Full`, then checkpointed with the `sqlite3` CLI
+//! default `Synchronous::Full` (now `Durability::Immediate`), then checkpointed with the `sqlite3` CLI
 //! (`PRAGMA wal_checkpoint(TRUNCATE)`; that code left its writes in the WAL
 //! at a clean close) and kept without its journal, WAL or lock file. It
 //! holds:

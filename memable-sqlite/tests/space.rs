@@ -17,7 +17,7 @@ use memable_core::{
     CommitOutcome, Finish, InstanceFilter, InstanceKey, MetadataStatus, StepKind, StepRecord,
     StepState, StepStore, TimerEntry,
 };
-use memable_sqlite::{SqliteStore, Synchronous};
+use memable_sqlite::{Durability, SqliteStore};
 
 fn key(instance: &str) -> InstanceKey {
     InstanceKey::new("space", instance).unwrap()
@@ -344,12 +344,12 @@ async fn assert_everything(store: &SqliteStore) {
     );
 }
 
-async fn the_database_file_alone_holds_everything_after_a_clean_close(synchronous: Synchronous) {
+async fn the_database_file_alone_holds_everything_after_a_clean_close(durability: Durability) {
     let live = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
     let path = live.path().join("app.db");
     let store = SqliteStore::builder()
-        .synchronous(synchronous)
+        .durability(durability)
         .open(&path)
         .unwrap();
     write_everything(&store).await;
@@ -357,7 +357,7 @@ async fn the_database_file_alone_holds_everything_after_a_clean_close(synchronou
 
     std::fs::copy(&path, copy.path().join("app.db")).unwrap();
     let store = SqliteStore::builder()
-        .synchronous(synchronous)
+        .durability(durability)
         .open(copy.path().join("app.db"))
         .unwrap();
     assert_everything(&store).await;
@@ -365,10 +365,10 @@ async fn the_database_file_alone_holds_everything_after_a_clean_close(synchronou
 
 #[tokio::test]
 async fn the_database_file_alone_holds_everything_after_a_clean_close_full() {
-    the_database_file_alone_holds_everything_after_a_clean_close(Synchronous::Full).await;
+    the_database_file_alone_holds_everything_after_a_clean_close(Durability::Immediate).await;
 }
 
 #[tokio::test]
 async fn the_database_file_alone_holds_everything_after_a_clean_close_normal() {
-    the_database_file_alone_holds_everything_after_a_clean_close(Synchronous::Normal).await;
+    the_database_file_alone_holds_everything_after_a_clean_close(Durability::Relaxed).await;
 }
