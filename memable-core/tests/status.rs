@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Gate, counter, engine_on, fresh, get, guarded, tick, until};
 use memable_core::{
-    Context, EngineError, Engine, EngineBuilder, InstanceFilter, MetadataStatus, StatusKind,
+    Context, Engine, EngineBuilder, EngineError, InstanceFilter, MetadataStatus, StatusKind,
     StatusStream, StepError, SuspendPoint, WorkflowState,
 };
 
@@ -213,10 +213,7 @@ async fn subscribing_to_a_stale_running_instance_is_an_error() {
     register_gated(&restarted, &gate, &entered);
     restarted.start().await.unwrap();
     let err = restarted.subscribe("wf", "1").await.unwrap_err();
-    assert!(
-        matches!(err, EngineError::StaleRunning { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, EngineError::StaleRunning { .. }), "{err:?}");
     assert_eq!(
         restarted.state("wf", "1").await.unwrap(),
         WorkflowState::Running { status: None }
