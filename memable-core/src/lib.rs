@@ -27,8 +27,8 @@
 //!
 //! # Features
 //!
-//! - `test-util`: items only tests need — [`ManualClock`] (time that moves
-//!   by hand) and [`Engine::abort`] (a simulated crash).
+//! - `test-util`: items only tests need — `ManualClock` (time that moves
+//!   by hand) and `Engine::abort` (a simulated crash).
 #![forbid(unsafe_code)]
 
 mod clock;

@@ -12,7 +12,8 @@ use memable_core::{
     StorageError, StorageErrorKind, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
 };
 
-/// One [`StepStore`] method, for fault rules and call counters.
+/// One store operation — a write transition (a [`WriteOp`] kind) or a
+/// [`StepStore`] read — for fault rules and call counters.
 ///
 /// # Examples
 ///
