@@ -6,15 +6,30 @@
 
 use std::time::Duration;
 
-use memable::{Context, Engine, EngineError, MAX_KEY_LEN, StepError, SuspendPoint};
+use memable::{
+    Context, Engine, EngineError, InvalidKeyReason, MAX_KEY_LEN, StepError, SuspendPoint,
+};
 
 /// The variant name of an error, for the table.
 fn variant(error: &EngineError) -> &'static str {
     match error {
-        EngineError::InvalidKey { .. } => "InvalidKey",
-        EngineError::EmptyKey { .. } => "EmptyKey",
-        EngineError::ReservedKey { .. } => "ReservedKey",
-        EngineError::KeyTooLong { .. } => "KeyTooLong",
+        // One variant, told apart by its reason (the names are the table's).
+        EngineError::InvalidKey {
+            reason: InvalidKeyReason::ContainsSlash,
+            ..
+        } => "InvalidKey",
+        EngineError::InvalidKey {
+            reason: InvalidKeyReason::Empty,
+            ..
+        } => "EmptyKey",
+        EngineError::InvalidKey {
+            reason: InvalidKeyReason::Reserved,
+            ..
+        } => "ReservedKey",
+        EngineError::InvalidKey {
+            reason: InvalidKeyReason::TooLong { .. },
+            ..
+        } => "KeyTooLong",
         EngineError::WorkflowNotFound(_) => "WorkflowNotFound",
         EngineError::InstanceNotFound { .. } => "InstanceNotFound",
         EngineError::TypeMismatch { .. } => "TypeMismatch",
@@ -138,13 +153,10 @@ async fn engine_entry_points_refuse_bad_names_and_ids() {
                 "output id",
                 engine.output::<u32>("probe", &bad).await.unwrap_err(),
             ),
-            (
-                "state id",
-                engine.state("probe", &bad).await.unwrap_err().into(),
-            ),
+            ("state id", engine.state("probe", &bad).await.unwrap_err()),
             (
                 "subscribe id",
-                engine.subscribe("probe", &bad).await.unwrap_err().into(),
+                engine.subscribe("probe", &bad).await.unwrap_err(),
             ),
         ];
         for (entry, error) in got {
@@ -214,11 +226,11 @@ async fn unknown_workflows_and_instances() {
         "InstanceNotFound"
     );
     assert_eq!(
-        variant(&engine.state("probe", "404").await.unwrap_err().into()),
+        variant(&engine.state("probe", "404").await.unwrap_err()),
         "InstanceNotFound"
     );
     assert_eq!(
-        variant(&engine.subscribe("probe", "404").await.unwrap_err().into()),
+        variant(&engine.subscribe("probe", "404").await.unwrap_err()),
         "InstanceNotFound"
     );
     assert!(!engine.delete("probe", "404").await.unwrap());
@@ -398,6 +410,9 @@ fn max_key_len_is_enforced_exactly() {
     assert!(memable::validate_key("step_key", &"k".repeat(MAX_KEY_LEN)).is_ok());
     assert!(matches!(
         memable::validate_key("step_key", &"k".repeat(MAX_KEY_LEN + 1)),
-        Err(EngineError::KeyTooLong { .. })
+        Err(EngineError::InvalidKey {
+            reason: InvalidKeyReason::TooLong { .. },
+            ..
+        })
     ));
 }

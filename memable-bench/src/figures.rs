@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use memable_core::{
     Clock, Engine, EngineError, Finish, InstanceKey, Invocation, MemoryStore, StepKind, StepRecord,
-    StepStore, SystemClock, encode_value, type_tag,
+    StepStore, StepStoreExt, SystemClock, encode_value, type_tag,
 };
 
 use crate::Sizes;

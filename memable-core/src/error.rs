@@ -1,5 +1,13 @@
+//! The error types: [`EngineError`] (everything the engine reports, with
+//! the instance's [`InstanceKey`] where one is involved), [`StorageError`]
+//! with its [`StorageErrorKind`], [`InvalidKeyReason`] and the
+//! [`StepError`] that step closures return.
+
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::{InstanceKey, StatusKind};
 
 /// Errors originating from the engine itself.
 ///
@@ -61,13 +69,28 @@ pub enum EngineError {
         duration: Duration,
     },
 
-    /// A key component contains the `/` delimiter.
-    #[error("invalid key component ({label}): '{value}' must not contain '/'")]
+    /// A key component (workflow name, instance id, step key) is refused;
+    /// `reason` says why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{validate_user_key, EngineError, InvalidKeyReason};
+    ///
+    /// let err = validate_user_key("step_key", "_mine").unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     EngineError::InvalidKey { label: "step_key", reason: InvalidKeyReason::Reserved, .. }
+    /// ));
+    /// ```
+    #[error("invalid key component ({label}) {}: {reason}", shown(value))]
     InvalidKey {
-        /// Which component was invalid (e.g. `"workflow_name"`, `"instance_id"`, `"step_key"`).
+        /// Which component was invalid (`"workflow_name"`, `"instance_id"`, `"step_key"`).
         label: &'static str,
         /// The invalid value.
         value: String,
+        /// Why it was refused.
+        reason: InvalidKeyReason,
     },
 
     /// The stored payload type does not match the expected type.
@@ -192,83 +215,99 @@ pub enum EngineError {
         key: String,
     },
 
-    /// A key component is empty.
-    #[error("invalid key component ({label}): must not be empty")]
-    EmptyKey {
-        /// Which component was empty.
-        label: &'static str,
-    },
-
-    /// A key component starts with `_`, which is reserved for the engine
-    /// (`_input`, `_output`).
-    #[error(
-        "invalid key component ({label}): '{value}' starts with '_', which is reserved for the engine"
-    )]
-    ReservedKey {
-        /// Which component was invalid.
-        label: &'static str,
-        /// The invalid value.
-        value: String,
-    },
-
-    /// A key component is longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
-    #[error("invalid key component ({label}): {len} bytes exceeds the limit of {max} bytes")]
-    KeyTooLong {
-        /// Which component was too long.
-        label: &'static str,
-        /// Its length in bytes.
-        len: usize,
-        /// The limit in bytes.
-        max: usize,
-    },
-
     /// The engine has been stopped and refuses new work.
     #[error("engine has been stopped")]
     Stopped,
 
-    /// No instance exists under this workflow name and instance id.
-    #[error("no instance found for workflow '{workflow_name}' with id '{instance_id}'")]
+    /// No instance exists under this key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, EngineError, InstanceKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = Engine::builder().build();
+    /// let err = engine.output::<u8>("etl", "404").await.unwrap_err();
+    /// assert!(matches!(err, EngineError::InstanceNotFound { key } if key == InstanceKey::new("etl", "404").unwrap()));
+    /// # }
+    /// ```
+    #[error("no instance {key}")]
     InstanceNotFound {
-        /// The workflow name.
-        workflow_name: String,
-        /// The instance id.
-        instance_id: String,
+        /// The instance.
+        key: InstanceKey,
     },
 
     /// The instance was cancelled; its run stopped at a step boundary.
-    #[error("instance '{instance_id}' of workflow '{workflow_name}' was cancelled")]
+    #[error("instance {key} was cancelled")]
     Cancelled {
-        /// The workflow name.
-        workflow_name: String,
-        /// The instance id.
-        instance_id: String,
+        /// The instance.
+        key: InstanceKey,
     },
 
-    /// The workflow finished with an error; `error` is its message.
-    #[error("instance '{instance_id}' of workflow '{workflow_name}' failed: {error}")]
+    /// The workflow finished with an error; `error` is its message, as
+    /// stored with the instance.
+    #[error("instance {key} failed: {error}")]
     WorkflowFailed {
-        /// The workflow name.
-        workflow_name: String,
-        /// The instance id.
-        instance_id: String,
+        /// The instance.
+        key: InstanceKey,
         /// The error the workflow returned, as text.
         error: String,
     },
 
+    /// The workflow function panicked. The run's waiters get this variant;
+    /// the instance is stored as failed with the panic message (so a later
+    /// [`Engine::output`](crate::Engine::output) reports
+    /// [`WorkflowFailed`](EngineError::WorkflowFailed)), and
+    /// [`Engine::resume`](crate::Engine::resume) runs it again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("oops", |_ctx: Context| async move {
+    ///     if true { panic!("kaboom") }
+    ///     Ok(())
+    /// })?;
+    /// engine.start().await?;
+    /// let err = engine.invoke("oops").await?.wait_output::<()>().await.unwrap_err();
+    /// assert!(matches!(err, EngineError::WorkflowPanicked { message, .. } if message == "kaboom"));
+    /// # Ok(()) }
+    /// ```
+    #[error("instance {key} panicked: {message}")]
+    WorkflowPanicked {
+        /// The instance.
+        key: InstanceKey,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+
     /// The operation is not possible in the instance's current state
     /// (for example cancelling a completed instance).
-    #[error(
-        "cannot {operation} instance '{instance_id}' of workflow '{workflow_name}': it is {state}"
-    )]
+    #[error("cannot {operation} instance {key}: it is {}", state.as_str())]
     InvalidState {
         /// What was attempted.
         operation: &'static str,
-        /// The workflow name.
-        workflow_name: String,
-        /// The instance id.
-        instance_id: String,
+        /// The instance.
+        key: InstanceKey,
         /// The state the instance is in.
-        state: String,
+        state: StatusKind,
+    },
+
+    /// The store says the instance is `Running`, but no run of it is in
+    /// progress in this process: a crash (or a run whose end could not be
+    /// recorded) left it. [`Engine::resume`](crate::Engine::resume) runs it
+    /// again; [`Engine::start`](crate::Engine::start) does so for every such
+    /// instance unless `resume_on_start(false)`.
+    #[error(
+        "instance {key} is running in the store with no live run (left by a crash); call resume"
+    )]
+    StaleRunning {
+        /// The instance.
+        key: InstanceKey,
     },
 
     /// A step key was used twice in one run while
@@ -352,11 +391,31 @@ impl EngineError {
         } else {
             StorageErrorKind::Other
         };
-        Self::Storage(StorageError {
-            kind,
-            operation,
-            source,
-        })
+        Self::Storage(StorageError::new(kind, operation, source))
+    }
+
+    /// The instance the error is about, for the variants that name one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, InstanceKey};
+    ///
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// assert_eq!(EngineError::Cancelled { key: key.clone() }.instance(), Some(&key));
+    /// assert_eq!(EngineError::NotStarted.instance(), None);
+    /// ```
+    #[must_use]
+    pub fn instance(&self) -> Option<&InstanceKey> {
+        match self {
+            Self::InstanceNotFound { key }
+            | Self::Cancelled { key }
+            | Self::WorkflowFailed { key, .. }
+            | Self::WorkflowPanicked { key, .. }
+            | Self::InvalidState { key, .. }
+            | Self::StaleRunning { key } => Some(key),
+            _ => None,
+        }
     }
 
     /// The kind of a [`Storage`](EngineError::Storage) error; `None` for
@@ -510,11 +569,14 @@ impl fmt::Display for StorageErrorKind {
 /// assert_eq!(storage.operation(), "load_instance");
 /// assert_eq!(storage.kind(), StorageErrorKind::Corrupt);
 /// ```
-#[derive(Debug)]
+///
+/// Clones share the source, so one failure can be reported to every waiter
+/// of a run.
+#[derive(Clone, Debug)]
 pub struct StorageError {
     kind: StorageErrorKind,
     operation: &'static str,
-    source: Box<dyn std::error::Error + Send + Sync>,
+    source: Arc<dyn std::error::Error + Send + Sync>,
 }
 
 impl StorageError {
@@ -535,7 +597,7 @@ impl StorageError {
         Self {
             kind,
             operation,
-            source: source.into(),
+            source: Arc::from(source.into()),
         }
     }
 
@@ -609,91 +671,6 @@ impl From<StorageError> for EngineError {
     fn from(err: StorageError) -> Self {
         Self::Storage(err)
     }
-}
-
-/// Error returned by [`Engine::subscribe`](crate::Engine::subscribe).
-///
-/// Distinguishes between an instance that never existed and one that has
-/// stale `Running` metadata from a crash (no live task backing it).
-///
-/// # Examples
-///
-/// ```
-/// use memable_core::SubscribeError;
-///
-/// let err = SubscribeError::NotFound {
-///     workflow_name: "etl".into(),
-///     instance_id: "run-42".into(),
-/// };
-/// assert!(err.to_string().contains("etl"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
-    /// No instance with this workflow name and ID exists.
-    #[error("no instance found for workflow '{workflow_name}' with id '{instance_id}'")]
-    NotFound {
-        /// The workflow name that was queried.
-        workflow_name: String,
-        /// The instance ID that was queried.
-        instance_id: String,
-    },
-
-    /// The instance has persisted `Running` metadata but no live task.
-    ///
-    /// This typically indicates the process crashed while the workflow was
-    /// executing. The instance may be recoverable via
-    /// [`Engine::resume`](crate::Engine::resume).
-    #[error(
-        "instance '{instance_id}' of workflow '{workflow_name}' has stale Running metadata \
-         (likely crashed) — consider calling resume()"
-    )]
-    StaleRunning {
-        /// The workflow name.
-        workflow_name: String,
-        /// The instance ID with stale state.
-        instance_id: String,
-    },
-
-    /// A storage operation failed while reading metadata.
-    #[error("storage error: {0}")]
-    Storage(StorageError),
-
-    /// The request itself was invalid (for example a key containing `/`).
-    #[error(transparent)]
-    Engine(EngineError),
-}
-
-/// Error returned by [`Engine::state`](crate::Engine::state).
-///
-/// # Examples
-///
-/// ```
-/// use memable_core::StateError;
-///
-/// let err = StateError::NotFound {
-///     workflow_name: "etl".into(),
-///     instance_id: "run-42".into(),
-/// };
-/// assert!(err.to_string().contains("etl"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// No instance with this workflow name and ID exists.
-    #[error("no instance found for workflow '{workflow_name}' with id '{instance_id}'")]
-    NotFound {
-        /// The workflow name that was queried.
-        workflow_name: String,
-        /// The instance ID that was queried.
-        instance_id: String,
-    },
-
-    /// A storage operation failed while reading metadata.
-    #[error("storage error: {0}")]
-    Storage(StorageError),
-
-    /// The request itself was invalid (for example a key containing `/`).
-    #[error(transparent)]
-    Engine(EngineError),
 }
 
 /// Error returned by step closures.
@@ -770,64 +747,54 @@ impl std::error::Error for StepError {
     }
 }
 
-/// Lets `?` turn a [`SubscribeError`] into an [`EngineError`] in code that
-/// returns the latter.
+/// Why a key component was refused ([`EngineError::InvalidKey`]).
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_core::{EngineError, SubscribeError};
+/// use memable_core::{validate_key, EngineError, InvalidKeyReason, MAX_KEY_LEN};
 ///
-/// let err: EngineError = SubscribeError::NotFound { workflow_name: "etl".into(), instance_id: "1".into() }.into();
-/// assert!(matches!(err, EngineError::InstanceNotFound { .. }));
+/// let long = "k".repeat(MAX_KEY_LEN + 1);
+/// let Err(EngineError::InvalidKey { reason, .. }) = validate_key("step_key", &long) else { unreachable!() };
+/// assert_eq!(reason, InvalidKeyReason::TooLong { len: MAX_KEY_LEN + 1, max: MAX_KEY_LEN });
 /// ```
-impl From<SubscribeError> for EngineError {
-    fn from(err: SubscribeError) -> Self {
-        match err {
-            SubscribeError::NotFound {
-                workflow_name,
-                instance_id,
-            } => Self::InstanceNotFound {
-                workflow_name,
-                instance_id,
-            },
-            SubscribeError::StaleRunning {
-                workflow_name,
-                instance_id,
-            } => Self::InvalidState {
-                operation: "subscribe to",
-                workflow_name,
-                instance_id,
-                state: "running with no live run (stale after a crash; call resume)".to_owned(),
-            },
-            SubscribeError::Storage(source) => Self::Storage(source),
-            SubscribeError::Engine(err) => err,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidKeyReason {
+    /// The component is empty.
+    Empty,
+    /// The component contains `/`, the delimiter of stored keys.
+    ContainsSlash,
+    /// The component starts with `_`, which is reserved for the engine
+    /// (`_input`, `_output`).
+    Reserved,
+    /// The component is longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+}
+
+impl fmt::Display for InvalidKeyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("must not be empty"),
+            Self::ContainsSlash => f.write_str("must not contain '/'"),
+            Self::Reserved => f.write_str("starts with '_', which is reserved for the engine"),
+            Self::TooLong { len, max } => {
+                write!(f, "{len} bytes exceeds the limit of {max} bytes")
+            }
         }
     }
 }
 
-/// Lets `?` turn a [`StateError`] into an [`EngineError`].
-///
-/// # Examples
-///
-/// ```
-/// use memable_core::{EngineError, StateError};
-///
-/// let err: EngineError = StateError::NotFound { workflow_name: "etl".into(), instance_id: "1".into() }.into();
-/// assert!(matches!(err, EngineError::InstanceNotFound { .. }));
-/// ```
-impl From<StateError> for EngineError {
-    fn from(err: StateError) -> Self {
-        match err {
-            StateError::NotFound {
-                workflow_name,
-                instance_id,
-            } => Self::InstanceNotFound {
-                workflow_name,
-                instance_id,
-            },
-            StateError::Storage(source) => Self::Storage(source),
-            StateError::Engine(err) => err,
-        }
+/// A key value for a message: quoted, and cut after 64 characters.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("'{}…'", &value[..cut]),
+        None => format!("'{value}'"),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::EngineError;
+use crate::{EngineError, InvalidKeyReason};
 
 /// The longest key component accepted, in bytes (workflow names, instance
 /// ids and step keys alike).
@@ -31,30 +31,40 @@ pub(crate) const OUTPUT_KEY: &str = "_output";
 /// # Examples
 ///
 /// ```
-/// use memable_core::{validate_key, EngineError};
+/// use memable_core::{validate_key, EngineError, InvalidKeyReason};
 ///
 /// assert!(validate_key("step_key", "fetch:v1").is_ok());
-/// assert!(matches!(validate_key("step_key", "a/b"), Err(EngineError::InvalidKey { .. })));
-/// assert!(matches!(validate_key("step_key", ""), Err(EngineError::EmptyKey { .. })));
+/// assert!(matches!(
+///     validate_key("step_key", "a/b"),
+///     Err(EngineError::InvalidKey { reason: InvalidKeyReason::ContainsSlash, .. })
+/// ));
+/// assert!(matches!(
+///     validate_key("step_key", ""),
+///     Err(EngineError::InvalidKey { reason: InvalidKeyReason::Empty, .. })
+/// ));
 /// ```
 pub fn validate_key(label: &'static str, value: &str) -> Result<(), EngineError> {
-    if value.is_empty() {
-        return Err(EngineError::EmptyKey { label });
-    }
-    if value.len() > MAX_KEY_LEN {
-        return Err(EngineError::KeyTooLong {
-            label,
+    let reason = if value.is_empty() {
+        InvalidKeyReason::Empty
+    } else if value.len() > MAX_KEY_LEN {
+        InvalidKeyReason::TooLong {
             len: value.len(),
             max: MAX_KEY_LEN,
-        });
+        }
+    } else if value.contains('/') {
+        InvalidKeyReason::ContainsSlash
+    } else {
+        return Ok(());
+    };
+    Err(invalid(label, value, reason))
+}
+
+fn invalid(label: &'static str, value: &str, reason: InvalidKeyReason) -> EngineError {
+    EngineError::InvalidKey {
+        label,
+        value: value.to_owned(),
+        reason,
     }
-    if value.contains('/') {
-        return Err(EngineError::InvalidKey {
-            label,
-            value: value.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 /// Checks a key chosen by user code: [`validate_key`] plus the rule that keys
@@ -63,21 +73,18 @@ pub fn validate_key(label: &'static str, value: &str) -> Result<(), EngineError>
 /// # Examples
 ///
 /// ```
-/// use memable_core::{validate_user_key, EngineError};
+/// use memable_core::{validate_user_key, EngineError, InvalidKeyReason};
 ///
 /// assert!(validate_user_key("step_key", "charge").is_ok());
 /// assert!(matches!(
 ///     validate_user_key("step_key", "_input"),
-///     Err(EngineError::ReservedKey { .. })
+///     Err(EngineError::InvalidKey { reason: InvalidKeyReason::Reserved, .. })
 /// ));
 /// ```
 pub fn validate_user_key(label: &'static str, value: &str) -> Result<(), EngineError> {
     validate_key(label, value)?;
     if value.starts_with('_') {
-        return Err(EngineError::ReservedKey {
-            label,
-            value: value.to_owned(),
-        });
+        return Err(invalid(label, value, InvalidKeyReason::Reserved));
     }
     Ok(())
 }
@@ -109,9 +116,12 @@ impl InstanceKey {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::{EngineError, InstanceKey};
+    /// use memable_core::{EngineError, InstanceKey, InvalidKeyReason};
     ///
-    /// assert!(matches!(InstanceKey::new("", "1"), Err(EngineError::EmptyKey { label: "workflow_name" })));
+    /// assert!(matches!(
+    ///     InstanceKey::new("", "1"),
+    ///     Err(EngineError::InvalidKey { label: "workflow_name", reason: InvalidKeyReason::Empty, .. })
+    /// ));
     /// ```
     pub fn new(workflow: &str, instance: &str) -> Result<Self, EngineError> {
         validate_key("workflow_name", workflow)?;
@@ -195,23 +205,32 @@ mod tests {
             validate_key("step_key", "a/b"),
             Err(EngineError::InvalidKey {
                 label: "step_key",
+                reason: InvalidKeyReason::ContainsSlash,
                 ..
             })
         ));
         assert!(matches!(
             validate_key("instance_id", ""),
-            Err(EngineError::EmptyKey {
-                label: "instance_id"
+            Err(EngineError::InvalidKey {
+                label: "instance_id",
+                reason: InvalidKeyReason::Empty,
+                ..
             })
         ));
         assert!(matches!(
             validate_user_key("step_key", "_output"),
-            Err(EngineError::ReservedKey { .. })
+            Err(EngineError::InvalidKey {
+                reason: InvalidKeyReason::Reserved,
+                ..
+            })
         ));
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert!(matches!(
             validate_key("step_key", &long),
-            Err(EngineError::KeyTooLong { len, max: MAX_KEY_LEN, .. }) if len == MAX_KEY_LEN + 1
+            Err(EngineError::InvalidKey {
+                reason: InvalidKeyReason::TooLong { len, max: MAX_KEY_LEN },
+                ..
+            }) if len == MAX_KEY_LEN + 1
         ));
     }
 

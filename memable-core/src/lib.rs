@@ -4,34 +4,59 @@
 //! contract [`StepStore`] with the in-memory [`MemoryStore`], and the error
 //! types. Most users depend on the `memable` facade crate, which re-exports
 //! everything here and adds the redb and SQLite backends.
+//!
+//! # Layers
+//!
+//! Each layer uses only the ones above it:
+//!
+//! 1. **Values, keys, codec, records** — [`InstanceKey`] and key validation
+//!    (`key`), the value codec ([`encode_value`], [`decode_value`],
+//!    [`type_tag`]; `codec`), and the stored records ([`StepRecord`],
+//!    [`WorkflowMetadata`]; `record`).
+//! 2. **Errors, clock, retry** — [`EngineError`] and [`StorageError`]
+//!    (`error`), the [`Clock`] (`clock`), [`RetryPolicy`] (`retry`).
+//! 3. **The store** — the contract [`StepStore`] and the typed transitions
+//!    of [`StepStoreExt`] (`store`), the transition rules over any backend
+//!    transaction ([`transitions`]) and the reference [`MemoryStore`]. What
+//!    file backends share (writer thread, reader pool, journal, the
+//!    journaled commit protocol) lives in the `memable-store` crate.
+//! 4. **The engine and its run** — [`Engine`] with its builder, registry,
+//!    live instances, timer scheduler and [`Invocation`]s (`engine`); one
+//!    run of an instance and the [`Context`], [`StepBuilder`] and
+//!    suspensions it gives the workflow (`engine::run`), which reach the
+//!    store, clock and scheduler only through a narrow run environment.
+//!
+//! # Features
+//!
+//! - `test-util`: items only tests need — `ManualClock` (time that moves
+//!   by hand) and `Engine::abort` (a simulated crash).
 #![forbid(unsafe_code)]
 
 mod clock;
 mod codec;
-mod context;
 mod engine;
 mod error;
 mod key;
-mod memo;
 mod record;
 mod retry;
-mod status;
 mod store;
 
-pub use clock::{Clock, ManualClock, Sleep, SystemClock};
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
+pub use clock::{Clock, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
-pub use context::{Context, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
-pub use engine::{Engine, EngineBuilder, Invocation, InvokeBuilder};
-pub use error::{
-    EngineError, StateError, StepError, StorageError, StorageErrorKind, SubscribeError,
+pub use engine::{
+    Context, Engine, EngineBuilder, Invocation, InvokeBuilder, StatusStream, StepBuilder,
+    SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
 };
+pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
 pub use retry::RetryPolicy;
-pub use status::{StatusStream, WorkflowState};
 pub use store::transitions;
+pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
     CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
-    InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome,
-    TimerEntry,
+    InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, StepStoreExt,
+    SuspendOutcome, TimerEntry,
 };

@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::{counter, fresh, get, guarded, tick};
-use memable_core::{Context, EngineError, MAX_KEY_LEN, SuspendPoint, WorkflowState};
+use memable_core::{
+    Context, EngineError, InvalidKeyReason, MAX_KEY_LEN, SuspendPoint, WorkflowState,
+};
 
 static P: SuspendPoint<u8> = SuspendPoint::new("p");
 static BAD: SuspendPoint<u8> = SuspendPoint::new("_output");
@@ -21,15 +23,22 @@ fn leak(s: String) -> &'static str {
 /// Checks `err` is the key error expected for `bad` with `label`.
 fn assert_key_error(err: &EngineError, bad: &str, label: &str) {
     let ok = match err {
-        EngineError::InvalidKey { label: l, value } => {
-            *l == label && value == bad && bad.contains('/')
-        }
-        EngineError::EmptyKey { label: l } => *l == label && bad.is_empty(),
-        EngineError::ReservedKey { label: l, value } => {
-            *l == label && value == bad && bad.starts_with('_')
-        }
-        EngineError::KeyTooLong { label: l, len, max } => {
-            *l == label && *len == bad.len() && *max == MAX_KEY_LEN
+        EngineError::InvalidKey {
+            label: l,
+            value,
+            reason,
+        } => {
+            *l == label
+                && value == bad
+                && match reason {
+                    InvalidKeyReason::ContainsSlash => bad.contains('/'),
+                    InvalidKeyReason::Empty => bad.is_empty(),
+                    InvalidKeyReason::Reserved => bad.starts_with('_'),
+                    InvalidKeyReason::TooLong { len, max } => {
+                        *len == bad.len() && *max == MAX_KEY_LEN
+                    }
+                    _ => false,
+                }
         }
         _ => false,
     };

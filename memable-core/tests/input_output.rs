@@ -206,12 +206,8 @@ async fn the_output_of_a_failed_instance_is_workflow_failed() {
     let run = engine.invoke("wf").id("1").await.unwrap();
     let err = guarded(run.wait_output::<u8>()).await.unwrap_err();
     match &err {
-        EngineError::WorkflowFailed {
-            workflow_name,
-            instance_id,
-            error,
-        } => {
-            assert_eq!((workflow_name.as_str(), instance_id.as_str()), ("wf", "1"));
+        EngineError::WorkflowFailed { key, error } => {
+            assert_eq!((key.workflow(), key.instance()), ("wf", "1"));
             assert!(error.contains("card declined"), "{error}");
         }
         other => panic!("expected WorkflowFailed, got {other:?}"),

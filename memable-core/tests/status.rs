@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{Gate, counter, engine_on, fresh, get, guarded, tick, until};
 use memable_core::{
-    Context, Engine, EngineBuilder, InstanceFilter, MetadataStatus, StateError, StatusKind,
-    StatusStream, StepError, SubscribeError, SuspendPoint, WorkflowState,
+    Context, Engine, EngineBuilder, EngineError, InstanceFilter, MetadataStatus, StatusKind,
+    StatusStream, StepError, SuspendPoint, WorkflowState,
 };
 
 static GO: SuspendPoint<u8> = SuspendPoint::new("go");
@@ -213,10 +213,7 @@ async fn subscribing_to_a_stale_running_instance_is_an_error() {
     register_gated(&restarted, &gate, &entered);
     restarted.start().await.unwrap();
     let err = restarted.subscribe("wf", "1").await.unwrap_err();
-    assert!(
-        matches!(err, SubscribeError::StaleRunning { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, EngineError::StaleRunning { .. }), "{err:?}");
     assert_eq!(
         restarted.state("wf", "1").await.unwrap(),
         WorkflowState::Running { status: None }
@@ -235,11 +232,11 @@ async fn unknown_instances_are_not_found() {
     engine.start().await.unwrap();
     assert!(matches!(
         engine.subscribe("wf", "x").await,
-        Err(SubscribeError::NotFound { .. })
+        Err(EngineError::InstanceNotFound { .. })
     ));
     assert!(matches!(
         engine.state("wf", "x").await,
-        Err(StateError::NotFound { .. })
+        Err(EngineError::InstanceNotFound { .. })
     ));
     assert!(engine.get_metadata("wf", "x").await.unwrap().is_none());
 }

@@ -256,7 +256,7 @@ impl RedbStoreBuilder {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStoreExt};
     ///
     /// let backend = redb::backends::InMemoryBackend::new();
     /// let journal = tempfile::tempfile().unwrap();

@@ -4,11 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use memable_core::transitions::WriteOp;
+use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
-    InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
-    SuspendOutcome, TimerEntry, WorkflowMetadata,
+    EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, StepStore, TimerEntry,
+    WorkflowMetadata,
 };
 use memable_store::commit::{Journaled, WriterConfig};
 use memable_store::readers::ReaderPool;
@@ -31,7 +30,7 @@ const READER_THREADS: usize = 2;
 /// # Examples
 ///
 /// ```
-/// use memable_core::{InstanceKey, StartOutcome, StepKind, StepRecord, StepStore};
+/// use memable_core::{InstanceKey, StartOutcome, StepKind, StepRecord, StepStore, StepStoreExt};
 /// use memable_redb::RedbStore;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -157,7 +156,7 @@ impl RedbStore {
     /// # Examples
     ///
     /// ```
-    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStoreExt};
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let store = memable_redb::RedbStore::in_memory().unwrap();
@@ -191,123 +190,8 @@ impl StepStore for RedbStore {
         "redb"
     }
 
-    async fn start_instance(
-        &self,
-        key: InstanceKey,
-        input: StepRecord,
-        now_ms: u64,
-    ) -> Result<StartOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Start { key, input, now_ms })
-            .await?
-            .into_start()
-    }
-
-    async fn commit_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-    ) -> Result<CommitOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Commit {
-                key,
-                step_key,
-                record,
-            })
-            .await?
-            .into_commit()
-    }
-
-    async fn suspend_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-        status: Option<String>,
-        now_ms: u64,
-    ) -> Result<SuspendOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Suspend {
-                key,
-                step_key,
-                record,
-                status,
-                now_ms,
-            })
-            .await?
-            .into_suspend()
-    }
-
-    async fn claim_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        payload: StepRecord,
-        now_ms: u64,
-    ) -> Result<ClaimOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Claim {
-                key,
-                step_key,
-                payload,
-                now_ms,
-            })
-            .await?
-            .into_claim()
-    }
-
-    async fn finish_instance(
-        &self,
-        key: InstanceKey,
-        finish: Finish,
-        now_ms: u64,
-    ) -> Result<FinishOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Finish {
-                key,
-                finish,
-                now_ms,
-            })
-            .await?
-            .into_finish()
-    }
-
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Revive { key, now_ms })
-            .await?
-            .into_revive()
-    }
-
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Cancel { key, now_ms })
-            .await?
-            .into_cancel()
-    }
-
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-        self.inner
-            .writer
-            .submit(WriteOp::Delete { key })
-            .await?
-            .into_delete()
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        self.inner.writer.submit(op).await
     }
 
     async fn load_instance(

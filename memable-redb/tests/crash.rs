@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use memable_core::StepStore;
+use memable_core::StepStoreExt;
 use memable_redb::{Durability, RedbStore};
 use support::{input, key, value};
 

@@ -6,6 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{CommitOutcome, StepStore};
 use memable_redb::RedbStore;
 use support::backend::{Shared, TestBackend};
@@ -57,7 +58,7 @@ async fn queued_writers_share_one_commit() {
     .unwrap();
 
     let mut queued: Vec<_> = (0..300_u32)
-        .map(|i| store.commit_step(k.clone(), format!("q{i}"), value(&i.to_le_bytes())))
+        .map(|i| Box::pin(store.commit_step(k.clone(), format!("q{i}"), value(&i.to_le_bytes()))))
         .collect();
     for op in &mut queued {
         poll_once(op);
@@ -95,8 +96,8 @@ async fn a_lost_compare_and_set_in_a_batch_is_an_answer() {
     .unwrap();
     // Two commits of one key in one batch: the first wins, the second is
     // answered with the kept record.
-    let mut a = store.commit_step(k.clone(), "same".into(), value(b"a"));
-    let mut b = store.commit_step(k.clone(), "same".into(), value(b"b"));
+    let mut a = Box::pin(store.commit_step(k.clone(), "same".into(), value(b"a")));
+    let mut b = Box::pin(store.commit_step(k.clone(), "same".into(), value(b"b")));
     poll_once(&mut a);
     poll_once(&mut b);
     shared.open_gate();
@@ -160,7 +161,7 @@ async fn a_failing_operation_does_not_fail_its_batch() {
             } else {
                 ("good", format!("s{i}"))
             };
-            store.commit_step(key("wf", instance), step, value(b"ok"))
+            Box::pin(store.commit_step(key("wf", instance), step, value(b"ok")))
         })
         .collect();
     for op in &mut ops {
@@ -207,7 +208,7 @@ async fn a_failed_commit_fails_every_operation_of_the_batch() {
     .await
     .unwrap();
     let mut queued: Vec<_> = (0..10_u8)
-        .map(|i| store.commit_step(k.clone(), format!("q{i}"), value(&[i])))
+        .map(|i| Box::pin(store.commit_step(k.clone(), format!("q{i}"), value(&[i]))))
         .collect();
     for op in &mut queued {
         poll_once(op);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use memable_core::StepStore;
+use memable_core::StepStoreExt;
 use memable_redb::{Durability, RedbStore};
 use memable_store::journal::{Journal, JournalFile};
 use redb::ReadableDatabase;

@@ -6,6 +6,7 @@ mod support;
 use std::io::{Seek, SeekFrom, Write};
 use std::process::Command;
 
+use memable_core::StepStoreExt;
 use memable_core::{EngineError, InstanceFilter, StepStore};
 use memable_redb::RedbStore;
 use redb::{ReadableDatabase, TableDefinition};

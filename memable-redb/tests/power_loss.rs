@@ -14,6 +14,7 @@ mod support;
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
     Finish, InstanceFilter, MemoryStore, StatusKind, StepKind, StepRecord, StepStore, TimerEntry,

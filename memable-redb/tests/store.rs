@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{
     ClaimOutcome, Finish, FinishOutcome, InstanceFilter, MetadataStatus, StatusKind, StepKind,
     StepRecord, StepStore, SuspendOutcome,

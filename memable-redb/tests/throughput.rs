@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Instant;
 
-use memable_core::StepStore;
+use memable_core::StepStoreExt;
 use memable_redb::{Durability, RedbStore};
 use support::{input, key, value};
 

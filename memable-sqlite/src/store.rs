@@ -6,9 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use memable_core::transitions::{WriteOp, WriteOutcome};
 use memable_core::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
-    InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
-    SuspendOutcome, TimerEntry, WorkflowMetadata,
+    EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, StepStore, TimerEntry,
+    WorkflowMetadata,
 };
 use rusqlite::{OptionalExtension, params, params_from_iter, types::Value};
 
@@ -144,10 +143,6 @@ impl SqliteStore {
     pub fn stats(&self) -> StoreStats {
         self.shared.counters.stats()
     }
-
-    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
-        self.shared.writer.submit(op).await
-    }
 }
 
 fn read_metadata(
@@ -170,105 +165,8 @@ impl StepStore for SqliteStore {
         "sqlite"
     }
 
-    async fn start_instance(
-        &self,
-        key: InstanceKey,
-        input: StepRecord,
-        now_ms: u64,
-    ) -> Result<StartOutcome, EngineError> {
-        self.write(WriteOp::Start { key, input, now_ms })
-            .await?
-            .into_start()
-    }
-
-    async fn commit_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-    ) -> Result<CommitOutcome, EngineError> {
-        self.write(WriteOp::Commit {
-            key,
-            step_key,
-            record,
-        })
-        .await?
-        .into_commit()
-    }
-
-    async fn suspend_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-        status: Option<String>,
-        now_ms: u64,
-    ) -> Result<SuspendOutcome, EngineError> {
-        self.write(WriteOp::Suspend {
-            key,
-            step_key,
-            record,
-            status,
-            now_ms,
-        })
-        .await?
-        .into_suspend()
-    }
-
-    async fn claim_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        payload: StepRecord,
-        now_ms: u64,
-    ) -> Result<ClaimOutcome, EngineError> {
-        self.write(WriteOp::Claim {
-            key,
-            step_key,
-            payload,
-            now_ms,
-        })
-        .await?
-        .into_claim()
-    }
-
-    async fn finish_instance(
-        &self,
-        key: InstanceKey,
-        finish: Finish,
-        now_ms: u64,
-    ) -> Result<FinishOutcome, EngineError> {
-        self.write(WriteOp::Finish {
-            key,
-            finish,
-            now_ms,
-        })
-        .await?
-        .into_finish()
-    }
-
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError> {
-        self.write(WriteOp::Revive { key, now_ms })
-            .await?
-            .into_revive()
-    }
-
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError> {
-        self.write(WriteOp::Cancel { key, now_ms })
-            .await?
-            .into_cancel()
-    }
-
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-        self.write(WriteOp::Delete { key }).await?.into_delete()
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        self.shared.writer.submit(op).await
     }
 
     async fn load_instance(

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use memable_core::StepStoreExt;
 use memable_core::{InstanceKey, StepKind, StepRecord, StepState, StepStore};
 use memable_sqlite::SqliteStore;
 

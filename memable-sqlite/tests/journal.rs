@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use memable_core::StepStoreExt;
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
 use memable_sqlite::{Durability, SqliteStore};
 

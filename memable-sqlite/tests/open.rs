@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use memable_core::StepStoreExt;
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
 use memable_sqlite::{Durability, SCHEMA_VERSION, SqliteStore};
 

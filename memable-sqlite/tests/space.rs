@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use memable_core::StepStoreExt;
 use memable_core::{
     CommitOutcome, Finish, InstanceFilter, InstanceKey, MetadataStatus, StepKind, StepRecord,
     StepState, StepStore, TimerEntry,

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use memable_core::transitions::WriteOp;
-use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
+use memable_core::{InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt};
 use memable_store::journal::{HEADER_LEN, Journal, RECORD_HEADER_LEN};
 
 /// The environment variable that hands the child its database path.

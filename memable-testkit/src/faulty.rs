@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use memable_core::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
-    InstanceKey, InstanceSnapshot, ReviveOutcome, StartOutcome, StepRecord, StepStore,
-    SuspendOutcome, TimerEntry, WorkflowMetadata,
+    EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, StepStore,
+    StorageError, StorageErrorKind, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
 };
 
-/// One [`StepStore`] method, for fault rules and call counters.
+/// One store operation — a write transition (a [`WriteOp`] kind) or a
+/// [`StepStore`] read — for fault rules and call counters.
 ///
 /// # Examples
 ///
@@ -112,6 +112,31 @@ impl StoreOp {
         }
     }
 
+    /// The operation of a write transition.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, WriteOp};
+    /// use memable_testkit::StoreOp;
+    ///
+    /// let op = WriteOp::Delete { key: InstanceKey::new("a", "1").unwrap() };
+    /// assert_eq!(StoreOp::of(&op), StoreOp::DeleteInstance);
+    /// ```
+    #[must_use]
+    pub fn of(op: &WriteOp) -> Self {
+        match op {
+            WriteOp::Start { .. } => Self::StartInstance,
+            WriteOp::Commit { .. } => Self::CommitStep,
+            WriteOp::Suspend { .. } => Self::SuspendStep,
+            WriteOp::Claim { .. } => Self::ClaimStep,
+            WriteOp::Finish { .. } => Self::FinishInstance,
+            WriteOp::Revive { .. } => Self::ReviveInstance,
+            WriteOp::Cancel { .. } => Self::CancelInstance,
+            WriteOp::Delete { .. } => Self::DeleteInstance,
+        }
+    }
+
     /// `true` for the write transitions.
     ///
     /// # Examples
@@ -140,11 +165,11 @@ impl StoreOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
     /// The call fails **without reaching the inner store**: nothing is
-    /// written, the caller gets `EngineError::storage(op, "injected fault")`.
+    /// written, the caller gets a storage error of kind `Io` naming the op.
     /// This is the atomicity every backend guarantees (`Err` = no effect).
     Fail,
     /// The inner store runs the call and its write is durable, then the
-    /// caller gets `EngineError::storage(op, "injected fault: ack lost")`,
+    /// caller gets a storage error of kind `Io` naming the op,
     /// as when a commit succeeds but its acknowledgement is lost. Code that
     /// retries after an error must cope with the write having happened.
     AckLost,
@@ -365,7 +390,7 @@ struct Counters {
 /// # Examples
 ///
 /// ```
-/// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStore};
+/// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStore, StepStoreExt};
 /// use memable_testkit::{FaultyStore, StoreOp};
 ///
 /// # memable_testkit::__private::block_on(async {
@@ -526,12 +551,15 @@ impl<S: StepStore> FaultyStore<S> {
         match decision.fault {
             Some(FaultKind::Fail) => {
                 tracing::debug!(op = op.name(), "injected fault before the store");
-                Err(EngineError::storage(op.name(), "injected fault"))
+                Err(StorageError::new(StorageErrorKind::Io, op.name(), "injected fault").into())
             }
             Some(FaultKind::AckLost) => {
                 call().await?;
                 tracing::debug!(op = op.name(), "injected fault after the store (ack lost)");
-                Err(EngineError::storage(op.name(), "injected fault: ack lost"))
+                Err(
+                    StorageError::new(StorageErrorKind::Io, op.name(), "injected fault: ack lost")
+                        .into(),
+                )
             }
             None => call().await,
         }
@@ -544,94 +572,9 @@ impl<S: StepStore> StepStore for FaultyStore<S> {
         self.inner.name()
     }
 
-    async fn start_instance(
-        &self,
-        key: InstanceKey,
-        input: StepRecord,
-        now_ms: u64,
-    ) -> Result<StartOutcome, EngineError> {
-        self.guarded(StoreOp::StartInstance, || {
-            self.inner.start_instance(key, input, now_ms)
-        })
-        .await
-    }
-
-    async fn commit_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-    ) -> Result<CommitOutcome, EngineError> {
-        self.guarded(StoreOp::CommitStep, || {
-            self.inner.commit_step(key, step_key, record)
-        })
-        .await
-    }
-
-    async fn suspend_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-        status: Option<String>,
-        now_ms: u64,
-    ) -> Result<SuspendOutcome, EngineError> {
-        self.guarded(StoreOp::SuspendStep, || {
-            self.inner
-                .suspend_step(key, step_key, record, status, now_ms)
-        })
-        .await
-    }
-
-    async fn claim_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        payload: StepRecord,
-        now_ms: u64,
-    ) -> Result<ClaimOutcome, EngineError> {
-        self.guarded(StoreOp::ClaimStep, || {
-            self.inner.claim_step(key, step_key, payload, now_ms)
-        })
-        .await
-    }
-
-    async fn finish_instance(
-        &self,
-        key: InstanceKey,
-        finish: Finish,
-        now_ms: u64,
-    ) -> Result<FinishOutcome, EngineError> {
-        self.guarded(StoreOp::FinishInstance, || {
-            self.inner.finish_instance(key, finish, now_ms)
-        })
-        .await
-    }
-
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError> {
-        self.guarded(StoreOp::ReviveInstance, || {
-            self.inner.revive_instance(key, now_ms)
-        })
-        .await
-    }
-
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError> {
-        self.guarded(StoreOp::CancelInstance, || {
-            self.inner.cancel_instance(key, now_ms)
-        })
-        .await
-    }
-
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-        self.guarded(StoreOp::DeleteInstance, || self.inner.delete_instance(key))
+    /// Each transition is ruled and counted as its own [`StoreOp`].
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        self.guarded(StoreOp::of(&op), || self.inner.write(op))
             .await
     }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{
     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepKind, StepRecord, StepState,
     StepStore, TimerEntry, WorkflowMetadata,

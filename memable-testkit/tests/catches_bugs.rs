@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use memable_core::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter,
-    InstanceKey, InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepKind, StepRecord,
-    StepStore, SuspendOutcome, TimerEntry, WorkflowMetadata,
+    ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter, InstanceKey,
+    InstanceSnapshot, MemoryStore, StartOutcome, StepKind, StepRecord, StepStore, StepStoreExt,
+    SuspendOutcome, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
 };
 use memable_testkit::{Capabilities, StoreFactory, StoreFixture, cases};
 
@@ -52,12 +52,8 @@ struct Broken {
     commits: AtomicU64,
 }
 
-#[async_trait]
-impl StepStore for Broken {
-    fn name(&self) -> &'static str {
-        "broken"
-    }
-    async fn start_instance(
+impl Broken {
+    async fn start(
         &self,
         key: InstanceKey,
         input: StepRecord,
@@ -68,7 +64,7 @@ impl StepStore for Broken {
         }
         self.inner.start_instance(key, input, now_ms).await
     }
-    async fn commit_step(
+    async fn commit(
         &self,
         key: InstanceKey,
         step_key: String,
@@ -93,7 +89,7 @@ impl StepStore for Broken {
         }
         self.inner.commit_step(key, step_key, record).await
     }
-    async fn suspend_step(
+    async fn suspend(
         &self,
         key: InstanceKey,
         step_key: String,
@@ -110,7 +106,7 @@ impl StepStore for Broken {
             .suspend_step(key, step_key, record, status, now_ms)
             .await
     }
-    async fn claim_step(
+    async fn claim(
         &self,
         key: InstanceKey,
         step_key: String,
@@ -127,7 +123,7 @@ impl StepStore for Broken {
             outcome
         })
     }
-    async fn finish_instance(
+    async fn finish(
         &self,
         key: InstanceKey,
         finish: Finish,
@@ -144,21 +140,7 @@ impl StepStore for Broken {
         };
         self.inner.finish_instance(key, finish, now_ms).await
     }
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError> {
-        self.inner.revive_instance(key, now_ms).await
-    }
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError> {
-        self.inner.cancel_instance(key, now_ms).await
-    }
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
+    async fn delete(&self, key: InstanceKey) -> Result<bool, EngineError> {
         if self.bug == Bug::PrefixDelete {
             let all = self
                 .inner
@@ -174,6 +156,46 @@ impl StepStore for Broken {
         }
         let existed = self.inner.delete_instance(key).await?;
         Ok(existed || self.bug == Bug::DeleteMissingTrue)
+    }
+}
+
+#[async_trait]
+impl StepStore for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        Ok(match op {
+            WriteOp::Start { key, input, now_ms } => {
+                WriteOutcome::Start(self.start(key, input, now_ms).await?)
+            }
+            WriteOp::Commit {
+                key,
+                step_key,
+                record,
+            } => WriteOutcome::Commit(self.commit(key, step_key, record).await?),
+            WriteOp::Suspend {
+                key,
+                step_key,
+                record,
+                status,
+                now_ms,
+            } => WriteOutcome::Suspend(self.suspend(key, step_key, record, status, now_ms).await?),
+            WriteOp::Claim {
+                key,
+                step_key,
+                payload,
+                now_ms,
+            } => WriteOutcome::Claim(self.claim(key, step_key, payload, now_ms).await?),
+            WriteOp::Finish {
+                key,
+                finish,
+                now_ms,
+            } => WriteOutcome::Finish(self.finish(key, finish, now_ms).await?),
+            // Revive and cancel have no bug of their own.
+            op @ (WriteOp::Revive { .. } | WriteOp::Cancel { .. }) => self.inner.write(op).await?,
+            WriteOp::Delete { key } => WriteOutcome::Delete(self.delete(key).await?),
+        })
     }
     async fn load_instance(
         &self,

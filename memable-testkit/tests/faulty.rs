@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use memable_core::{CommitOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStore};
+use memable_core::{
+    CommitOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStore, StepStoreExt,
+};
 use memable_testkit::{FaultyStore, StoreOp};
 
 fn key() -> InstanceKey {

@@ -72,7 +72,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Replaces the system clock (tests use [`ManualClock`](crate::ManualClock)
+    /// Replaces the system clock (tests use `ManualClock`, feature `test-util`,
     /// to move timers and backoff without sleeping).
     ///
     /// # Examples

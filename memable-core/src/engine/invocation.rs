@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::Engine;
-use super::live::{LiveInstance, LiveInstances, RunRequest};
+use super::live::{LiveInstance, RunEnd, RunRequest};
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
-    WorkflowState, decode_value, encode_value, type_tag, validate_key, validate_user_key,
+    StepStoreExt, StorageError, WorkflowState, decode_value, encode_value, type_tag, validate_key,
+    validate_user_key,
 };
 
 /// Builds an invocation of a workflow: optional instance id and input.
@@ -101,7 +102,7 @@ impl InvokeBuilder {
         let inner = &self.engine.inner;
         inner.ensure_started()?;
         validate_user_key("workflow_name", &self.workflow)?;
-        inner.registry().ensure(&self.workflow)?;
+        inner.registry.ensure(&self.workflow)?;
         let id = match self.id {
             Some(id) => {
                 validate_key("instance_id", &id)?;
@@ -128,7 +129,7 @@ impl InvokeBuilder {
             StartOutcome::Exists(meta) => {
                 let (guard, rx) = inner
                     .live
-                    .subscribe(inner, &key, || WorkflowState::from(&meta.status));
+                    .subscribe(&key, || WorkflowState::from(&meta.status));
                 Ok(Invocation {
                     engine: self.engine.clone(),
                     key,
@@ -199,7 +200,7 @@ impl Invocation {
         rx: watch::Receiver<WorkflowState>,
         created: bool,
     ) -> Self {
-        let guard = LiveInstances::guard_for(&engine.inner, &key, entry);
+        let guard = engine.inner.live.guard_for(&key, entry);
         Self {
             engine: engine.clone(),
             key,
@@ -282,35 +283,47 @@ impl Invocation {
     /// Waits until the instance completes and returns its output as `O`.
     ///
     /// Errors: [`WorkflowFailed`](EngineError::WorkflowFailed),
+    /// [`WorkflowPanicked`](EngineError::WorkflowPanicked),
     /// [`Cancelled`](EngineError::Cancelled),
     /// [`Suspended`](EngineError::Suspended) if it suspended instead,
-    /// [`TypeMismatch`](EngineError::TypeMismatch) for a wrong `O`.
+    /// [`TypeMismatch`](EngineError::TypeMismatch) for a wrong `O`, and
+    /// [`Storage`](EngineError::Storage) when the run ended but the store
+    /// failed to record how (the outcome is unknown; the instance runs again
+    /// on the next start, resume or invoke of its id).
     ///
     /// # Examples
     ///
     /// See [`Engine`].
     pub async fn wait_output<O: DeserializeOwned + 'static>(self) -> Result<O, EngineError> {
-        match self.wait().await? {
-            WorkflowState::Suspended { key, .. } => Err(EngineError::Suspended { key }),
-            WorkflowState::Failed { error } => Err(EngineError::WorkflowFailed {
-                workflow_name: self.key.workflow().to_owned(),
-                instance_id: self.key.instance().to_owned(),
+        let state = self.wait().await?;
+        // A run that ended while this handle watched left what it knows
+        // beyond its state in the live entry: no store read needed.
+        let end = self.stream.run_end();
+        match (state, end) {
+            (WorkflowState::Suspended { key, .. }, _) => Err(EngineError::Suspended { key }),
+            (WorkflowState::Failed { .. }, Some(RunEnd::Panicked(message))) => {
+                Err(EngineError::WorkflowPanicked {
+                    key: self.key,
+                    message,
+                })
+            }
+            (WorkflowState::Failed { error }, _) => Err(EngineError::WorkflowFailed {
+                key: self.key,
                 error,
             }),
-            state => {
-                // A run that completed while this handle watched left its
-                // output in the live entry: no store read needed.
-                let output = matches!(state, WorkflowState::Completed { .. })
-                    .then(|| self.stream.run_output())
-                    .flatten();
-                match output {
-                    Some(output) => decode_value(OUTPUT_KEY, &output.type_tag, &output.value),
-                    None => {
-                        self.engine
-                            .output(self.key.workflow(), self.key.instance())
-                            .await
-                    }
-                }
+            (WorkflowState::OutcomeUnknown { .. }, Some(RunEnd::Unrecorded(error))) => {
+                Err(EngineError::Storage(error))
+            }
+            (WorkflowState::OutcomeUnknown { kind, error }, _) => {
+                Err(StorageError::new(kind, "wait_output", error).into())
+            }
+            (WorkflowState::Completed { .. }, Some(RunEnd::Completed(output))) => {
+                decode_value(OUTPUT_KEY, &output.type_tag, &output.value)
+            }
+            _ => {
+                self.engine
+                    .output(self.key.workflow(), self.key.instance())
+                    .await
             }
         }
     }

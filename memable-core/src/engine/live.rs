@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use foldhash::fast::RandomState;
 use tokio::sync::watch;
+#[cfg(feature = "test-util")]
 use tokio::task::AbortHandle;
 
-use super::Inner;
-use crate::{InstanceKey, StepRecord, WorkflowState};
+use crate::{InstanceKey, StepRecord, StorageError, WorkflowState};
 
 /// Why a run was requested.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,12 +34,23 @@ impl RunRequest {
     }
 }
 
+/// What a handle needs of a run's end beyond its published state.
+#[derive(Clone, Debug)]
+pub(crate) enum RunEnd {
+    /// The run completed with this output record (so `wait_output` needs no
+    /// store read).
+    Completed(StepRecord),
+    /// The workflow panicked with this message.
+    Panicked(String),
+    /// The run's end could not be recorded: this storage error.
+    Unrecorded(StorageError),
+}
+
 /// One live instance.
 pub(crate) struct LiveInstance {
     pub state: watch::Sender<WorkflowState>,
-    /// The output record of the last run that completed, for handles
-    /// waiting on this entry (so `wait_output` needs no store read).
-    output: Mutex<Option<StepRecord>>,
+    /// How the last run that ended on this entry ended, beyond its state.
+    ended: Mutex<Option<RunEnd>>,
     cancelled: AtomicBool,
     cancel_wakeup: tokio::sync::Notify,
     slot: Mutex<RunSlot>,
@@ -49,6 +60,8 @@ pub(crate) struct LiveInstance {
 struct RunSlot {
     running: bool,
     rerun: Option<RunRequest>,
+    /// The task of the run in progress, for `Engine::abort`.
+    #[cfg(feature = "test-util")]
     abort: Option<AbortHandle>,
 }
 
@@ -56,7 +69,7 @@ impl LiveInstance {
     fn new(initial: WorkflowState) -> Self {
         Self {
             state: watch::Sender::new(initial),
-            output: Mutex::new(None),
+            ended: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             cancel_wakeup: tokio::sync::Notify::new(),
             slot: Mutex::new(RunSlot::default()),
@@ -86,19 +99,29 @@ impl LiveInstance {
         });
     }
 
-    /// Publishes that the run completed with `output`: the record is kept
-    /// for the handles before `state` reaches them.
-    pub fn publish_completed(&self, output: StepRecord, state: WorkflowState) {
+    /// Publishes how a run ended: `end` is kept for the handles before
+    /// `state` reaches them.
+    pub fn publish_end(&self, end: Option<RunEnd>, state: WorkflowState) {
         *self
-            .output
+            .ended
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(output);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = end;
         self.publish(state);
     }
 
-    /// The output record of the last completed run, if this entry saw one.
-    pub fn output(&self) -> Option<StepRecord> {
-        self.output
+    /// Publishes a run whose end could not be recorded because of `error`.
+    pub fn publish_unrecorded(&self, error: StorageError) {
+        let state = WorkflowState::OutcomeUnknown {
+            kind: error.kind(),
+            error: error.to_string(),
+        };
+        self.publish_end(Some(RunEnd::Unrecorded(error)), state);
+    }
+
+    /// How the last run that ended on this entry ended, if it said more
+    /// than its state.
+    pub fn run_end(&self) -> Option<RunEnd> {
+        self.ended
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -135,7 +158,7 @@ impl LiveInstance {
 /// Keeps a live entry alive for a subscriber and removes it, when the last
 /// subscriber goes and no run is in progress.
 pub(crate) struct LiveGuard {
-    registry: Weak<Inner>,
+    live: Weak<LiveInstances>,
     key: InstanceKey,
     entry: Arc<LiveInstance>,
 }
@@ -152,9 +175,9 @@ impl LiveGuard {
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        if let Some(inner) = self.registry.upgrade() {
+        if let Some(live) = self.live.upgrade() {
             // The subscriber's own receiver is still alive here.
-            inner.live.release(&self.key, &self.entry, 1);
+            live.release(&self.key, &self.entry, 1);
         }
     }
 }
@@ -276,7 +299,9 @@ impl LiveInstances {
         (triggered, receiver)
     }
 
-    /// Records the abort handle of the task running `entry`.
+    /// Records the abort handle of the task running `entry` (only
+    /// `Engine::abort` uses it).
+    #[cfg(feature = "test-util")]
     pub fn set_abort(entry: &LiveInstance, abort: AbortHandle) {
         entry.slot().abort = Some(abort);
     }
@@ -290,7 +315,10 @@ impl LiveInstances {
             return Some(next);
         }
         slot.running = false;
-        slot.abort = None;
+        #[cfg(feature = "test-util")]
+        {
+            slot.abort = None;
+        }
         drop(slot);
         if entry.state.receiver_count() == 0 {
             Self::remove_if_same(&mut map, key, entry);
@@ -317,8 +345,7 @@ impl LiveInstances {
     /// A guard + receiver on `key`'s entry, creating an idle entry with
     /// `initial` if there is none.
     pub fn subscribe(
-        &self,
-        registry: &Arc<Inner>,
+        self: &Arc<Self>,
         key: &InstanceKey,
         initial: impl FnOnce() -> WorkflowState,
     ) -> (LiveGuard, watch::Receiver<WorkflowState>) {
@@ -331,7 +358,7 @@ impl LiveInstances {
         drop(map);
         (
             LiveGuard {
-                registry: Arc::downgrade(registry),
+                live: Arc::downgrade(self),
                 key: key.clone(),
                 entry,
             },
@@ -340,19 +367,16 @@ impl LiveInstances {
     }
 
     /// A guard for an entry the caller already holds a receiver of.
-    pub fn guard_for(
-        registry: &Arc<Inner>,
-        key: &InstanceKey,
-        entry: Arc<LiveInstance>,
-    ) -> LiveGuard {
+    pub fn guard_for(self: &Arc<Self>, key: &InstanceKey, entry: Arc<LiveInstance>) -> LiveGuard {
         LiveGuard {
-            registry: Arc::downgrade(registry),
+            live: Arc::downgrade(self),
             key: key.clone(),
             entry,
         }
     }
 
     /// Aborts every run in progress (crash simulation).
+    #[cfg(feature = "test-util")]
     pub fn abort_all(&self) {
         let map = self.lock();
         for entry in map.values() {

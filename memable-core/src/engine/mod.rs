@@ -1,12 +1,22 @@
 //! The [`Engine`]: registers workflows, starts, signals, resumes, cancels and
 //! observes instances.
+//!
+//! Its parts: [`builder`] (configuration), [`registry`] (workflow functions
+//! by name), [`live`] (the instances live in this process, which serialise
+//! runs and carry published states), [`run`] (one run of an instance and
+//! the [`Context`] it gives the workflow), [`scheduler`] (fires due timers),
+//! [`invocation`] (starting an instance and following it) and [`status`]
+//! (the states observers see). Only the engine's own modules reach its
+//! shared state ([`Inner`]); a run reaches exactly what its
+//! [`RunEnv`](run::RunEnv) holds.
 
 mod builder;
 mod invocation;
-pub(crate) mod live;
+mod live;
 mod registry;
 mod run;
 mod scheduler;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,13 +28,15 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use invocation::{Invocation, InvokeBuilder};
+pub use run::{Context, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
+pub use status::{StatusStream, WorkflowState};
 
 use crate::key::OUTPUT_KEY;
 use crate::{
-    CancelOutcome, ClaimOutcome, Clock, Context, EngineError, InstanceFilter, InstanceKey,
-    MetadataStatus, RetryPolicy, StateError, StatusStream, StepKind, StepRecord, StepState,
-    StepStore, SubscribeError, SuspendPoint, WorkflowMetadata, WorkflowState, decode_value,
-    encode_value, type_tag, validate_user_key,
+    CancelOutcome, ClaimOutcome, Clock, EngineError, InstanceFilter, InstanceKey, MetadataStatus,
+    RetryPolicy, StatusKind, StepKind, StepRecord, StepState, StepStore, StepStoreExt,
+    StorageError, StorageErrorKind, WorkflowMetadata, decode_value, encode_value, type_tag,
+    validate_user_key,
 };
 use live::{LiveInstances, RunRequest, Triggered};
 use registry::Registry;
@@ -34,19 +46,22 @@ const NOT_STARTED: u8 = 0;
 const STARTED: u8 = 1;
 const STOPPED: u8 = 2;
 
-/// Shared state behind every [`Engine`] clone, every run and the scheduler.
-pub(crate) struct Inner {
-    pub store: Arc<dyn StepStore>,
-    pub clock: Arc<dyn Clock>,
-    pub default_retry: RetryPolicy,
-    pub strict_keys: bool,
+/// Shared state behind every [`Engine`] clone, the run loops and the
+/// scheduler. Its fields are private to the engine's modules; a workflow's
+/// [`Context`] never sees it.
+struct Inner {
+    store: Arc<dyn StepStore>,
+    clock: Arc<dyn Clock>,
+    default_retry: RetryPolicy,
+    strict_keys: bool,
     resume_on_start: bool,
     lifecycle: AtomicU8,
+    /// Set by `Engine::abort` (feature `test-util`): runs write nothing more.
     aborted: AtomicBool,
     registry: Registry,
-    pub live: LiveInstances,
+    live: Arc<LiveInstances>,
     active_runs: Arc<watch::Sender<usize>>,
-    pub timers: Arc<TimerWakeup>,
+    timers: Arc<TimerWakeup>,
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -125,7 +140,7 @@ impl Engine {
                 lifecycle: AtomicU8::new(NOT_STARTED),
                 aborted: AtomicBool::new(false),
                 registry: Registry::default(),
-                live: LiveInstances::default(),
+                live: Arc::default(),
                 active_runs: Arc::new(watch::Sender::new(0)),
                 timers: Arc::new(TimerWakeup::default()),
                 scheduler: std::sync::Mutex::new(None),
@@ -253,7 +268,8 @@ impl Engine {
 
     /// Simulates a crash: stops the engine and aborts every run at its next
     /// await point, writing nothing more. What was committed stays; the next
-    /// engine on the same store recovers the rest. For tests.
+    /// engine on the same store recovers the rest. For tests (feature
+    /// `test-util`).
     ///
     /// # Examples
     ///
@@ -264,6 +280,7 @@ impl Engine {
     /// engine.abort();
     /// # }
     /// ```
+    #[cfg(feature = "test-util")]
     pub fn abort(&self) {
         self.inner.aborted.store(true, Ordering::Release);
         self.stop();
@@ -366,10 +383,9 @@ impl Engine {
         self.inner.registry.ensure(workflow)?;
         match self.inner.store.get_metadata(&key).await? {
             None => Err(not_found(&key)),
-            Some(meta) if meta.status == MetadataStatus::Cancelled => Err(EngineError::Cancelled {
-                workflow_name: workflow.to_owned(),
-                instance_id: instance_id.to_owned(),
-            }),
+            Some(meta) if meta.status == MetadataStatus::Cancelled => {
+                Err(EngineError::Cancelled { key })
+            }
             Some(_) => {
                 let (entry, rx) = self.inner.trigger_run(&key, RunRequest { resume: true });
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
@@ -508,7 +524,7 @@ impl Engine {
                 Ok(())
             }
             CancelOutcome::NotActive(None) => Err(not_found(&key)),
-            CancelOutcome::NotActive(Some(status)) => Err(invalid_state("cancel", &key, &status)),
+            CancelOutcome::NotActive(Some(status)) => Err(invalid_state("cancel", key, &status)),
         }
     }
 
@@ -535,9 +551,8 @@ impl Engine {
         if self.inner.live.get(&key).is_some_and(|e| e.is_running()) {
             return Err(EngineError::InvalidState {
                 operation: "delete",
-                workflow_name: workflow.to_owned(),
-                instance_id: instance_id.to_owned(),
-                state: "running".to_owned(),
+                key,
+                state: StatusKind::Running,
             });
         }
         self.inner.store.delete_instance(key).await
@@ -546,92 +561,77 @@ impl Engine {
     /// The instance's live state: the in-process state while a run is in
     /// progress (with its status message), else the persisted status.
     ///
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound), key
+    /// errors, storage errors.
+    ///
     /// # Examples
     ///
     /// ```
-    /// use memable_core::{Engine, StateError};
+    /// use memable_core::{Engine, EngineError};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let engine = Engine::builder().build();
-    /// assert!(matches!(engine.state("etl", "404").await, Err(StateError::NotFound { .. })));
+    /// assert!(matches!(engine.state("etl", "404").await, Err(EngineError::InstanceNotFound { .. })));
     /// # }
     /// ```
     pub async fn state(
         &self,
         workflow: &str,
         instance_id: &str,
-    ) -> Result<WorkflowState, StateError> {
-        let key = InstanceKey::new(workflow, instance_id).map_err(StateError::Engine)?;
+    ) -> Result<WorkflowState, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
         if let Some(entry) = self.inner.live.get(&key)
             && entry.is_running()
         {
             return Ok(entry.state.borrow().clone());
         }
-        match self.inner.store.get_metadata(&key).await {
-            Ok(Some(meta)) => Ok(WorkflowState::from(&meta.status)),
-            Ok(None) => Err(StateError::NotFound {
-                workflow_name: workflow.to_owned(),
-                instance_id: instance_id.to_owned(),
-            }),
-            Err(e) => Err(StateError::Engine(e)),
+        match self.inner.store.get_metadata(&key).await? {
+            Some(meta) => Ok(WorkflowState::from(&meta.status)),
+            None => Err(EngineError::InstanceNotFound { key }),
         }
     }
 
     /// Follows an instance's states; see [`StatusStream`].
     ///
-    /// Errors with [`SubscribeError::StaleRunning`] when the store says
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound);
+    /// [`StaleRunning`](EngineError::StaleRunning) when the store says
     /// `Running` but no run is in progress in this process (a crash left it;
-    /// call [`resume`](Engine::resume)).
+    /// call [`resume`](Engine::resume)); key errors, storage errors.
     ///
     /// # Examples
     ///
     /// ```
-    /// use memable_core::{Engine, SubscribeError};
+    /// use memable_core::{Engine, EngineError};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let engine = Engine::builder().build();
-    /// assert!(matches!(engine.subscribe("etl", "404").await, Err(SubscribeError::NotFound { .. })));
+    /// assert!(matches!(engine.subscribe("etl", "404").await, Err(EngineError::InstanceNotFound { .. })));
     /// # }
     /// ```
     pub async fn subscribe(
         &self,
         workflow: &str,
         instance_id: &str,
-    ) -> Result<StatusStream, SubscribeError> {
-        let key = InstanceKey::new(workflow, instance_id).map_err(SubscribeError::Engine)?;
+    ) -> Result<StatusStream, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
         if let Some(entry) = self.inner.live.get(&key) {
             let rx = entry.state.subscribe();
-            let guard = LiveInstances::guard_for(&self.inner, &key, entry);
+            let guard = self.inner.live.guard_for(&key, entry);
             return Ok(StatusStream::new(guard, rx));
         }
-        let meta = self
-            .inner
-            .store
-            .get_metadata(&key)
-            .await
-            .map_err(SubscribeError::Engine)?
-            .ok_or_else(|| SubscribeError::NotFound {
-                workflow_name: workflow.to_owned(),
-                instance_id: instance_id.to_owned(),
-            })?;
+        let Some(meta) = self.inner.store.get_metadata(&key).await? else {
+            return Err(EngineError::InstanceNotFound { key });
+        };
         let (guard, rx) = self
             .inner
             .live
-            .subscribe(&self.inner, &key, || WorkflowState::from(&meta.status));
+            .subscribe(&key, || WorkflowState::from(&meta.status));
         if !guard.entry().is_running() {
             // Re-read: a run may have finished between the read and the subscription.
-            let fresh = self
-                .inner
-                .store
-                .get_metadata(&key)
-                .await
-                .map_err(SubscribeError::Engine)?;
+            let fresh = self.inner.store.get_metadata(&key).await?;
             if let Some(fresh) = fresh {
                 if fresh.status == MetadataStatus::Running && !self.inner.live.is_active(&key) {
-                    return Err(SubscribeError::StaleRunning {
-                        workflow_name: workflow.to_owned(),
-                        instance_id: instance_id.to_owned(),
-                    });
+                    return Err(EngineError::StaleRunning { key });
                 }
                 if !guard.entry().is_running() {
                     guard.entry().publish(WorkflowState::from(&fresh.status));
@@ -709,46 +709,34 @@ impl Engine {
         instance_id: &str,
     ) -> Result<O, EngineError> {
         let key = InstanceKey::new(workflow, instance_id)?;
-        let meta = self
-            .inner
-            .store
-            .get_metadata(&key)
-            .await?
-            .ok_or_else(|| not_found(&key))?;
+        let Some(meta) = self.inner.store.get_metadata(&key).await? else {
+            return Err(EngineError::InstanceNotFound { key });
+        };
         match &meta.status {
             MetadataStatus::Completed(_) => {}
             MetadataStatus::Failed(error) => {
                 return Err(EngineError::WorkflowFailed {
-                    workflow_name: workflow.to_owned(),
-                    instance_id: instance_id.to_owned(),
+                    key,
                     error: error.clone(),
                 });
             }
-            MetadataStatus::Cancelled => {
-                return Err(EngineError::Cancelled {
-                    workflow_name: workflow.to_owned(),
-                    instance_id: instance_id.to_owned(),
-                });
-            }
-            other => return Err(invalid_state("read the output of", &key, other)),
+            MetadataStatus::Cancelled => return Err(EngineError::Cancelled { key }),
+            other => return Err(invalid_state("read the output of", key, other)),
         }
-        let record = self
-            .inner
-            .store
-            .get_step(&key, OUTPUT_KEY)
-            .await?
-            .ok_or_else(|| {
-                EngineError::storage(
-                    "output",
-                    format!("{key} is completed but has no _output record"),
-                )
-            })?;
+        let Some(record) = self.inner.store.get_step(&key, OUTPUT_KEY).await? else {
+            return Err(StorageError::new(
+                StorageErrorKind::Corrupt,
+                "output",
+                format!("{key} is completed but has no _output record"),
+            )
+            .into());
+        };
         decode_value(OUTPUT_KEY, &record.type_tag, &record.value)
     }
 }
 
 impl Inner {
-    pub fn ensure_started(&self) -> Result<(), EngineError> {
+    fn ensure_started(&self) -> Result<(), EngineError> {
         match self.lifecycle.load(Ordering::Acquire) {
             STARTED => Ok(()),
             NOT_STARTED => Err(EngineError::NotStarted),
@@ -756,21 +744,17 @@ impl Inner {
         }
     }
 
-    pub fn is_stopped(&self) -> bool {
+    fn is_stopped(&self) -> bool {
         self.lifecycle.load(Ordering::Acquire) == STOPPED
     }
 
-    pub fn is_aborted(&self) -> bool {
+    fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
-    }
-
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// Runs `key` now, or queues the request behind its run in progress.
     /// Returns the live entry and a receiver subscribed before the run starts.
-    pub fn trigger_run(
+    fn trigger_run(
         self: &Arc<Self>,
         key: &InstanceKey,
         request: RunRequest,
@@ -792,27 +776,23 @@ impl Inner {
         (entry, receiver)
     }
 
-    pub fn active_runs(&self) -> Arc<watch::Sender<usize>> {
+    fn active_runs(&self) -> Arc<watch::Sender<usize>> {
         Arc::clone(&self.active_runs)
     }
 }
 
-pub(crate) fn not_found(key: &InstanceKey) -> EngineError {
-    EngineError::InstanceNotFound {
-        workflow_name: key.workflow().to_owned(),
-        instance_id: key.instance().to_owned(),
-    }
+fn not_found(key: &InstanceKey) -> EngineError {
+    EngineError::InstanceNotFound { key: key.clone() }
 }
 
-pub(crate) fn invalid_state(
+fn invalid_state(
     operation: &'static str,
-    key: &InstanceKey,
+    key: InstanceKey,
     status: &MetadataStatus,
 ) -> EngineError {
     EngineError::InvalidState {
         operation,
-        workflow_name: key.workflow().to_owned(),
-        instance_id: key.instance().to_owned(),
-        state: WorkflowState::from(status).to_string(),
+        key,
+        state: status.kind(),
     }
 }

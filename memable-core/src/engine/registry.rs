@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use super::Context;
 use crate::key::OUTPUT_KEY;
-use crate::{Context, EngineError, StepKind, StepRecord, encode_value, type_tag};
+use crate::{EngineError, StepKind, StepRecord, encode_value, type_tag};
 
 /// A workflow's future, producing the `_output` record.
 pub(crate) type WorkflowFuture =

@@ -14,7 +14,10 @@ use tokio::task::JoinSet;
 
 use super::Inner;
 use super::live::RunRequest;
-use crate::{ClaimOutcome, EngineError, StepKind, StepRecord, TimerEntry, encode_value, type_tag};
+use crate::{
+    ClaimOutcome, EngineError, StepKind, StepRecord, StepStoreExt, TimerEntry, encode_value,
+    type_tag,
+};
 
 /// Due timers fired per store read.
 const BATCH: usize = 4096;

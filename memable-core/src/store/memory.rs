@@ -6,11 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::transitions::{self, Transaction, WriteOp};
-use super::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
-    InstanceSnapshot, ReviveOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry,
-};
+use super::transitions::{self, Transaction, WriteOp, WriteOutcome};
+use super::{InstanceFilter, InstanceSnapshot, StepStore, TimerEntry};
 use crate::{EngineError, InstanceKey, StatusKind, StepRecord, WorkflowMetadata};
 
 /// A [`StepStore`] that keeps everything in process memory.
@@ -23,7 +20,7 @@ use crate::{EngineError, InstanceKey, StatusKind, StepRecord, WorkflowMetadata};
 /// # Examples
 ///
 /// ```
-/// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStore, StartOutcome};
+/// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStore, StepStoreExt, StartOutcome};
 ///
 /// # tokio_test_block_on(async {
 /// let store = MemoryStore::new();
@@ -74,10 +71,6 @@ impl MemoryStore {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn write(&self, op: &WriteOp) -> Result<transitions::WriteOutcome, EngineError> {
-        transitions::apply(op, &mut *self.lock())
     }
 }
 
@@ -172,96 +165,10 @@ impl StepStore for MemoryStore {
         "memory"
     }
 
-    async fn start_instance(
-        &self,
-        key: InstanceKey,
-        input: StepRecord,
-        now_ms: u64,
-    ) -> Result<StartOutcome, EngineError> {
-        self.write(&WriteOp::Start { key, input, now_ms })?
-            .into_start()
-    }
-
-    async fn commit_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-    ) -> Result<CommitOutcome, EngineError> {
-        self.write(&WriteOp::Commit {
-            key,
-            step_key,
-            record,
-        })?
-        .into_commit()
-    }
-
-    async fn suspend_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-        status: Option<String>,
-        now_ms: u64,
-    ) -> Result<SuspendOutcome, EngineError> {
-        self.write(&WriteOp::Suspend {
-            key,
-            step_key,
-            record,
-            status,
-            now_ms,
-        })?
-        .into_suspend()
-    }
-
-    async fn claim_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        payload: StepRecord,
-        now_ms: u64,
-    ) -> Result<ClaimOutcome, EngineError> {
-        self.write(&WriteOp::Claim {
-            key,
-            step_key,
-            payload,
-            now_ms,
-        })?
-        .into_claim()
-    }
-
-    async fn finish_instance(
-        &self,
-        key: InstanceKey,
-        finish: Finish,
-        now_ms: u64,
-    ) -> Result<FinishOutcome, EngineError> {
-        self.write(&WriteOp::Finish {
-            key,
-            finish,
-            now_ms,
-        })?
-        .into_finish()
-    }
-
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError> {
-        self.write(&WriteOp::Revive { key, now_ms })?.into_revive()
-    }
-
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError> {
-        self.write(&WriteOp::Cancel { key, now_ms })?.into_cancel()
-    }
-
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-        self.write(&WriteOp::Delete { key })?.into_delete()
+    /// Applies `op` with [`transitions::apply`] under the store's lock:
+    /// every transition is atomic because nothing else runs meanwhile.
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        transitions::apply(&op, &mut *self.lock())
     }
 
     async fn load_instance(

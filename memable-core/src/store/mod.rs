@@ -1,26 +1,44 @@
-//! The storage contract: [`StepStore`], its outcomes, and the in-memory
-//! reference store.
+//! The storage contract: [`StepStore`] (one write entry point, six reads),
+//! the typed transitions on top of it ([`StepStoreExt`]), their outcomes,
+//! and the in-memory reference store.
 //!
-//! Every write method is one of the atomic transitions of the engine's state
-//! machine and must be applied in **one** store transaction: either all of its
-//! effects are durable when it returns `Ok`, or none are. Expected refusals
-//! (a lost compare-and-set, an instance that does not exist) are `Ok` outcome
-//! values, never errors; `Err` means storage failed and nothing was written.
+//! # The contract
 //!
-//! Write methods take their data by value so a backend can move them to a
-//! writer thread and group-commit many concurrent calls into one transaction
-//! (see [`transitions`] for a helper that applies any transition inside a backend's
-//! transaction). Timestamps come from the engine's clock as arguments; stores
-//! never read a clock.
+//! Every write is one [`WriteOp`]: one of the atomic transitions of the
+//! engine's state machine (start, commit, suspend, claim, finish, revive,
+//! cancel, delete; [`transitions`] holds the rules of each, once, over any
+//! backend's transaction). A store applies it in **one** transaction: either
+//! all of its effects are durable when [`StepStore::write`] returns `Ok`, or
+//! none are. Expected refusals (a lost compare-and-set, an instance that does
+//! not exist) are `Ok` outcome values, never errors; `Err` means storage
+//! failed and nothing was written (or, for a lost acknowledgement, the caller
+//! cannot know: the engine treats every `Err` as "outcome unknown" and
+//! recovers by re-reading).
+//!
+//! Ops carry their data by value so a backend can move them to a writer
+//! thread and group-commit many concurrent calls into one transaction.
+//! Timestamps come from the engine's clock inside the op; stores never read
+//! a clock.
+//!
+//! Who calls what: the engine calls only the [`StepStoreExt`] methods and
+//! the reads; a backend implements only [`StepStore`]. The typed methods
+//! unpack the [`WriteOutcome`] in one place: a store that answers an op with
+//! the wrong outcome variant gets a [`StorageError`](crate::StorageError) of
+//! kind [`Other`](crate::StorageErrorKind::Other), never a panic.
 
+mod ext;
 mod memory;
 pub mod transitions;
 
 use async_trait::async_trait;
 
+pub use ext::StepStoreExt;
 pub use memory::MemoryStore;
 
-use crate::{EngineError, InstanceKey, MetadataStatus, StatusKind, StepRecord, WorkflowMetadata};
+use crate::{
+    EngineError, InstanceKey, MetadataStatus, StatusKind, StepRecord, WorkflowMetadata,
+    transitions::{WriteOp, WriteOutcome},
+};
 
 /// All step records of one instance plus its metadata, read in one
 /// transaction.
@@ -209,7 +227,7 @@ impl InstanceFilter {
     }
 }
 
-/// Outcome of [`StepStore::start_instance`].
+/// Outcome of [`StepStoreExt::start_instance`].
 ///
 /// # Examples
 ///
@@ -225,7 +243,7 @@ pub enum StartOutcome {
     Exists(WorkflowMetadata),
 }
 
-/// Outcome of [`StepStore::commit_step`].
+/// Outcome of [`StepStoreExt::commit_step`].
 ///
 /// # Examples
 ///
@@ -244,7 +262,7 @@ pub enum CommitOutcome {
     InstanceMissing,
 }
 
-/// Outcome of [`StepStore::suspend_step`].
+/// Outcome of [`StepStoreExt::suspend_step`].
 ///
 /// # Examples
 ///
@@ -264,7 +282,7 @@ pub enum SuspendOutcome {
     NotActive(Option<MetadataStatus>),
 }
 
-/// Outcome of [`StepStore::claim_step`], the compare-and-set that delivers a
+/// Outcome of [`StepStoreExt::claim_step`], the compare-and-set that delivers a
 /// signal or fires a timer.
 ///
 /// # Examples
@@ -287,7 +305,7 @@ pub enum ClaimOutcome {
     InstanceNotSuspended(MetadataStatus),
 }
 
-/// How an instance finishes, for [`StepStore::finish_instance`].
+/// How an instance finishes, for [`StepStoreExt::finish_instance`].
 ///
 /// # Examples
 ///
@@ -309,7 +327,7 @@ pub enum Finish {
     Failed(String),
 }
 
-/// Outcome of [`StepStore::finish_instance`].
+/// Outcome of [`StepStoreExt::finish_instance`].
 ///
 /// # Examples
 ///
@@ -326,7 +344,7 @@ pub enum FinishOutcome {
     NotRunning(Option<MetadataStatus>),
 }
 
-/// Outcome of [`StepStore::revive_instance`].
+/// Outcome of [`StepStoreExt::revive_instance`].
 ///
 /// # Examples
 ///
@@ -345,7 +363,7 @@ pub enum ReviveOutcome {
     InstanceMissing,
 }
 
-/// Outcome of [`StepStore::cancel_instance`].
+/// Outcome of [`StepStoreExt::cancel_instance`].
 ///
 /// # Examples
 ///
@@ -362,116 +380,65 @@ pub enum CancelOutcome {
     NotActive(Option<MetadataStatus>),
 }
 
-/// What a store can do, for the engine and the conformance suite.
+/// The storage contract: one write entry point and six reads.
+///
+/// A store implements [`name`](Self::name), [`write`](Self::write) and the
+/// reads; the typed transitions the engine calls (`start_instance`,
+/// `commit_step`, …) come from [`StepStoreExt`], implemented for every
+/// store on top of `write`. The conformance suite (`memable-testkit`)
+/// checks an implementation against every rule below.
 ///
 /// # Examples
 ///
+/// A store that delegates to a [`MemoryStore`], counting writes:
+///
 /// ```
-/// use memable_core::{MemoryStore, StepStore};
-/// assert_eq!(MemoryStore::new().name(), "memory");
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use memable_core::{
+///     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, MemoryStore, StepRecord, StepStore,
+///     StepStoreExt, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
+/// };
+///
+/// #[derive(Default)]
+/// struct Counting { inner: MemoryStore, writes: AtomicU64 }
+///
+/// #[async_trait::async_trait]
+/// impl StepStore for Counting {
+///     fn name(&self) -> &'static str { "counting" }
+///     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+///         self.writes.fetch_add(1, Ordering::Relaxed);
+///         self.inner.write(op).await
+///     }
+///     async fn load_instance(&self, key: &InstanceKey) -> Result<Option<InstanceSnapshot>, EngineError> { self.inner.load_instance(key).await }
+///     async fn get_step(&self, key: &InstanceKey, step: &str) -> Result<Option<StepRecord>, EngineError> { self.inner.get_step(key, step).await }
+///     async fn get_metadata(&self, key: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> { self.inner.get_metadata(key).await }
+///     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<WorkflowMetadata>, EngineError> { self.inner.list_instances(filter).await }
+///     async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> { self.inner.due_timers(now_ms, limit).await }
+///     async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> { self.inner.next_timer_deadline().await }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Counting::default();
+/// store.delete_instance(InstanceKey::new("etl", "1").unwrap()).await.unwrap();
+/// assert_eq!(store.writes.load(Ordering::Relaxed), 1);
+/// # });
 /// ```
 #[async_trait]
 pub trait StepStore: Send + Sync + 'static {
     /// A short name for logs and benchmarks (`"memory"`, `"redb"`, `"sqlite"`).
     fn name(&self) -> &'static str;
 
-    /// **Start an instance.** If no instance exists under `key`, writes its
-    /// metadata (`Running`, `created_at = updated_at = now_ms`) and the
-    /// `_input` record together and returns [`StartOutcome::Started`].
-    /// If one exists — whatever its status — writes nothing and returns
-    /// [`StartOutcome::Exists`] with its metadata.
-    async fn start_instance(
-        &self,
-        key: InstanceKey,
-        input: StepRecord,
-        now_ms: u64,
-    ) -> Result<StartOutcome, EngineError>;
-
-    /// **Commit a step.** Writes `record` under `(key, step_key)` unless a
-    /// `Completed` or `Suspended` record is already there, which is kept and
-    /// returned as [`CommitOutcome::Kept`] (so a committed result is never
-    /// overwritten and a suspend point is only completed by
-    /// [`claim_step`](Self::claim_step)). `Retrying` and `Failed` records are
-    /// overwritten. Returns [`CommitOutcome::InstanceMissing`] if the instance
-    /// does not exist. Instance metadata is not touched.
-    async fn commit_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-    ) -> Result<CommitOutcome, EngineError>;
-
-    /// **Suspend.** If the instance is `Running` or `Suspended` and the step
-    /// has no `Completed` record: writes `record` (state `Suspended`), a timer
-    /// row `(record.deadline_ms, key, step_key)` if the record has a deadline,
-    /// and sets the instance to `Suspended { key: step_key, status }` with
-    /// `updated_at = now_ms` — all together. Idempotent: suspending an already
-    /// suspended step rewrites the same rows.
+    /// Applies one write transition (see [`WriteOp`] for the rules of each)
+    /// in **one** store transaction: when it returns `Ok`, all of its
+    /// effects are durable; when it returns `Err`, none are. Expected
+    /// refusals (a lost compare-and-set, a missing instance) are `Ok`
+    /// outcomes, never errors. The outcome must be the variant of
+    /// [`WriteOutcome`] that answers `op` ([`WriteOutcome::Start`] for
+    /// [`WriteOp::Start`], …); [`transitions::apply`] produces exactly that.
     ///
-    /// If the step is `Completed`, returns it as
-    /// [`SuspendOutcome::AlreadyCompleted`]; if the instance is missing or in
-    /// another status, returns [`SuspendOutcome::NotActive`]. Neither writes.
-    async fn suspend_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        record: StepRecord,
-        status: Option<String>,
-        now_ms: u64,
-    ) -> Result<SuspendOutcome, EngineError>;
-
-    /// **Claim** (signal delivery / timer firing), a compare-and-set. Checks,
-    /// in order: the step exists ([`ClaimOutcome::StepMissing`]), it is
-    /// `Suspended` ([`ClaimOutcome::StepNotSuspended`]), the instance is
-    /// `Suspended` ([`ClaimOutcome::InstanceNotSuspended`]). If all hold,
-    /// writes together: the step replaced by `payload` (state `Completed`),
-    /// the instance `Running` with `updated_at = now_ms`, and the step's timer
-    /// row removed. Of any number of concurrent claims of one step, exactly
-    /// one returns [`ClaimOutcome::Claimed`].
-    async fn claim_step(
-        &self,
-        key: InstanceKey,
-        step_key: String,
-        payload: StepRecord,
-        now_ms: u64,
-    ) -> Result<ClaimOutcome, EngineError>;
-
-    /// **Finish.** If the instance is `Running`: sets it `Completed(status)`
-    /// (writing `output` under `_output`) or `Failed(message)`, with
-    /// `updated_at = completed_at = now_ms`, together. Otherwise writes
-    /// nothing and returns [`FinishOutcome::NotRunning`].
-    async fn finish_instance(
-        &self,
-        key: InstanceKey,
-        finish: Finish,
-        now_ms: u64,
-    ) -> Result<FinishOutcome, EngineError>;
-
-    /// **Revive** (before `Engine::resume` runs an instance again).
-    /// `Completed` or `Failed` → `Running` (clearing `completed_at`, setting
-    /// `updated_at = now_ms`; `_output` is kept until the next finish);
-    /// `Running` and `Suspended` are left as they are. Returns the status
-    /// before the call, or [`ReviveOutcome::Cancelled`] /
-    /// [`ReviveOutcome::InstanceMissing`] without writing.
-    async fn revive_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<ReviveOutcome, EngineError>;
-
-    /// **Cancel.** If the instance is `Running` or `Suspended`: sets it
-    /// `Cancelled` (`updated_at = completed_at = now_ms`) and removes every
-    /// timer row of the instance, together. Step records are kept.
-    async fn cancel_instance(
-        &self,
-        key: InstanceKey,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, EngineError>;
-
-    /// **Delete** (retention): removes the instance's metadata, every step
-    /// record (including `_input` and `_output`) and every timer row, together.
-    /// Returns whether the instance existed.
-    async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError>;
+    /// The op is taken by value so a backend can move it to a writer thread
+    /// and group-commit many concurrent calls into one transaction.
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError>;
 
     /// Reads the metadata and every step record of one instance in one read
     /// transaction; `None` if the instance does not exist. Never returns
@@ -516,29 +483,8 @@ macro_rules! forward_store {
             fn name(&self) -> &'static str {
                 (**self).name()
             }
-            async fn start_instance(&self, key: InstanceKey, input: StepRecord, now_ms: u64) -> Result<StartOutcome, EngineError> {
-                (**self).start_instance(key, input, now_ms).await
-            }
-            async fn commit_step(&self, key: InstanceKey, step_key: String, record: StepRecord) -> Result<CommitOutcome, EngineError> {
-                (**self).commit_step(key, step_key, record).await
-            }
-            async fn suspend_step(&self, key: InstanceKey, step_key: String, record: StepRecord, status: Option<String>, now_ms: u64) -> Result<SuspendOutcome, EngineError> {
-                (**self).suspend_step(key, step_key, record, status, now_ms).await
-            }
-            async fn claim_step(&self, key: InstanceKey, step_key: String, payload: StepRecord, now_ms: u64) -> Result<ClaimOutcome, EngineError> {
-                (**self).claim_step(key, step_key, payload, now_ms).await
-            }
-            async fn finish_instance(&self, key: InstanceKey, finish: Finish, now_ms: u64) -> Result<FinishOutcome, EngineError> {
-                (**self).finish_instance(key, finish, now_ms).await
-            }
-            async fn revive_instance(&self, key: InstanceKey, now_ms: u64) -> Result<ReviveOutcome, EngineError> {
-                (**self).revive_instance(key, now_ms).await
-            }
-            async fn cancel_instance(&self, key: InstanceKey, now_ms: u64) -> Result<CancelOutcome, EngineError> {
-                (**self).cancel_instance(key, now_ms).await
-            }
-            async fn delete_instance(&self, key: InstanceKey) -> Result<bool, EngineError> {
-                (**self).delete_instance(key).await
+            async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+                (**self).write(op).await
             }
             async fn load_instance(&self, key: &InstanceKey) -> Result<Option<InstanceSnapshot>, EngineError> {
                 (**self).load_instance(key).await

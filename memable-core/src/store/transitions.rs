@@ -1,7 +1,8 @@
 //! The write transitions as data, and their logic over any transaction.
 //!
-//! A backend that group-commits turns each [`StepStore`](super::StepStore)
-//! write call into a [`WriteOp`], lets its writer drain many ops into one
+//! A store's [`StepStore::write`](super::StepStore::write) receives each
+//! transition as a [`WriteOp`]; a backend that group-commits lets its
+//! writer drain many ops into one
 //! transaction, applies each with [`apply`] over its own
 //! [`Transaction`] implementation, commits once and answers every caller with
 //! its [`WriteOutcome`]. The transition rules therefore live here once, and a
@@ -86,15 +87,29 @@ pub trait Transaction {
     ) -> Result<(), EngineError>;
 }
 
-/// One write transition with its arguments (see the matching
-/// [`StepStore`](super::StepStore) method for each contract).
+/// One write transition with its arguments: what
+/// [`StepStore::write`](super::StepStore::write) applies, in one
+/// transaction. Each variant's documentation is the rule every store
+/// follows ([`apply`] implements it; the conformance suite checks it).
 ///
 /// Ops serialize with serde (the journal of `memable-store` stores them
 /// with postcard): the variants and their fields are part of the journal
 /// format, so they are only ever appended, never reordered.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, WriteOp};
+/// let op = WriteOp::Cancel { key: InstanceKey::new("etl", "1").unwrap(), now_ms: 5 };
+/// assert_eq!(op.name(), "cancel_instance");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
-    /// [`StepStore::start_instance`](super::StepStore::start_instance).
+    /// **Start an instance.** If no instance exists under `key`, writes its
+    /// metadata (`Running`, `created_at = updated_at = now_ms`) and the
+    /// `_input` record together and answers [`StartOutcome::Started`]. If
+    /// one exists — whatever its status — writes nothing and answers
+    /// [`StartOutcome::Exists`] with its metadata.
     Start {
         /// Instance.
         key: InstanceKey,
@@ -103,7 +118,13 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::commit_step`](super::StepStore::commit_step).
+    /// **Commit a step.** Writes `record` under `(key, step_key)` unless a
+    /// `Completed` or `Suspended` record is already there, which is kept and
+    /// answered as [`CommitOutcome::Kept`] (so a committed result is never
+    /// overwritten and a suspend point is only completed by a
+    /// [`Claim`](Self::Claim)). `Retrying` and `Failed` records are
+    /// overwritten. Answers [`CommitOutcome::InstanceMissing`] if the
+    /// instance does not exist. Instance metadata is not touched.
     Commit {
         /// Instance.
         key: InstanceKey,
@@ -112,7 +133,17 @@ pub enum WriteOp {
         /// Record to write.
         record: StepRecord,
     },
-    /// [`StepStore::suspend_step`](super::StepStore::suspend_step).
+    /// **Suspend.** If the instance is `Running` or `Suspended` and the step
+    /// has no `Completed` record: writes `record` (state `Suspended`), a
+    /// timer row `(record.deadline_ms, key, step_key)` if the record has a
+    /// deadline (replacing the row of an earlier deadline), and sets the
+    /// instance to `Suspended { key: step_key, status }` with
+    /// `updated_at = now_ms` — all together. Idempotent: suspending an
+    /// already suspended step rewrites the same rows.
+    ///
+    /// If the step is `Completed`, answers it as
+    /// [`SuspendOutcome::AlreadyCompleted`]; if the instance is missing or
+    /// in another status, [`SuspendOutcome::NotActive`]. Neither writes.
     Suspend {
         /// Instance.
         key: InstanceKey,
@@ -125,7 +156,14 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::claim_step`](super::StepStore::claim_step).
+    /// **Claim** (signal delivery / timer firing), a compare-and-set.
+    /// Checks, in order: the step exists ([`ClaimOutcome::StepMissing`]),
+    /// it is `Suspended` ([`ClaimOutcome::StepNotSuspended`]), the instance
+    /// is `Suspended` ([`ClaimOutcome::InstanceNotSuspended`]). If all hold,
+    /// writes together: the step replaced by `payload` (state `Completed`),
+    /// the instance `Running` with `updated_at = now_ms`, and the step's
+    /// timer row removed. Of any number of concurrent claims of one step,
+    /// exactly one is answered [`ClaimOutcome::Claimed`].
     Claim {
         /// Instance.
         key: InstanceKey,
@@ -136,7 +174,10 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::finish_instance`](super::StepStore::finish_instance).
+    /// **Finish.** If the instance is `Running`: sets it `Completed(status)`
+    /// (writing `output` under `_output`) or `Failed(message)`, with
+    /// `updated_at = completed_at = now_ms`, together. Otherwise writes
+    /// nothing and answers [`FinishOutcome::NotRunning`].
     Finish {
         /// Instance.
         key: InstanceKey,
@@ -145,21 +186,32 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::revive_instance`](super::StepStore::revive_instance).
+    /// **Revive** (before `Engine::resume` runs an instance again).
+    /// `Completed` or `Failed` → `Running` (clearing `completed_at`, setting
+    /// `updated_at = now_ms`; `_output` is kept until the next finish);
+    /// `Running` and `Suspended` are left as they are. Answers the status
+    /// before the call as [`ReviveOutcome::Revived`], or
+    /// [`ReviveOutcome::Cancelled`] / [`ReviveOutcome::InstanceMissing`]
+    /// without writing.
     Revive {
         /// Instance.
         key: InstanceKey,
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::cancel_instance`](super::StepStore::cancel_instance).
+    /// **Cancel.** If the instance is `Running` or `Suspended`: sets it
+    /// `Cancelled` (`updated_at = completed_at = now_ms`) and removes every
+    /// timer row of the instance, together; step records are kept. A missing
+    /// or terminal instance is answered [`CancelOutcome::NotActive`].
     Cancel {
         /// Instance.
         key: InstanceKey,
         /// Clock reading.
         now_ms: u64,
     },
-    /// [`StepStore::delete_instance`](super::StepStore::delete_instance).
+    /// **Delete** (retention): removes the instance's metadata, every step
+    /// record (including `_input` and `_output`) and every timer row,
+    /// together. Answers whether the instance existed.
     Delete {
         /// Instance.
         key: InstanceKey,
@@ -189,9 +241,39 @@ impl WriteOp {
             Self::Delete { .. } => "delete_instance",
         }
     }
+
+    /// The instance the op writes to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{transitions::WriteOp, InstanceKey};
+    /// let key = InstanceKey::new("a", "1").unwrap();
+    /// assert_eq!(WriteOp::Delete { key: key.clone() }.key(), &key);
+    /// ```
+    #[must_use]
+    pub fn key(&self) -> &InstanceKey {
+        match self {
+            Self::Start { key, .. }
+            | Self::Commit { key, .. }
+            | Self::Suspend { key, .. }
+            | Self::Claim { key, .. }
+            | Self::Finish { key, .. }
+            | Self::Revive { key, .. }
+            | Self::Cancel { key, .. }
+            | Self::Delete { key } => key,
+        }
+    }
 }
 
-/// The answer to one [`WriteOp`].
+/// The answer to one [`WriteOp`]: the variant of the same name.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{WriteOutcome, StartOutcome};
+/// assert_eq!(WriteOutcome::Start(StartOutcome::Started).name(), "start");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     /// Answer to [`WriteOp::Start`].
@@ -212,34 +294,31 @@ pub enum WriteOutcome {
     Delete(bool),
 }
 
-macro_rules! outcome_accessor {
-    ($fn:ident, $variant:ident, $ty:ty) => {
-        #[doc = concat!("Unwraps a [`WriteOutcome::", stringify!($variant), "`]; any other variant is a backend bug reported as a storage error.")]
-        pub fn $fn(self) -> Result<$ty, EngineError> {
-            match self {
-                Self::$variant(o) => Ok(o),
-                other => Err(EngineError::storage(
-                    "write",
-                    format!("backend answered with the wrong outcome: {other:?}"),
-                )),
-            }
-        }
-    };
-}
-
 impl WriteOutcome {
-    outcome_accessor!(into_start, Start, StartOutcome);
-    outcome_accessor!(into_commit, Commit, CommitOutcome);
-    outcome_accessor!(into_suspend, Suspend, SuspendOutcome);
-    outcome_accessor!(into_claim, Claim, ClaimOutcome);
-    outcome_accessor!(into_finish, Finish, FinishOutcome);
-    outcome_accessor!(into_revive, Revive, ReviveOutcome);
-    outcome_accessor!(into_cancel, Cancel, CancelOutcome);
-    outcome_accessor!(into_delete, Delete, bool);
+    /// The variant's name in lowercase, for messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(memable_core::WriteOutcome::Delete(true).name(), "delete");
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start(_) => "start",
+            Self::Commit(_) => "commit",
+            Self::Suspend(_) => "suspend",
+            Self::Claim(_) => "claim",
+            Self::Finish(_) => "finish",
+            Self::Revive(_) => "revive",
+            Self::Cancel(_) => "cancel",
+            Self::Delete(_) => "delete",
+        }
+    }
 }
 
-/// Applies one transition inside `txn`, following the contracts of
-/// [`StepStore`](super::StepStore). Reads happen before writes, so an op that
+/// Applies one transition inside `txn`, following the rules documented on
+/// each [`WriteOp`] variant. Reads happen before writes, so an op that
 /// is refused writes nothing. The op is borrowed: a journaled writer keeps
 /// the batch to append it after applying it.
 pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, EngineError> {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{
     ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceKey, ReviveOutcome,
     StartOutcome, StepStore, SuspendOutcome,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{ClaimOutcome, Finish, MetadataStatus, StepStore, WorkflowMetadata};
 
 use crate::StoreFactory;

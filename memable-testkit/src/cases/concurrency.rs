@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{CommitOutcome, InstanceFilter, StartOutcome};
 
 use crate::StoreFactory;

@@ -1,6 +1,7 @@
 //! `delete_instance` (retention): every row of the instance goes, together;
 //! nothing of any other instance does.
 
+use memable_core::StepStoreExt;
 use memable_core::{Finish, InstanceFilter, StartOutcome};
 
 use crate::StoreFactory;

@@ -2,6 +2,7 @@
 //! unicode or are long never mix in reads, listings, snapshots, timers or
 //! deletions.
 
+use memable_core::StepStoreExt;
 use memable_core::{InstanceFilter, InstanceKey, MAX_KEY_LEN, StepStore};
 
 use crate::StoreFactory;

@@ -1,6 +1,7 @@
 //! `finish_instance`, `revive_instance` and `cancel_instance`: terminal
 //! statuses, revival for `resume`, cancellation.
 
+use memable_core::StepStoreExt;
 use memable_core::{
     CancelOutcome, Finish, FinishOutcome, InstanceKey, MetadataStatus, ReviveOutcome, StepStore,
     WorkflowMetadata,

@@ -2,6 +2,7 @@
 //! workflow name and by status (through an index that follows every
 //! transition), paged with `after` + `limit`.
 
+use memable_core::StepStoreExt;
 use memable_core::{Finish, InstanceFilter, InstanceKey, StatusKind, StepStore, WorkflowMetadata};
 
 use crate::StoreFactory;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use memable_core::StepStoreExt;
 use memable_core::{
     Finish, InstanceFilter, InstanceKey, StatusKind, StepKind, StepRecord, StepState, StepStore,
 };

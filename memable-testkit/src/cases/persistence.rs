@@ -1,6 +1,7 @@
 //! Persistence: what was committed is there after the store is dropped and
 //! reopened (for factories whose fixtures can reopen).
 
+use memable_core::StepStoreExt;
 use memable_core::{ClaimOutcome, InstanceFilter, MetadataStatus, StartOutcome, StatusKind};
 
 use crate::StoreFactory;

@@ -1,6 +1,7 @@
 //! `load_instance`: one read returns the metadata and every step of one
 //! instance, sorted by key, and nothing of any other instance.
 
+use memable_core::StepStoreExt;
 use memable_core::{Finish, StepRecord};
 
 use crate::StoreFactory;

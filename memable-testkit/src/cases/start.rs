@@ -1,6 +1,7 @@
 //! `start_instance`: creates metadata + `_input` together; an existing key is
 //! reported and never overwritten.
 
+use memable_core::StepStoreExt;
 use memable_core::{
     CancelOutcome, Finish, FinishOutcome, InstanceFilter, MetadataStatus, StartOutcome,
     WorkflowMetadata,

@@ -2,6 +2,7 @@
 //! `Completed` or `Suspended` record is never overwritten; `Retrying` and
 //! `Failed` are.
 
+use memable_core::StepStoreExt;
 use memable_core::{
     CommitOutcome, Finish, MetadataStatus, StepKind, StepRecord, StepState, StepStore,
 };

@@ -1,6 +1,7 @@
 //! `suspend_step`: step `Suspended` + timer row + instance `Suspended`
 //! together; idempotent; refused for completed steps and inactive instances.
 
+use memable_core::StepStoreExt;
 use memable_core::{Finish, MetadataStatus, SuspendOutcome, WorkflowMetadata};
 
 use crate::StoreFactory;

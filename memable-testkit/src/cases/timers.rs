@@ -1,6 +1,7 @@
 //! Timer rows: ordered by `(deadline, instance, step)`, the next deadline,
 //! the due set exact at the boundary, removal by claim, cancel and delete.
 
+use memable_core::StepStoreExt;
 use memable_core::{InstanceKey, TimerEntry};
 
 use crate::StoreFactory;

@@ -1,5 +1,6 @@
 //! Value sizes and contents: empty, every byte value, 16 MiB.
 
+use memable_core::StepStoreExt;
 use memable_core::{Finish, StepKind, StepRecord};
 
 use crate::StoreFactory;

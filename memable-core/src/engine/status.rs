@@ -8,8 +8,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use tokio::sync::watch;
 
-use crate::MetadataStatus;
-use crate::engine::live::LiveGuard;
+use super::live::{LiveGuard, RunEnd};
+use crate::{MetadataStatus, StorageErrorKind};
 
 /// The state of an instance as the engine sees it now, including the status
 /// message of a running workflow (`ctx.set_status`), which is not persisted.
@@ -49,6 +49,28 @@ pub enum WorkflowState {
     },
     /// Cancelled by `Engine::cancel`.
     Cancelled,
+    /// The run ended but the store failed to record how (a storage error
+    /// while loading, reviving or finishing the instance): the outcome is
+    /// unknown. The store still holds the instance's previous state
+    /// (usually `Running`); it runs again on the next
+    /// [`Engine::start`](crate::Engine::start),
+    /// [`Engine::resume`](crate::Engine::resume) or invoke of its id.
+    /// A [`StatusStream`] ends after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StorageErrorKind, WorkflowState};
+    ///
+    /// let state = WorkflowState::OutcomeUnknown { kind: StorageErrorKind::Io, error: "finish_instance: EIO".into() };
+    /// assert!(!state.is_terminal() && !state.is_running());
+    /// ```
+    OutcomeUnknown {
+        /// The storage error's kind.
+        kind: StorageErrorKind,
+        /// The storage error, as text.
+        error: String,
+    },
 }
 
 impl WorkflowState {
@@ -96,7 +118,7 @@ impl WorkflowState {
             Self::Running { status }
             | Self::Suspended { status, .. }
             | Self::Completed { status } => status.as_deref(),
-            Self::Failed { .. } | Self::Cancelled => None,
+            Self::Failed { .. } | Self::Cancelled | Self::OutcomeUnknown { .. } => None,
         }
     }
 }
@@ -128,6 +150,7 @@ impl fmt::Display for WorkflowState {
             Self::Completed { .. } => f.write_str("completed"),
             Self::Failed { error } => write!(f, "failed: {error}"),
             Self::Cancelled => f.write_str("cancelled"),
+            Self::OutcomeUnknown { error, .. } => write!(f, "outcome unknown: {error}"),
         }
     }
 }
@@ -137,7 +160,7 @@ type NextState =
 
 /// A stream of an instance's live states: the current state first, then
 /// every change, ending after a terminal state (`Completed`, `Failed`,
-/// `Cancelled`).
+/// `Cancelled`) or [`WorkflowState::OutcomeUnknown`].
 ///
 /// Changes that happen faster than the stream is read are coalesced: a
 /// reader always sees the latest state, possibly skipping intermediate ones.
@@ -214,13 +237,13 @@ impl StatusStream {
         std::future::poll_fn(|cx| self.poll_state(cx)).await
     }
 
-    /// Waits until the state is no longer `Running` and returns it.
-    /// The output record of the last run of this instance that completed
-    /// while the stream watched it.
-    pub(crate) fn run_output(&self) -> Option<crate::StepRecord> {
-        self.guard.entry().output()
+    /// How the last run that ended on this instance's live entry ended,
+    /// beyond its state (its output, its panic, its storage error).
+    pub(crate) fn run_end(&self) -> Option<RunEnd> {
+        self.guard.entry().run_end()
     }
 
+    /// Waits until the state is no longer `Running` and returns it.
     pub(crate) async fn settled(&self) -> WorkflowState {
         let mut rx = self.guard.entry().state.subscribe();
         // The sender lives in the entry this stream's guard holds, so it
@@ -237,7 +260,7 @@ impl StatusStream {
         }
         if !self.yielded_first {
             self.yielded_first = true;
-            self.finished = self.current.is_terminal();
+            self.finished = ends_stream(&self.current);
             return Poll::Ready(Some(self.current.clone()));
         }
         let pending = self
@@ -265,7 +288,7 @@ impl StatusStream {
                 *pending = None;
                 self.receiver = Some(rx);
                 if let Some(state) = next {
-                    self.finished = state.is_terminal();
+                    self.finished = ends_stream(&state);
                     self.current = state.clone();
                     Poll::Ready(Some(state))
                 } else {
@@ -275,6 +298,12 @@ impl StatusStream {
             }
         }
     }
+}
+
+/// Whether a stream ends after yielding `state`: nothing more will be
+/// published for this run.
+fn ends_stream(state: &WorkflowState) -> bool {
+    state.is_terminal() || matches!(state, WorkflowState::OutcomeUnknown { .. })
 }
 
 impl futures_core::Stream for StatusStream {

@@ -1,0 +1,329 @@
+//! [`Context`]: what a workflow receives — its identity, its input, status
+//! reports, and the entry points of steps ([`step`](super::step)),
+//! suspensions and timers ([`suspend`](super::suspend)).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+
+use super::RunEnv;
+use super::memo::{Entered, Memo};
+use super::step::StepBuilder;
+use super::suspend::{SuspendBuilder, SuspendPoint};
+use crate::key::{INPUT_KEY, OUTPUT_KEY};
+use crate::{
+    EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ReviveOutcome, StepRecord,
+    StepStoreExt, WorkflowState, decode_value, type_tag, validate_user_key,
+};
+
+/// The handle a workflow receives: runs [`step`](Context::step)s, suspends
+/// at [`SuspendPoint`]s, sleeps on durable [`timer`](Context::timer)s, reads
+/// its [`input`](Context::input) and reports [`set_status`](Context::set_status).
+///
+/// Methods take `&self`, so a workflow may run several steps at once
+/// (`tokio::join!`): results are found by key, so parallel steps recover
+/// correctly whatever order they finished in. Cloning is cheap.
+///
+/// # Keys
+///
+/// A step key names a result. Within one run, a key used twice returns the
+/// first result (and logs a warning, or fails with
+/// [`KeyReused`](EngineError::KeyReused) under
+/// [`strict_keys`](crate::EngineBuilder::strict_keys)): loops need distinct
+/// keys, such as `format!("item:{i}")`. Changing a key (`"fetch:v1"` →
+/// `"fetch:v2"`) makes the step run again.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Context, Engine, StepError};
+///
+/// async fn etl(ctx: Context) -> Result<usize, memable_core::EngineError> {
+///     ctx.set_status("extracting");
+///     let rows: Vec<u32> = ctx.step("extract").run(|| async { Ok::<_, StepError>(vec![1, 2, 3]) }).await?;
+///     ctx.set_status("loading");
+///     let mut loaded = 0;
+///     for (i, row) in rows.iter().enumerate() {
+///         loaded += ctx.step(format!("load:{i}")).run(|| async move { Ok::<_, StepError>(*row as usize) }).await?;
+///     }
+///     Ok(loaded)
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), memable_core::EngineError> {
+/// let engine = Engine::builder().build();
+/// engine.register("etl", etl)?;
+/// engine.start().await?;
+/// assert_eq!(engine.invoke("etl").await?.wait_output::<usize>().await?, 6);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(super) run: Arc<RunState>,
+}
+
+/// One run's state, shared by the clones of its [`Context`].
+pub(super) struct RunState {
+    /// What the run may reach outside itself.
+    pub(super) env: RunEnv,
+    pub(super) key: InstanceKey,
+    /// The snapshot the run loaded, with the keys it used so far.
+    pub(super) steps: Memo,
+    /// The instance's persisted status when the run started.
+    pub(super) metadata_status: MetadataStatus,
+    /// `Engine::resume`: dead letters get a fresh retry budget.
+    pub(super) retry_dead_letters: bool,
+    /// A resumed `Completed`/`Failed` instance is set `Running` only when the
+    /// run reaches new work, so a replay that changes nothing writes nothing.
+    pending_revive: AtomicBool,
+    /// Set once the run reaches new work (or suspends): from then on status
+    /// messages are published.
+    pub(super) live: AtomicBool,
+    /// Set once the run wrote (or found) a suspension: it ends suspended.
+    pub(super) suspended: AtomicBool,
+    status: Mutex<Option<String>>,
+    /// Results (and dead letters) committed by this run, so a key reused in
+    /// the same run returns the first result instead of running again.
+    pub(super) committed: Mutex<HashMap<String, StepRecord>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("instance", &self.run.key)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Context {
+    pub(super) fn new(
+        env: RunEnv,
+        key: InstanceKey,
+        snapshot: InstanceSnapshot,
+        retry_dead_letters: bool,
+    ) -> Self {
+        Self {
+            run: Arc::new(RunState {
+                env,
+                key,
+                steps: Memo::new(snapshot.steps),
+                pending_revive: AtomicBool::new(
+                    retry_dead_letters && snapshot.metadata.status.is_terminal(),
+                ),
+                metadata_status: snapshot.metadata.status,
+                retry_dead_letters,
+                live: AtomicBool::new(false),
+                suspended: AtomicBool::new(false),
+                status: Mutex::new(None),
+                committed: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The workflow's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("who", |ctx: Context| async move { Ok(format!("{}/{}", ctx.workflow_name(), ctx.instance_id())) })?;
+    /// engine.start().await?;
+    /// assert_eq!(engine.invoke("who").id("7").await?.wait_output::<String>().await?, "who/7");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn workflow_name(&self) -> &str {
+        self.run.key.workflow()
+    }
+
+    /// The instance id.
+    ///
+    /// # Examples
+    ///
+    /// See [`workflow_name`](Self::workflow_name).
+    #[must_use]
+    pub fn instance_id(&self) -> &str {
+        self.run.key.instance()
+    }
+
+    /// The instance's input, as given to `invoke(..).input(..)`.
+    /// An instance started without input has input `()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("square", |ctx: Context| async move { let n: i64 = ctx.input()?; Ok(n * n) })?;
+    /// engine.start().await?;
+    /// assert_eq!(engine.invoke("square").input(9i64).await?.wait_output::<i64>().await?, 81);
+    /// // The wrong type is a TypeMismatch, which fails the workflow.
+    /// let err = engine.invoke("square").input("nine").await?.wait_output::<i64>().await.unwrap_err();
+    /// assert!(err.to_string().contains("type mismatch"));
+    /// # Ok(()) }
+    /// ```
+    pub fn input<T: DeserializeOwned + 'static>(&self) -> Result<T, EngineError> {
+        match self.run.steps.get(INPUT_KEY) {
+            Some(record) => decode_value(INPUT_KEY, &record.type_tag, &record.value),
+            None => Err(EngineError::TypeMismatch {
+                key: INPUT_KEY.to_owned(),
+                expected: type_tag::<T>().to_owned(),
+                found: "no input record".to_owned(),
+            }),
+        }
+    }
+
+    /// Sets the status message observers see (`Invocation::status`,
+    /// `Engine::subscribe`). While the run is replaying committed steps, the
+    /// message is recorded silently; observers see the latest one when the
+    /// run reaches new work, so replays do not flood them.
+    ///
+    /// # Examples
+    ///
+    /// See [`Context`].
+    pub fn set_status(&self, message: impl Into<String>) {
+        let message = message.into();
+        *lock(&self.run.status) = Some(message.clone());
+        if self.run.live.load(Ordering::Acquire) {
+            self.run.env.entry.publish(WorkflowState::Running {
+                status: Some(message),
+            });
+        }
+    }
+
+    /// Starts a step named `key`; see [`StepBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Context`].
+    pub fn step(&self, key: impl Into<String>) -> StepBuilder<'_> {
+        StepBuilder::new(self, key.into())
+    }
+
+    /// Suspends the workflow at `point` until [`Engine::signal`](crate::Engine::signal)
+    /// delivers a value of type `T`, which this returns when the workflow
+    /// runs again. Until then it returns [`EngineError::Suspended`]:
+    /// propagate it with `?` so the run ends. To wait with a deadline, use
+    /// [`SuspendBuilder::timeout`] (not `tokio::select!`: a suspension
+    /// resolves at once, so racing two of them picks an arbitrary one).
+    ///
+    /// A run that suspended anywhere ends suspended, even if the workflow
+    /// swallowed the error; it runs again when the suspension is resolved.
+    ///
+    /// # Examples
+    ///
+    /// See [`Engine::signal`](crate::Engine::signal).
+    pub fn suspend<'a, T>(&'a self, point: &SuspendPoint<T>) -> SuspendBuilder<'a, T> {
+        SuspendBuilder::new(self, point.key())
+    }
+
+    /// Validates a user key, checks for cancellation and key reuse; returns
+    /// whether the key is fresh in this run and its snapshot record.
+    pub(super) fn enter_step(&self, key: &str) -> Result<Entered<'_>, EngineError> {
+        validate_user_key("step_key", key)?;
+        self.check_cancelled()?;
+        let entered = self.run.steps.enter(key);
+        if !entered.fresh {
+            if self.run.env.strict_keys {
+                return Err(EngineError::KeyReused {
+                    key: key.to_owned(),
+                });
+            }
+            tracing::warn!(instance = %self.run.key, step = key, "step key used twice in one run; returning the first result (use distinct keys in loops)");
+        }
+        Ok(entered)
+    }
+
+    pub(super) fn check_cancelled(&self) -> Result<(), EngineError> {
+        if self.run.env.entry.is_cancelled() {
+            return Err(self.cancelled());
+        }
+        Ok(())
+    }
+
+    /// [`EngineError::Cancelled`] for this instance.
+    pub(super) fn cancelled(&self) -> EngineError {
+        EngineError::Cancelled {
+            key: self.run.key.clone(),
+        }
+    }
+
+    /// [`EngineError::InstanceNotFound`] for this instance (deleted while
+    /// the run was in progress).
+    pub(super) fn not_found(&self) -> EngineError {
+        EngineError::InstanceNotFound {
+            key: self.run.key.clone(),
+        }
+    }
+
+    /// The run reaches new work: revive a finished instance being resumed,
+    /// then publish the running state once.
+    pub(super) async fn go_live(&self) -> Result<(), EngineError> {
+        if self.run.live.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.revive_if_pending().await?;
+        self.run.env.entry.publish(WorkflowState::Running {
+            status: self.current_status(),
+        });
+        Ok(())
+    }
+
+    /// Sets a resumed `Completed`/`Failed` instance `Running` in the store,
+    /// once, before the run writes anything else.
+    pub(super) async fn revive_if_pending(&self) -> Result<(), EngineError> {
+        if !self.run.pending_revive.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let env = &self.run.env;
+        let now = env.clock.now_ms();
+        match env.store.revive_instance(self.run.key.clone(), now).await? {
+            ReviveOutcome::Revived(_) => Ok(()),
+            ReviveOutcome::Cancelled => Err(self.cancelled()),
+            ReviveOutcome::InstanceMissing => Err(self.not_found()),
+        }
+    }
+
+    /// For a resumed finished instance that never reached new work: whether
+    /// `outcome` is exactly what is already stored, so nothing needs writing.
+    pub(super) fn replay_changed_nothing(&self, outcome: &Result<StepRecord, EngineError>) -> bool {
+        if !self.run.pending_revive.load(Ordering::Acquire) {
+            return false;
+        }
+        match (&self.run.metadata_status, outcome) {
+            (MetadataStatus::Completed(status), Ok(output)) => {
+                *status == self.current_status()
+                    && self.run.steps.get(OUTPUT_KEY).is_some_and(|stored| {
+                        stored.type_tag == output.type_tag && stored.value == output.value
+                    })
+            }
+            (MetadataStatus::Failed(message), Err(error)) => *message == error.to_string(),
+            _ => false,
+        }
+    }
+
+    /// The instance's persisted status when this run started.
+    pub(super) fn initial_status(&self) -> &MetadataStatus {
+        &self.run.metadata_status
+    }
+
+    pub(super) fn current_status(&self) -> Option<String> {
+        lock(&self.run.status).clone()
+    }
+
+    pub(super) fn is_suspended(&self) -> bool {
+        self.run.suspended.load(Ordering::Acquire)
+    }
+}

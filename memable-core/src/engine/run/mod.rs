@@ -1,0 +1,281 @@
+//! One run of an instance: load its snapshot, call the workflow with a
+//! [`Context`], record how it ended.
+//!
+//! # The protocol of a run
+//!
+//! A run is spawned by the engine for one instance when its live entry
+//! ([`LiveInstance`]) says no run is in progress; triggers that arrive
+//! meanwhile queue behind it and start one rerun from a fresh snapshot, so
+//! at most one run of an instance executes at any time in this process.
+//!
+//! 1. **Load.** One read of the instance's metadata and step records. A
+//!    cancelled instance, or a finished one that is not being resumed, ends
+//!    the run at once with its stored state.
+//! 2. **Replay.** The workflow is called from the top; every step whose key
+//!    has a committed record returns it from the snapshot ([`memo`]) without
+//!    touching the store, and nothing is published.
+//! 3. **Live.** At the first step with no committed result the run goes
+//!    live: a resumed finished instance is revived (`Running` again) and
+//!    `Running` is published. Each step commits its result (or its retry
+//!    state) before the workflow moves on.
+//! 4. **End.** A run that wrote a suspension ends suspended, whatever the
+//!    workflow returned. Otherwise its output (or error) is written by one
+//!    finish transition and published.
+//!
+//! Who touches what: the run reaches the store, the clock and the timer
+//! scheduler only through its [`RunEnv`]; the engine's other parts (signals,
+//! timers, cancel) change the instance only through store transitions and
+//! the live entry (cancel flag, queued reruns).
+//!
+//! What each failure does:
+//!
+//! - **A step's error** is the workflow's to handle; if it returns it, the
+//!   instance is finished `Failed` with its message
+//!   ([`EngineError::WorkflowFailed`] for waiters).
+//! - **A panic** in the workflow is caught (the workflow runs as its own
+//!   task): the instance is finished `Failed` with the panic message and
+//!   waiters get [`EngineError::WorkflowPanicked`].
+//! - **A storage error while loading, reviving or finishing** means the
+//!   run's end could not be recorded: the store still says what it said
+//!   (usually `Running`), waiters get that [`StorageError`](crate::StorageError) (the outcome is
+//!   unknown; streams see [`WorkflowState::OutcomeUnknown`]), and the
+//!   instance is run again on the next start, resume or invoke of its id.
+//! - **Cancel** stops the run at its next step boundary (or backoff); it
+//!   writes nothing more.
+//! - **Abort** (a simulated crash, for tests) drops the run at its next
+//!   await point; it writes nothing more.
+
+mod context;
+mod memo;
+mod step;
+mod suspend;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use context::Context;
+pub use step::StepBuilder;
+pub use suspend::{SuspendBuilder, SuspendPoint, SuspendTimeout};
+
+use super::Inner;
+#[cfg(feature = "test-util")]
+use super::live::LiveInstances;
+use super::live::{LiveInstance, RunEnd, RunRequest};
+use super::scheduler::TimerWakeup;
+use crate::{
+    Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, RetryPolicy,
+    StepRecord, StepStore, StepStoreExt, WorkflowState,
+};
+
+/// Everything a run reaches outside itself, and nothing more.
+pub(crate) struct RunEnv {
+    /// The engine's store.
+    pub store: Arc<dyn StepStore>,
+    /// The engine's clock (timer deadlines, backoff, timestamps).
+    pub clock: Arc<dyn Clock>,
+    /// The retry policy of steps that set none.
+    pub default_retry: RetryPolicy,
+    /// Whether a step key reused in one run is an error.
+    pub strict_keys: bool,
+    /// The instance's live entry: published states, cancel flag.
+    pub entry: Arc<LiveInstance>,
+    /// Tells the timer scheduler about a new deadline.
+    pub timers: Arc<TimerWakeup>,
+}
+
+/// Decrements the engine's active-run count when the run task ends, even
+/// when it is dropped. It holds the counter, not the engine, so the engine
+/// (and its store) can be released before `wait_all` returns.
+struct ActiveRun(Arc<watch::Sender<usize>>);
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Runs `key` until no rerun is queued behind it.
+pub(crate) async fn run_loop(
+    inner: Arc<Inner>,
+    key: InstanceKey,
+    entry: Arc<LiveInstance>,
+    mut request: RunRequest,
+) {
+    let _active = ActiveRun(inner.active_runs());
+    loop {
+        if !inner.is_aborted() {
+            run_once(&inner, &key, &entry, request).await;
+        }
+        match inner.live.run_finished(&key, &entry) {
+            Some(next) => request = next,
+            None => break,
+        }
+    }
+    // Release the engine before the counter drops, so a caller of
+    // `wait_all` that then drops the engine really closes the store.
+    drop(entry);
+    drop(inner);
+}
+
+async fn run_once(
+    inner: &Arc<Inner>,
+    key: &InstanceKey,
+    entry: &Arc<LiveInstance>,
+    request: RunRequest,
+) {
+    let snapshot = match inner.store.load_instance(key).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => {
+            tracing::warn!(instance = %key, "run skipped: the instance no longer exists");
+            entry.publish(WorkflowState::Failed {
+                error: "the instance no longer exists".to_owned(),
+            });
+            return;
+        }
+        Err(error) => {
+            tracing::error!(instance = %key, %error, "run could not load its instance");
+            publish_error(entry, error);
+            return;
+        }
+    };
+    match &snapshot.metadata.status {
+        MetadataStatus::Cancelled => {
+            entry.publish(WorkflowState::Cancelled);
+            return;
+        }
+        status @ (MetadataStatus::Completed(_) | MetadataStatus::Failed(_)) if !request.resume => {
+            // A stale trigger: nothing to run.
+            entry.publish(WorkflowState::from(status));
+            return;
+        }
+        _ => {}
+    }
+    let Some(workflow) = inner.registry.get(key.workflow()) else {
+        tracing::warn!(instance = %key, "run skipped: workflow is not registered");
+        entry.publish(WorkflowState::from(&snapshot.metadata.status));
+        return;
+    };
+    let env = RunEnv {
+        store: Arc::clone(&inner.store),
+        clock: Arc::clone(&inner.clock),
+        default_retry: inner.default_retry,
+        strict_keys: inner.strict_keys,
+        entry: Arc::clone(entry),
+        timers: Arc::clone(&inner.timers),
+    };
+    let ctx = Context::new(env, key.clone(), snapshot, request.resume);
+    // The workflow runs as its own task so a panic in user code is caught
+    // and reported instead of tearing down the run loop.
+    let task = tokio::spawn(workflow(ctx.clone()));
+    #[cfg(feature = "test-util")]
+    LiveInstances::set_abort(entry, task.abort_handle());
+    let outcome = match task.await {
+        Ok(outcome) => outcome,
+        Err(join_error) if join_error.is_panic() => {
+            let message = panic_message(join_error);
+            tracing::error!(instance = %key, panic = %message, "workflow panicked");
+            Err(EngineError::WorkflowPanicked {
+                key: key.clone(),
+                message,
+            })
+        }
+        Err(_) => return, // aborted: a simulated crash writes nothing more
+    };
+    if !ctx.is_suspended() {
+        record_outcome(inner, key, entry, &ctx, outcome).await;
+    }
+}
+
+/// Commits how a run that did not suspend ended, and publishes it.
+async fn record_outcome(
+    inner: &Arc<Inner>,
+    key: &InstanceKey,
+    entry: &Arc<LiveInstance>,
+    ctx: &Context,
+    outcome: Result<StepRecord, EngineError>,
+) {
+    if ctx.replay_changed_nothing(&outcome) {
+        let state = WorkflowState::from(ctx.initial_status());
+        entry.publish_end(run_end(&outcome), state);
+        return;
+    }
+    if let Err(error) = ctx.revive_if_pending().await {
+        match error {
+            EngineError::Cancelled { .. } => entry.publish(WorkflowState::Cancelled),
+            other => publish_error(entry, other),
+        }
+        return;
+    }
+    let now = inner.clock.now_ms();
+    let end = run_end(&outcome);
+    let (finish, finished_state) = match outcome {
+        Ok(output) => {
+            let status = ctx.current_status();
+            (
+                Finish::Completed {
+                    status: status.clone(),
+                    output,
+                },
+                WorkflowState::Completed { status },
+            )
+        }
+        Err(EngineError::Cancelled { .. }) if entry.is_cancelled() => {
+            entry.publish(WorkflowState::Cancelled);
+            return;
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::warn!(instance = %key, error = %message, "workflow failed");
+            (
+                Finish::Failed(message.clone()),
+                WorkflowState::Failed { error: message },
+            )
+        }
+    };
+    match inner.store.finish_instance(key.clone(), finish, now).await {
+        Ok(FinishOutcome::Finished) => entry.publish_end(end, finished_state),
+        Ok(FinishOutcome::NotRunning(Some(status))) => entry.publish(WorkflowState::from(&status)),
+        Ok(FinishOutcome::NotRunning(None)) => entry.publish(WorkflowState::Failed {
+            error: "the instance was deleted while running".to_owned(),
+        }),
+        Err(error) => {
+            tracing::error!(instance = %key, %error, "could not record how the run ended; the instance stays Running and is recovered on the next start or resume");
+            publish_error(entry, error);
+        }
+    }
+}
+
+/// What the live entry keeps of a run's end for its waiters.
+fn run_end(outcome: &Result<StepRecord, EngineError>) -> Option<RunEnd> {
+    match outcome {
+        Ok(output) => Some(RunEnd::Completed(output.clone())),
+        Err(EngineError::WorkflowPanicked { message, .. }) => {
+            Some(RunEnd::Panicked(message.clone()))
+        }
+        Err(_) => None,
+    }
+}
+
+/// Publishes a run that ended on an error of the engine or the store
+/// before its end was recorded: a storage error reaches the waiters as
+/// itself (outcome unknown); anything else as a failure message.
+fn publish_error(entry: &LiveInstance, error: EngineError) {
+    match error {
+        EngineError::Storage(error) => entry.publish_unrecorded(error),
+        other => entry.publish(WorkflowState::Failed {
+            error: other.to_string(),
+        }),
+    }
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    let payload = error.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,285 @@
+//! [`StepBuilder`]: running one step — replay from the snapshot, attempts
+//! with retry and timeout, and the commit of the result.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::{Context, lock};
+use super::memo::Entered;
+use crate::{
+    CommitOutcome, EngineError, RetryPolicy, StepError, StepKind, StepRecord, StepState,
+    StepStoreExt, decode_value, encode_value, type_tag,
+};
+
+/// A step being configured; finish with [`run`](StepBuilder::run).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use memable_core::{Context, Engine, RetryPolicy, StepError};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), memable_core::EngineError> {
+/// let engine = Engine::builder().build();
+/// engine.register("fetch", |ctx: Context| async move {
+///     ctx.step("fetch:v1")
+///         .retry(RetryPolicy::fixed(3, Duration::from_millis(1)))
+///         .timeout(Duration::from_secs(5))
+///         .run(|| async { Ok::<_, StepError>("body".to_string()) })
+///         .await
+/// })?;
+/// engine.start().await?;
+/// assert_eq!(engine.invoke("fetch").await?.wait_output::<String>().await?, "body");
+/// # Ok(()) }
+/// ```
+#[must_use = "a step does nothing until `run` is awaited"]
+pub struct StepBuilder<'a> {
+    ctx: &'a Context,
+    key: String,
+    retry: Option<RetryPolicy>,
+    timeout: Option<Duration>,
+}
+
+impl<'a> StepBuilder<'a> {
+    pub(super) fn new(ctx: &'a Context, key: String) -> Self {
+        Self {
+            ctx,
+            key,
+            retry: None,
+            timeout: None,
+        }
+    }
+}
+
+impl StepBuilder<'_> {
+    /// Retries retryable failures with `policy` instead of the engine default.
+    ///
+    /// # Examples
+    ///
+    /// See [`StepBuilder`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// One attempt only: a retryable failure is dead-lettered at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError, StepError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("flaky", |ctx: Context| async move {
+    ///     ctx.step("call").no_retry().run(|| async { Err::<(), _>(StepError::retryable("503")) }).await
+    /// })?;
+    /// engine.start().await?;
+    /// let err = engine.invoke("flaky").await?.wait_output::<()>().await.unwrap_err();
+    /// assert!(err.to_string().contains("after 1 attempts"));
+    /// # Ok(()) }
+    /// ```
+    pub fn no_retry(self) -> Self {
+        self.retry(RetryPolicy::none())
+    }
+
+    /// Bounds each attempt to `duration`. An attempt that takes longer fails
+    /// the step with [`StepTimeout`](EngineError::StepTimeout) — not
+    /// retried, nothing persisted, since whether its side effect happened is
+    /// unknown; the workflow decides what to do.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Context, Engine, EngineError, StepError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("slow", |ctx: Context| async move {
+    ///     let r = ctx.step("slow").timeout(Duration::from_millis(10))
+    ///         .run(|| async { std::future::pending::<Result<(), StepError>>().await }).await;
+    ///     Ok(matches!(r, Err(EngineError::StepTimeout { .. })))
+    /// })?;
+    /// engine.start().await?;
+    /// assert!(engine.invoke("slow").await?.wait_output::<bool>().await?);
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, duration: Duration) -> Self {
+        self.timeout = Some(duration);
+        self
+    }
+
+    /// Runs the step: returns the committed result if there is one, else
+    /// calls `attempt` (retrying per the policy), commits its result and
+    /// returns it. The closure runs at least once; once its result is
+    /// committed it never runs again for this instance.
+    ///
+    /// Errors: [`StepFailed`](EngineError::StepFailed) for a permanent
+    /// failure, [`RetriesExhausted`](EngineError::RetriesExhausted) (and a
+    /// dead-letter record) when retries run out,
+    /// [`StepTimeout`](EngineError::StepTimeout),
+    /// [`TypeMismatch`](EngineError::TypeMismatch) when the committed result
+    /// has another type, [`SuspendedStepConflict`](EngineError::SuspendedStepConflict)
+    /// when the key belongs to a suspend point, key errors, storage errors.
+    ///
+    /// # Examples
+    ///
+    /// See [`StepBuilder`].
+    pub async fn run<T, F, Fut>(self, mut attempt: F) -> Result<T, EngineError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let ctx = self.ctx;
+        let key = self.key;
+        let entered = ctx.enter_step(&key)?;
+        let mut attempts = 0;
+        if let Some(memoised) = ctx.memoised(&key, &entered, &mut attempts) {
+            return memoised;
+        }
+        ctx.go_live().await?;
+        let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
+        loop {
+            let result = match self.timeout {
+                Some(limit) => match tokio::time::timeout(limit, attempt()).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Err(EngineError::StepTimeout {
+                            key,
+                            duration: limit,
+                        });
+                    }
+                },
+                None => attempt().await,
+            };
+            match result {
+                Ok(value) => {
+                    let bytes = encode_value(&key, &value)?;
+                    let record = StepRecord::completed(
+                        StepKind::Step,
+                        type_tag::<T>(),
+                        bytes,
+                        ctx.current_status(),
+                    );
+                    return match ctx.commit(&key, record).await? {
+                        CommitOutcome::Committed => Ok(value),
+                        CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
+                            decode_value(&key, &existing.type_tag, &existing.value)
+                        }
+                        CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict { key }),
+                        CommitOutcome::InstanceMissing => Err(ctx.not_found()),
+                    };
+                }
+                Err(StepError::Permanent(source)) => {
+                    return Err(EngineError::StepFailed {
+                        key,
+                        source,
+                        retryable: false,
+                    });
+                }
+                Err(StepError::Retryable(source)) => {
+                    attempts += 1;
+                    let exhausted = attempts >= policy.max_attempts();
+                    let state = if exhausted {
+                        StepState::Failed
+                    } else {
+                        StepState::Retrying
+                    };
+                    // Recorded durably so a crash mid-sequence does not grant a fresh budget.
+                    ctx.commit(
+                        &key,
+                        StepRecord::failure(state, attempts, source.to_string()),
+                    )
+                    .await?;
+                    if exhausted {
+                        tracing::warn!(instance = %ctx.run.key, step = %key, attempts, error = %source, "retries exhausted; step dead-lettered");
+                        return Err(EngineError::RetriesExhausted {
+                            key,
+                            attempts,
+                            source,
+                        });
+                    }
+                    let delay = policy.jittered_delay_for(attempts);
+                    tracing::debug!(instance = %ctx.run.key, step = %key, attempts, ?delay, error = %source, "retrying step");
+                    let wake = ctx
+                        .run
+                        .env
+                        .clock
+                        .now_ms()
+                        .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                    tokio::select! {
+                        () = ctx.run.env.clock.sleep_until(wake) => {}
+                        () = ctx.run.env.entry.cancelled() => {}
+                    }
+                    ctx.check_cancelled()?;
+                }
+            }
+        }
+    }
+}
+
+impl Context {
+    /// The memoised outcome of step `key`, if it has one: a result committed
+    /// earlier in this run (a reused key) or in the snapshot, a dead letter,
+    /// or a conflict. Sets `attempts` from a recorded retry sequence.
+    pub(super) fn memoised<T: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        entered: &Entered<'_>,
+        attempts: &mut u32,
+    ) -> Option<Result<T, EngineError>> {
+        // Only a key used before in this run can have a result of this run.
+        let this_run = if entered.fresh {
+            None
+        } else {
+            lock(&self.run.committed).get(key).cloned()
+        };
+        let record = this_run.as_ref().or(entered.record)?;
+        let dead_letter = || {
+            Err(EngineError::retries_exhausted(
+                key,
+                record.attempts,
+                record.error.clone().unwrap_or_default(),
+            ))
+        };
+        match record.state {
+            StepState::Completed => Some(decode_value(key, &record.type_tag, &record.value)),
+            StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
+                key: key.to_owned(),
+            })),
+            StepState::Retrying => {
+                *attempts = record.attempts;
+                None
+            }
+            // A dead letter written by this run is final for this run.
+            StepState::Failed if this_run.is_some() || !self.run.retry_dead_letters => {
+                Some(dead_letter())
+            }
+            StepState::Failed => None,
+        }
+    }
+
+    pub(super) async fn commit(
+        &self,
+        key: &str,
+        record: StepRecord,
+    ) -> Result<CommitOutcome, EngineError> {
+        let remember = matches!(record.state, StepState::Completed | StepState::Failed)
+            .then(|| record.clone());
+        let outcome = self
+            .run
+            .env
+            .store
+            .commit_step(self.run.key.clone(), key.to_owned(), record)
+            .await?;
+        if let (CommitOutcome::Committed, Some(record)) = (&outcome, remember) {
+            lock(&self.run.committed).insert(key.to_owned(), record);
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,288 @@
+//! [`StepStoreExt`]: the eight typed transitions, built on
+//! [`StepStore::write`] for every store.
+
+use std::future::Future;
+
+use super::{
+    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, ReviveOutcome, StartOutcome,
+    StepStore, SuspendOutcome,
+};
+use crate::transitions::{WriteOp, WriteOutcome};
+use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
+
+/// The typed write transitions, for every [`StepStore`] (blanket
+/// implemented; a store never implements it itself).
+///
+/// Each method builds its [`WriteOp`], calls [`StepStore::write`] and
+/// unpacks the answer. The rules of each transition are documented on its
+/// [`WriteOp`] variant. A store that answers with another outcome variant
+/// than the op's gets a [`StorageError`] of kind
+/// [`StorageErrorKind::Other`] naming the operation.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{InstanceKey, MemoryStore, StartOutcome, StepKind, StepRecord, StepStoreExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let key = InstanceKey::new("etl", "1").unwrap();
+/// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+/// assert_eq!(store.start_instance(key, input, 0).await.unwrap(), StartOutcome::Started);
+/// # });
+/// ```
+pub trait StepStoreExt: StepStore {
+    /// **Start** an instance; see [`WriteOp::Start`].
+    ///
+    /// # Examples
+    ///
+    /// See [`StepStoreExt`].
+    fn start_instance(
+        &self,
+        key: InstanceKey,
+        input: StepRecord,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<StartOutcome, EngineError>> + Send {
+        transition(self, WriteOp::Start { key, input, now_ms }, |o| match o {
+            WriteOutcome::Start(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Commit** a step record; see [`WriteOp::Commit`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{CommitOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let rec = StepRecord::completed(StepKind::Step, "u8", vec![1], None);
+    /// assert_eq!(store.commit_step(key, "fetch".into(), rec).await.unwrap(), CommitOutcome::InstanceMissing);
+    /// # });
+    /// ```
+    fn commit_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+    ) -> impl Future<Output = Result<CommitOutcome, EngineError>> + Send {
+        let op = WriteOp::Commit {
+            key,
+            step_key,
+            record,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Commit(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Suspend** at a step; see [`WriteOp::Suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt, SuspendOutcome};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let rec = StepRecord::suspended(StepKind::Suspend, "bool", None, None);
+    /// let outcome = store.suspend_step(key, "approval".into(), rec, None, 0).await.unwrap();
+    /// assert_eq!(outcome, SuspendOutcome::NotActive(None));
+    /// # });
+    /// ```
+    fn suspend_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+        status: Option<String>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<SuspendOutcome, EngineError>> + Send {
+        let op = WriteOp::Suspend {
+            key,
+            step_key,
+            record,
+            status,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Suspend(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Claim** a suspended step (signal delivery, timer firing); see
+    /// [`WriteOp::Claim`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{ClaimOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let payload = StepRecord::completed(StepKind::Suspend, "bool", vec![1], None);
+    /// let outcome = store.claim_step(key, "approval".into(), payload, 0).await.unwrap();
+    /// assert_eq!(outcome, ClaimOutcome::StepMissing);
+    /// # });
+    /// ```
+    fn claim_step(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ClaimOutcome, EngineError>> + Send {
+        let op = WriteOp::Claim {
+            key,
+            step_key,
+            payload,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Claim(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Finish** a running instance; see [`WriteOp::Finish`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Finish, FinishOutcome, InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let outcome = store.finish_instance(key, Finish::Failed("boom".into()), 0).await.unwrap();
+    /// assert_eq!(outcome, FinishOutcome::NotRunning(None));
+    /// # });
+    /// ```
+    fn finish_instance(
+        &self,
+        key: InstanceKey,
+        finish: Finish,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<FinishOutcome, EngineError>> + Send {
+        let op = WriteOp::Finish {
+            key,
+            finish,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Finish(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Revive** a finished instance before it runs again; see
+    /// [`WriteOp::Revive`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, ReviveOutcome, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// assert_eq!(store.revive_instance(key, 0).await.unwrap(), ReviveOutcome::InstanceMissing);
+    /// # });
+    /// ```
+    fn revive_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ReviveOutcome, EngineError>> + Send {
+        transition(self, WriteOp::Revive { key, now_ms }, |o| match o {
+            WriteOutcome::Revive(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Cancel** an instance; see [`WriteOp::Cancel`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{CancelOutcome, InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// assert_eq!(store.cancel_instance(key, 0).await.unwrap(), CancelOutcome::NotActive(None));
+    /// # });
+    /// ```
+    fn cancel_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<CancelOutcome, EngineError>> + Send {
+        transition(self, WriteOp::Cancel { key, now_ms }, |o| match o {
+            WriteOutcome::Cancel(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Delete** every record of an instance; returns whether it existed.
+    /// See [`WriteOp::Delete`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// assert!(!store.delete_instance(InstanceKey::new("etl", "1").unwrap()).await.unwrap());
+    /// # });
+    /// ```
+    fn delete_instance(
+        &self,
+        key: InstanceKey,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send {
+        transition(self, WriteOp::Delete { key }, |o| match o {
+            WriteOutcome::Delete(existed) => Some(existed),
+            _ => None,
+        })
+    }
+}
+
+impl<S: StepStore + ?Sized> StepStoreExt for S {}
+
+/// Writes `op` and unpacks its answer with `pick`, which returns `None`
+/// for an outcome of another op: the one place a wrong answer becomes an
+/// error.
+async fn transition<S, T>(
+    store: &S,
+    op: WriteOp,
+    pick: fn(WriteOutcome) -> Option<T>,
+) -> Result<T, EngineError>
+where
+    S: StepStore + ?Sized,
+{
+    let operation = op.name();
+    let outcome = store.write(op).await?;
+    let answered = outcome.name();
+    pick(outcome).ok_or_else(|| {
+        tracing::error!(
+            store = store.name(),
+            operation,
+            answered,
+            "store answered a write with the outcome of another op"
+        );
+        StorageError::new(
+            StorageErrorKind::Other,
+            operation,
+            format!("the store answered {operation} with a {answered} outcome"),
+        )
+        .into()
+    })
+}
