@@ -1,7 +1,7 @@
 //! Durable timers: the workflow sleeps on a timer that survives restarts.
 //! A manual clock makes "one day later" instant.
 //!
-//! Run: `cargo run --example timer`
+//! Run: `cargo run --example timer --features test-util`
 
 use std::time::Duration;
 

@@ -8,9 +8,18 @@
 //! **key-based memoisation**, so changed code keeps working on in-flight
 //! workflows.
 //!
-//! This facade re-exports [`memable_core`] and, by cargo feature, the storage
-//! backends: `redb` (default) as [`redb::RedbStore`] and `sqlite` as
-//! `sqlite::SqliteStore`.
+//! This facade re-exports, by name, what a workflow author uses: the
+//! [`Engine`] and its builders, the workflow [`Context`], the error types,
+//! and the instance states. The storage backends come by cargo feature:
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `redb` (default) | `memable::redb::RedbStore`, a file store over redb |
+//! | `sqlite` | `memable::sqlite::SqliteStore`, a file store over SQLite |
+//! | `test-util` | `ManualClock` (time moved by hand) and `Engine::abort` (a simulated crash), for tests |
+//!
+//! Writing a store of your own: the contract is in [`store`] (and the
+//! conformance suite in the `memable-testkit` crate).
 //!
 //! ```
 //! use memable::{Context, Engine, EngineError, StepError};
@@ -34,9 +43,65 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub use memable_core::*;
+// The engine and a run.
+pub use memable_core::{
+    Context, Engine, EngineBuilder, Invocation, InvokeBuilder, RetryPolicy, StatusStream,
+    StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
+};
+// Errors.
+pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
+// Instances: keys, metadata, listing.
+pub use memable_core::{
+    InstanceFilter, InstanceKey, MAX_KEY_LEN, MetadataStatus, StatusKind, WorkflowMetadata,
+    validate_key, validate_user_key,
+};
+// Time.
+#[cfg(feature = "test-util")]
+pub use memable_core::ManualClock;
+pub use memable_core::{Clock, Sleep, SystemClock};
+// Stores a user picks from.
+pub use memable_core::{MemoryStore, StepStore};
 
-/// The redb backend (feature `redb`, on by default).
+/// When a file store's commit counts as done, for both file backends
+/// (`RedbStoreBuilder::durability`, `SqliteStoreBuilder::durability`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable::Durability::default(), memable::Durability::Immediate);
+/// ```
+#[cfg(any(feature = "redb", feature = "sqlite"))]
+pub use memable_store::Durability;
+
+pub mod store {
+    //! The storage contract, for authors of a store of their own: implement
+    //! [`StepStore`] (a name, one `write` of a [`WriteOp`], six reads) and the
+    //! typed transitions of [`StepStoreExt`] come with it. Check a store with
+    //! the conformance suite of the `memable-testkit` crate.
+    //!
+    //! ```
+    //! use memable::store::{StepStore, StepStoreExt, WriteOp, WriteOutcome};
+    //! use memable::{InstanceKey, MemoryStore};
+    //!
+    //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    //! let store = MemoryStore::new();
+    //! let key = InstanceKey::new("etl", "1").unwrap();
+    //! assert_eq!(store.write(WriteOp::Delete { key: key.clone() }).await.unwrap(), WriteOutcome::Delete(false));
+    //! assert!(!store.delete_instance(key).await.unwrap());
+    //! # });
+    //! ```
+
+    pub use memable_core::transitions::{self, Transaction, apply};
+    pub use memable_core::{
+        CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceSnapshot,
+        MemoryStore, ReviveOutcome, StartOutcome, StepKind, StepRecord, StepState, StepStore,
+        StepStoreExt, SuspendOutcome, TimerEntry, WriteOp, WriteOutcome, decode_value,
+        encode_value, type_tag,
+    };
+}
+
+/// The redb backend (feature `redb`, on by default): a store in one redb
+/// file and its journal.
 ///
 /// ```
 /// use memable::Engine;
@@ -48,10 +113,11 @@ pub use memable_core::*;
 /// ```
 #[cfg(feature = "redb")]
 pub mod redb {
-    pub use memable_redb::*;
+    pub use memable_redb::{Durability, RedbStore, RedbStoreBuilder, StoreStats};
 }
 
-/// The SQLite backend (feature `sqlite`).
+/// The SQLite backend (feature `sqlite`): a store in one SQLite database
+/// and its journal.
 ///
 /// ```
 /// use memable::Engine;
@@ -63,5 +129,7 @@ pub mod redb {
 /// ```
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
-    pub use memable_sqlite::*;
+    pub use memable_sqlite::{
+        APPLICATION_ID, Durability, SCHEMA_VERSION, SqliteStore, SqliteStoreBuilder, StoreStats,
+    };
 }
