@@ -228,3 +228,57 @@ backend_tests! {
         }
     }
 }
+
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failure_at_each_transition_a_new_engine_on_the_reopened_store_recovers(
+        backend
+    ) {
+        for op in WRITES {
+            for (mode, ack_lost) in [("fail", false), ("ack-lost", true)] {
+                let mut fresh = backend.kind().open();
+                let builder = FaultyStore::builder(fresh.store());
+                let builder = if ack_lost {
+                    builder.ack_lost_nth(op, 1)
+                } else {
+                    builder.fail_nth(op, 1)
+                };
+                let store = Arc::new(builder.build());
+                let engine = engine_on(Arc::clone(&store));
+                engine.start().await.unwrap();
+                // One pass through every transition; the fault hits one.
+                if let Ok(run) = engine.invoke("gate").id("g").await {
+                    let _ = run.wait().await;
+                }
+                engine.wait_all().await;
+                if let Ok(memable::WorkflowState::Suspended { .. }) =
+                    engine.state("gate", "g").await
+                    && let Ok(run) = engine.signal("gate", "g", &APPROVAL, 10).await
+                {
+                    let _ = run.wait().await;
+                }
+                engine.wait_all().await;
+                assert_eq!(
+                    store.injected(op),
+                    1,
+                    "{} {mode}: the fault never fired",
+                    op.name()
+                );
+                // The process goes away; the file is closed and opened again.
+                engine.shutdown().await;
+                drop((engine, store));
+                fresh
+                    .reopen()
+                    .unwrap_or_else(|error| panic!("{} {mode}: reopen: {error:?}", op.name()));
+                let engine = Engine::builder()
+                    .store(fresh.store())
+                    .default_retry(RetryPolicy::fixed(2, Duration::ZERO))
+                    .build();
+                register(&engine);
+                engine.start().await.unwrap();
+                let out = drive_gate(&engine, "g").await;
+                assert_eq!(out, 13, "{} {mode} after reopen", op.name());
+            }
+        }
+    }
+}
