@@ -62,7 +62,10 @@ backend_tests! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_signal_racing_its_own_timer_has_one_winner(backend) {
         let clock = ManualClock::new(0);
-        let engine = Engine::builder().store(backend.store()).clock(clock.clone()).build();
+        let engine = Engine::builder()
+            .store(backend.store())
+            .clock(clock.clone())
+            .build();
         engine
             .register("ask", |ctx: Context| async move {
                 ctx.suspend(&APPROVAL)
