@@ -131,6 +131,14 @@ impl LiveInstance {
         self.slot().running
     }
 
+    /// Whether a run is in progress that has not ended yet: a run that
+    /// published an end it could not record
+    /// ([`WorkflowState::OutcomeUnknown`]) is over even while its task
+    /// still holds the entry.
+    pub fn has_run_in_progress(&self) -> bool {
+        self.is_running() && !matches!(*self.state.borrow(), WorkflowState::OutcomeUnknown { .. })
+    }
+
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
@@ -248,9 +256,13 @@ impl LiveInstances {
     }
 
     /// Whether `key` has a run in progress or one on its way (a claim in
-    /// flight).
+    /// flight). A run that has published an end it could not record
+    /// ([`WorkflowState::OutcomeUnknown`]) is over, though its task has not
+    /// let go of the entry yet: the instance is `Running` in the store with
+    /// no run behind it, and a new invocation must run it again rather
+    /// than report that end as its own.
     pub fn is_active(&self, key: &InstanceKey) -> bool {
-        self.get(key).is_some_and(|e| e.is_running())
+        self.get(key).is_some_and(|e| e.has_run_in_progress())
             || self
                 .claims
                 .lock()

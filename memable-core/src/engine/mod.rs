@@ -614,7 +614,9 @@ impl Engine {
         instance_id: &str,
     ) -> Result<StatusStream, EngineError> {
         let key = InstanceKey::new(workflow, instance_id)?;
-        if let Some(entry) = self.inner.live.get(&key) {
+        if let Some(entry) = self.inner.live.get(&key)
+            && entry.has_run_in_progress()
+        {
             let rx = entry.state.subscribe();
             let guard = self.inner.live.guard_for(&key, entry);
             return Ok(StatusStream::new(guard, rx));
@@ -626,14 +628,14 @@ impl Engine {
             .inner
             .live
             .subscribe(&key, || WorkflowState::from(&meta.status));
-        if !guard.entry().is_running() {
+        if !guard.entry().has_run_in_progress() {
             // Re-read: a run may have finished between the read and the subscription.
             let fresh = self.inner.store.get_metadata(&key).await?;
             if let Some(fresh) = fresh {
                 if fresh.status == MetadataStatus::Running && !self.inner.live.is_active(&key) {
                     return Err(EngineError::StaleRunning { key });
                 }
-                if !guard.entry().is_running() {
+                if !guard.entry().has_run_in_progress() {
                     guard.entry().publish(WorkflowState::from(&fresh.status));
                 }
             }
