@@ -81,6 +81,30 @@ impl SqliteBackend {
         self
     }
 
+    /// Writes a consistent copy of the database to the new file at `path`
+    /// (`VACUUM INTO`), from the writer's connection, which sees every
+    /// commit. No transaction may be open.
+    pub fn vacuum_into(&self, path: &std::path::Path) -> Result<(), EngineError> {
+        let target = path.to_str().ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::Unsupported,
+                "backup",
+                format!("{}: SQLite needs a UTF-8 path", path.display()),
+            )
+        })?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map(drop)
+            .map_err(|e| {
+                StorageError::new(
+                    crate::open::sqlite_kind(&e),
+                    "backup",
+                    format!("VACUUM INTO {}: {e}", path.display()),
+                )
+                .into()
+            })
+    }
+
     fn exec(&self, operation: &'static str, sql: &str) -> Result<(), EngineError> {
         self.conn.execute_batch(sql).map_err(io(operation))
     }
