@@ -175,9 +175,10 @@ impl SqliteStore {
     pub async fn backup(&self, path: impl AsRef<Path>) -> Result<(), EngineError> {
         let target = BackupFile::new(path.as_ref())?;
         let temp = target.temp().to_path_buf();
+        let in_memory = self.shared.path.is_none();
         self.shared
             .writer
-            .run("backup", move |backend| backend.vacuum_into(&temp))
+            .run("backup", move |backend| backend.vacuum_into(&temp, in_memory))
             .await?;
         tokio::task::spawn_blocking(move || {
             seal_backup(target.temp())?;
