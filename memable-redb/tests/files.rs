@@ -98,7 +98,10 @@ async fn backup_under_load(durability: Durability) {
         assert_eq!(record, Some(value(&i.to_le_bytes())), "w{w} s{i}");
     }
     // A read of everything: every instance loads, its steps contiguous.
-    let instances = copy.list_instances(&InstanceFilter::default()).await.unwrap();
+    let instances = copy
+        .list_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
     assert_eq!(instances.len(), WRITERS);
     for meta in instances {
         let k = meta.key().unwrap();
@@ -144,7 +147,10 @@ async fn backup_to_an_existing_path_is_refused_and_leaves_it_alone() {
 async fn backup_of_an_in_memory_store_is_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::in_memory().unwrap();
-    let err = store.backup(dir.path().join("copy.redb")).await.unwrap_err();
+    let err = store
+        .backup(dir.path().join("copy.redb"))
+        .await
+        .unwrap_err();
     assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
     assert!(!dir.path().join("copy.redb").exists());
 }
@@ -217,7 +223,16 @@ async fn a_first_open_that_runs_out_of_space_leaves_nothing_behind() {
     }
     let mut failed = 0;
     let mut opened = false;
-    for limit in [0, 512, 4 << 10, 32 << 10, 128 << 10, 1 << 20, 4 << 20, 64 << 20] {
+    for limit in [
+        0,
+        512,
+        4 << 10,
+        32 << 10,
+        128 << 10,
+        1 << 20,
+        4 << 20,
+        64 << 20,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.redb");
         if open_in_child(
@@ -291,7 +306,11 @@ async fn a_real_database_with_a_damaged_magic_number_is_still_refused() {
         ),
         "{err}"
     );
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
 }
 
 fn entries(dir: &Path) -> BTreeSet<std::ffi::OsString> {
@@ -359,7 +378,10 @@ async fn open_errors_name_their_file_and_say_storage_error_once() {
     let bad_journal = dir.path().join("bad-journal.redb");
     drop(RedbStore::open(&bad_journal).unwrap());
     std::fs::write(journal_of(&bad_journal), vec![0x17; 4096]).unwrap();
-    cases.push((bad_journal.clone(), RedbStore::open(&bad_journal).unwrap_err()));
+    cases.push((
+        bad_journal.clone(),
+        RedbStore::open(&bad_journal).unwrap_err(),
+    ));
 
     let mut kinds = BTreeSet::new();
     for (path, err) in &cases {

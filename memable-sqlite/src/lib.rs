@@ -117,10 +117,11 @@
 //! `memable.db.journal` (with `Immediate`), SQLite's `memable.db-wal` and
 //! `memable.db-shm` while it is open, and the lock file
 //! `memable.db.memable-lock`. While the store runs, its newest commits are
-//! in the WAL (and unflushed ones only in the journal), and the database is
-//! marked dirty, so **a copy of `memable.db` taken while the engine runs is
-//! not a backup**: it lacks what is in the WAL, and opened alone it is
-//! refused as incomplete. Copy the files only after the store is closed,
+//! in the WAL (and the newest acknowledged ones may be only in the
+//! journal), so **a copy of `memable.db` taken while the engine runs is
+//! not a backup**: it lacks what is in the WAL and the journal (and, if
+//! the copy holds the dirty marker, opening it alone is refused as
+//! incomplete). Copy the files only after the store is closed,
 //! or call [`SqliteStore::backup`]: on the writer thread, right after a
 //! checkpoint, it runs `VACUUM INTO` a temporary file beside the target
 //! (a consistent snapshot holding every acknowledged write), checks the

@@ -178,7 +178,9 @@ impl SqliteStore {
         let in_memory = self.shared.path.is_none();
         self.shared
             .writer
-            .run("backup", move |backend| backend.vacuum_into(&temp, in_memory))
+            .run("backup", move |backend| {
+                backend.vacuum_into(&temp, in_memory)
+            })
             .await?;
         tokio::task::spawn_blocking(move || {
             seal_backup(target.temp())?;
@@ -379,7 +381,10 @@ fn seal_backup(temp: &Path) -> Result<(), EngineError> {
         return Err(StorageError::new(
             StorageErrorKind::Corrupt,
             "backup",
-            format!("{} (backup copy) fails SQLite's check: {check}", temp.display()),
+            format!(
+                "{} (backup copy) fails SQLite's check: {check}",
+                temp.display()
+            ),
         )
         .into());
     }

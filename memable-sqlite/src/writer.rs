@@ -104,8 +104,7 @@ impl SqliteBackend {
                     "backing up an in-memory store is supported on Unix only",
                 ));
             }
-            let absolute = std::path::absolute(path)
-                .map_err(|e| unsupported(&e.to_string()))?;
+            let absolute = std::path::absolute(path).map_err(|e| unsupported(&e.to_string()))?;
             let absolute = absolute
                 .to_str()
                 .ok_or_else(|| unsupported("SQLite needs a UTF-8 path"))?;

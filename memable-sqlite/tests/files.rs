@@ -109,7 +109,10 @@ async fn backup_under_load(durability: Durability) {
         assert_eq!(record, Some(value(&i.to_le_bytes())), "w{w} s{i}");
     }
     // A read of everything: every instance loads, its steps contiguous.
-    let instances = copy.list_instances(&InstanceFilter::default()).await.unwrap();
+    let instances = copy
+        .list_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
     assert_eq!(instances.len(), WRITERS);
     for meta in instances {
         let k = meta.key().unwrap();
@@ -205,7 +208,16 @@ async fn a_first_open_that_runs_out_of_space_leaves_nothing_behind() {
     }
     let mut failed = 0;
     let mut opened = false;
-    for limit in [0, 512, 4 << 10, 32 << 10, 128 << 10, 1 << 20, 4 << 20, 64 << 20] {
+    for limit in [
+        0,
+        512,
+        4 << 10,
+        32 << 10,
+        128 << 10,
+        1 << 20,
+        4 << 20,
+        64 << 20,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.db");
         if open_in_child(
@@ -251,7 +263,10 @@ fn mark_dirty(path: &Path) {
 async fn backup_of_an_in_memory_store_is_a_file_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::in_memory().unwrap();
-    store.start_instance(key("a", "1"), input(), 0).await.unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
     store
         .commit_step(key("a", "1"), "s".into(), value(b"kept"))
         .await
@@ -268,7 +283,10 @@ async fn backup_of_an_in_memory_store_is_a_file_store() {
 async fn a_backup_is_one_cleanly_closed_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
-    store.start_instance(key("a", "1"), input(), 0).await.unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
     let copy = dir.path().join("copy.db");
     store.backup(&copy).await.unwrap();
     let names: BTreeSet<_> = entries(dir.path())
@@ -326,7 +344,10 @@ async fn open_errors_name_their_file_and_say_storage_error_once() {
 
     let directory = dir.path().join("a-directory");
     std::fs::create_dir(&directory).unwrap();
-    cases.push((directory.clone(), SqliteStore::open(&directory).unwrap_err()));
+    cases.push((
+        directory.clone(),
+        SqliteStore::open(&directory).unwrap_err(),
+    ));
 
     let orphan = dir.path().join("missing").join("wf.db");
     cases.push((orphan.clone(), SqliteStore::open(&orphan).unwrap_err()));
@@ -360,7 +381,10 @@ async fn open_errors_name_their_file_and_say_storage_error_once() {
     let bad_journal = dir.path().join("bad-journal.db");
     drop(SqliteStore::open(&bad_journal).unwrap());
     std::fs::write(journal_of(&bad_journal), vec![0x17; 4096]).unwrap();
-    cases.push((bad_journal.clone(), SqliteStore::open(&bad_journal).unwrap_err()));
+    cases.push((
+        bad_journal.clone(),
+        SqliteStore::open(&bad_journal).unwrap_err(),
+    ));
 
     let mut kinds = BTreeSet::new();
     for (path, err) in &cases {

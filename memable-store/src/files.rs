@@ -255,10 +255,9 @@ impl BackupFile {
             Some(kind) => storage_error(kind, "backup", crate::detail(&e)),
             None => e,
         })?;
-        let name = path.file_name().map_or_else(
-            || "backup".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = path
+            .file_name()
+            .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
         let temp = parent_of(path).join(format!(
             ".{name}.memable-backup-{}-{}.tmp",
             std::process::id(),
