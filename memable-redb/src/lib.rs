@@ -164,10 +164,13 @@
 //! a path whose directory does not exist with
 //! [`Io`](memable_core::StorageErrorKind::Io); neither creates anything.
 //! A first open that fails (a full disk, say) removes the database and
-//! journal files it created, so a later open starts afresh. A file that
-//! redb began to create and never finished (a power loss during the first
-//! open: no magic number, zeros after the header) with no journal beside it
-//! holds nothing and is created anew.
+//! journal files it created, so a later open starts afresh. A power loss
+//! during the first open can leave a file redb never finished creating:
+//! if redb wrote its header but not yet the magic number it writes last
+//! (zeros after the header) and no journal is beside it, the file holds
+//! nothing and is created anew; a file of zeros alone is refused as "not a
+//! redb database" (nothing says redb wrote it) and, holding nothing, can be
+//! deleted.
 #![forbid(unsafe_code)]
 
 mod backend;

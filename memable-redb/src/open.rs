@@ -406,10 +406,11 @@ const REDB_HEADER: u64 = 512;
 const NEVER_CREATED_MAX: u64 = 64 * 1024 * 1024;
 
 /// Whether the file at `path` is one redb began to create and never
-/// finished (a crash or a full disk during the first open): not empty, no
-/// magic number (zeros where it goes), and nothing but zeros after the
-/// header. Such a file holds no data; anything else is left for redb to
-/// judge.
+/// finished (a crash during the first open, after redb wrote its header but
+/// before the magic number it writes last): no magic number (zeros where it
+/// goes), a header, and nothing but zeros after it. Such a file holds no
+/// data. A file of zeros alone is left for redb to refuse: nothing in it
+/// says redb wrote it.
 fn never_created(path: &Path, context: &str) -> Result<bool, EngineError> {
     use std::io::Read;
     let io = |e: std::io::Error| {
@@ -421,23 +422,26 @@ fn never_created(path: &Path, context: &str) -> Result<bool, EngineError> {
         Err(e) => return Err(io(e).into()),
     };
     let len = file.metadata().map_err(io)?.len();
-    if len == 0 || len > NEVER_CREATED_MAX {
+    if len <= REDB_HEADER || len > NEVER_CREATED_MAX {
         return Ok(false);
     }
     let mut chunk = vec![0u8; 64 * 1024];
     let mut at = 0u64;
+    let mut header = false;
     loop {
         let n = file.read(&mut chunk).map_err(io)?;
         if n == 0 {
-            return Ok(true);
+            return Ok(header);
         }
-        let read = &chunk[..n];
-        for (i, byte) in read.iter().enumerate() {
+        for (i, byte) in chunk[..n].iter().enumerate() {
             let offset = at + i as u64;
-            let in_magic = offset < REDB_MAGIC.len() as u64;
-            if *byte != 0 && (in_magic || offset >= REDB_HEADER) {
+            if *byte == 0 {
+                continue;
+            }
+            if offset < REDB_MAGIC.len() as u64 || offset >= REDB_HEADER {
                 return Ok(false);
             }
+            header = true;
         }
         at += n as u64;
     }
