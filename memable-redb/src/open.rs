@@ -225,7 +225,7 @@ impl RedbStoreBuilder {
         let path = path.as_ref();
         check_store_path(path)?;
         let journal_path = journal_path(path);
-        let created = NewFiles::missing([path.to_path_buf(), journal_path.clone()]);
+        let created = NewFiles::first_open(path, [journal_path.clone()]);
         let opened = self.open_file(path, &journal_path);
         match opened {
             Ok(store) => Ok(store),

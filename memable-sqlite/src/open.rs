@@ -201,13 +201,15 @@ impl SqliteStoreBuilder {
             name.push(suffix);
             PathBuf::from(name)
         };
-        let created = NewFiles::missing([
-            path.to_path_buf(),
-            journal_path(path),
-            side("-wal"),
-            side("-shm"),
-            side(LOCK_SUFFIX),
-        ]);
+        let created = NewFiles::first_open(
+            path,
+            [
+                journal_path(path),
+                side("-wal"),
+                side("-shm"),
+                side(LOCK_SUFFIX),
+            ],
+        );
         match self.open_file(path) {
             Ok(store) => Ok(store),
             Err(e) => {

@@ -19,7 +19,7 @@
 //!
 //! | file | created by | removed by |
 //! |---|---|---|
-//! | `<db>`, `<db>.journal`, lock, WAL | the first open | a failed first open ([`NewFiles::remove`]) — never a later open |
+//! | `<db>`, `<db>.journal`, lock, WAL | the first open | a failed first open ([`NewFiles::first_open`], [`NewFiles::remove`]) — never a failed open of an existing database |
 //! | the backup's temporary file | [`BackupFile::new`]'s caller | [`BackupFile::finish`] (moved into place) or the drop of an unfinished [`BackupFile`] |
 //! | the backup at its path | [`BackupFile::finish`], only if nothing is there | never (a backup never overwrites) |
 //!
@@ -171,6 +171,32 @@ impl NewFiles {
                 .filter(|p| std::fs::symlink_metadata(p).is_err())
                 .collect(),
         }
+    }
+
+    /// For the first open of the database at `db`: `db` and those of its
+    /// `side` files that are missing now — or nothing at all if `db`
+    /// exists. An open of an existing database removes nothing when it
+    /// fails: its side files (a WAL written by a replay, say) may hold
+    /// work the database lacks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_store::files::NewFiles;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let (db, journal) = (dir.path().join("wf.db"), dir.path().join("wf.db.journal"));
+    /// std::fs::write(&db, b"an existing database").unwrap();
+    /// let created = NewFiles::first_open(&db, [journal.clone()]);
+    /// std::fs::write(&journal, b"written by the failed open").unwrap();
+    /// created.remove();
+    /// assert!(db.exists() && journal.exists());
+    /// ```
+    pub fn first_open(db: &Path, side: impl IntoIterator<Item = PathBuf>) -> Self {
+        if std::fs::symlink_metadata(db).is_ok() {
+            return Self { paths: Vec::new() };
+        }
+        Self::missing(std::iter::once(db.to_path_buf()).chain(side))
     }
 
     /// Removes every file created since [`missing`](Self::missing) at those
