@@ -140,10 +140,37 @@
 //!
 //! Opening verifies every page's checksum by default
 //! ([`RedbStoreBuilder::verify_on_open`]), so a damaged file is refused at
-//! open rather than failing at a later read. A power loss during the very
-//! first open of a new file (before [`RedbStore::open`] returned) can leave
-//! a file redb never finished creating; it is refused as "not a redb
-//! database" and, holding nothing, can be deleted.
+//! open rather than failing at a later read.
+//!
+//! # Files and backups
+//!
+//! A file store at `wf.redb` is two files: the database `wf.redb` and its
+//! journal `wf.redb.journal` (a `Relaxed` store: the database alone). While
+//! the store runs, the journal holds acknowledged transitions that the
+//! database file has only in an unflushed commit, and redb marks the open
+//! file as needing repair, so **a copy of `wf.redb` taken while the engine
+//! runs is not a backup**: it may lack acknowledged work, and it is marked
+//! dirty, so opening it alone is refused. Copy the files only after the
+//! store is closed (the last handle dropped), or call
+//! [`RedbStore::backup`]: it takes the copy on the writer thread right
+//! after a checkpoint (so the file holds every acknowledged write in its
+//! last durable commit and nothing writes to it meanwhile), checks it,
+//! marks it cleanly closed, syncs it and moves it into place; the result is
+//! one file that opens as a store of its own.
+//!
+//! Every open error names the file it is about. An empty path or a
+//! directory is refused with
+//! [`StorageErrorKind::Unsupported`](memable_core::StorageErrorKind::Unsupported),
+//! a path whose directory does not exist with
+//! [`Io`](memable_core::StorageErrorKind::Io); neither creates anything.
+//! A first open that fails (a full disk, say) removes the database and
+//! journal files it created, so a later open starts afresh. A power loss
+//! during the first open can leave a file redb never finished creating:
+//! if redb wrote its header but not yet the magic number it writes last
+//! (zeros after the header) and no journal is beside it, the file holds
+//! nothing and is created anew; a file of zeros alone is refused as "not a
+//! redb database" (nothing says redb wrote it) and, holding nothing, can be
+//! deleted.
 #![forbid(unsafe_code)]
 
 mod backend;

@@ -12,6 +12,7 @@ use memable_store::Durability;
 use memable_store::commit::{
     CHECKPOINT_BYTES, DatabaseState, JournalSource, RecoverOptions, open_journal, recover,
 };
+use memable_store::files::{NewFiles, check_store_path};
 use memable_store::journal::{JournalFile, journal_path};
 use memable_store::writer::LONE_WRITER_SPIN;
 use redb::backends::FileBackend;
@@ -222,9 +223,40 @@ impl RedbStoreBuilder {
     /// ```
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, EngineError> {
         let path = path.as_ref();
-        let context = path.display().to_string();
+        check_store_path(path)?;
         let journal_path = journal_path(path);
+        let created = NewFiles::first_open(path, [journal_path.clone()]);
+        let opened = self.open_file(path, &journal_path);
+        match opened {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                // A first open that failed removes what it created, so a
+                // later open finds no half-created file; a `Locked` file
+                // was created by the store that holds it.
+                if e.storage_kind() != Some(StorageErrorKind::Locked) {
+                    created.remove();
+                }
+                Err(naming(path, e))
+            }
+        }
+    }
+
+    fn open_file(&self, path: &Path, journal_path: &Path) -> Result<RedbStore, EngineError> {
+        let context = path.display().to_string();
         let name = format!("{} (journal of {context})", journal_path.display());
+        if !journal_path.exists() && never_created(path, &context)? {
+            tracing::warn!(
+                database = context,
+                "the file holds no redb database (its creation never finished) and has no journal: creating the database anew"
+            );
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|file| file.set_len(0))
+                .map_err(|e| {
+                    StorageError::new(StorageErrorKind::Io, "open", format!("{context}: {e}"))
+                })?;
+        }
         // Flushed while the journal is replayed; for a `Relaxed` store, not
         // afterwards.
         let sync = Arc::new(AtomicBool::new(true));
@@ -235,11 +267,17 @@ impl RedbStoreBuilder {
         let state = check_format(&db, &context)?;
         let mut backend = RedbBackend::new(Arc::new(db), true);
         let options = self.recover_options();
-        let journaled = open_journal(&mut backend, state, &journal_path, &name, options)?;
+        let journaled = open_journal(&mut backend, state, journal_path, &name, options)?;
         // A `Relaxed` store flushes nothing once its old journal is retired.
         sync.store(journaled.is_some(), Ordering::Release);
         let backend = RedbBackend::new(backend.db, journaled.is_some());
-        RedbStore::from_backend(backend, self.durability, journaled, self.lone_writer_spin)
+        RedbStore::from_backend(
+            backend,
+            self.durability,
+            journaled,
+            self.lone_writer_spin,
+            Some(path.to_path_buf()),
+        )
     }
 
     /// Opens (or initialises) a database over any redb storage backend with
@@ -289,6 +327,7 @@ impl RedbStoreBuilder {
             Durability::Immediate,
             Some(journaled),
             self.lone_writer_spin,
+            None,
         )
     }
 
@@ -333,6 +372,7 @@ impl RedbStoreBuilder {
             self.durability,
             None,
             self.lone_writer_spin,
+            None,
         )
     }
 
@@ -353,6 +393,97 @@ impl RedbStoreBuilder {
             .into()),
         }
     }
+}
+
+/// `error`, naming the database at `path` if it does not already.
+fn naming(path: &Path, error: EngineError) -> EngineError {
+    let shown = path.display().to_string();
+    match error.storage_kind() {
+        Some(kind) if !error.to_string().contains(&shown) => StorageError::new(
+            kind,
+            "open",
+            format!("{shown}: {}", memable_store::detail(&error)),
+        )
+        .into(),
+        _ => error,
+    }
+}
+
+/// The first bytes of every redb file; redb writes them last when it
+/// creates a database.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// The bytes of redb's file header (it is 320 bytes long).
+const REDB_HEADER: u64 = 512;
+
+/// The largest file [`never_created`] reads through.
+const NEVER_CREATED_MAX: u64 = 64 * 1024 * 1024;
+
+/// Whether the file at `path` is one redb began to create and never
+/// finished (a crash during the first open, after redb wrote its header but
+/// before the magic number it writes last): no magic number (zeros where it
+/// goes), a header, and nothing but zeros after it. Such a file holds no
+/// data. A file of zeros alone is left for redb to refuse: nothing in it
+/// says redb wrote it.
+fn never_created(path: &Path, context: &str) -> Result<bool, EngineError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| {
+        StorageError::new(StorageErrorKind::Io, "open", format!("{context}: {e}"))
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(e).into()),
+    };
+    let len = file.metadata().map_err(io)?.len();
+    if len <= REDB_HEADER || len > NEVER_CREATED_MAX {
+        return Ok(false);
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    let mut header = false;
+    loop {
+        let n = file.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            return Ok(header);
+        }
+        for (i, byte) in chunk[..n].iter().enumerate() {
+            let offset = at + i as u64;
+            if *byte == 0 {
+                continue;
+            }
+            if offset < REDB_MAGIC.len() as u64 || offset >= REDB_HEADER {
+                return Ok(false);
+            }
+            header = true;
+        }
+        at += n as u64;
+    }
+}
+
+/// Makes the raw copy of a running store's file at `temp` a database of its
+/// own: opens it (redb repairs the copy of an open file to its last
+/// durable commit and verifies every page), marks it cleanly closed, and
+/// closes it.
+pub(crate) fn seal_backup(temp: &Path) -> Result<(), EngineError> {
+    let context = format!("{} (backup copy)", temp.display());
+    let fail = |e: &dyn std::fmt::Display| {
+        EngineError::from(StorageError::new(
+            StorageErrorKind::Io,
+            "backup",
+            format!("{context}: {e}"),
+        ))
+    };
+    let mut builder = Database::builder();
+    builder.set_check_integrity_on_open(true);
+    let db = builder.create(temp).map_err(|e| fail(&e))?;
+    let txn = db.begin_write().map_err(|e| fail(&e))?;
+    txn.open_table(JOURNAL)
+        .and_then(|mut table| table.insert(DIRTY_KEY, 0).map(drop).map_err(Into::into))
+        .map_err(|e| fail(&e))?;
+    txn.commit().map_err(|e| fail(&e))?;
+    drop(db);
+    Ok(())
 }
 
 /// Opens (creating if needed) the database file as a redb backend.

@@ -1,6 +1,6 @@
 //! [`RedbStore`]: the [`StepStore`] implementation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +9,9 @@ use memable_core::{
     EngineError, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, StepStore, TimerEntry,
     WorkflowMetadata,
 };
+use memable_core::{StorageError, StorageErrorKind};
 use memable_store::commit::{Journaled, WriterConfig};
+use memable_store::files::BackupFile;
 use memable_store::readers::ReaderPool;
 use memable_store::{Counters, Durability, StoreStats};
 
@@ -59,6 +61,8 @@ struct Inner {
     readers: ReaderPool<Reader>,
     counters: Arc<Counters>,
     durability: Durability,
+    /// The database file of a file store.
+    path: Option<PathBuf>,
 }
 
 impl RedbStore {
@@ -109,6 +113,7 @@ impl RedbStore {
         durability: Durability,
         journal: Option<Journaled>,
         lone_writer_spin: std::time::Duration,
+        path: Option<PathBuf>,
     ) -> Result<Self, EngineError> {
         let db = Arc::clone(&backend.db);
         let counters = Arc::new(Counters::default());
@@ -133,6 +138,7 @@ impl RedbStore {
                 readers,
                 counters,
                 durability,
+                path,
             }),
         })
     }
@@ -168,6 +174,79 @@ impl RedbStore {
     #[must_use]
     pub fn stats(&self) -> StoreStats {
         self.inner.counters.stats()
+    }
+
+    /// Writes a consistent copy of the database to `path`, a single redb
+    /// file that opens as a store of its own (no journal needed: it is
+    /// marked as cleanly closed) and holds every write acknowledged before
+    /// the call. The engine keeps running; writes wait while the file is
+    /// copied (after a checkpoint, between two group commits).
+    ///
+    /// The copy is written under a temporary name beside `path`, checked
+    /// (redb verifies every page), synced and only then moved into place,
+    /// so a crash or a failure never leaves a partial file at `path`. See
+    /// the crate docs, "Files and backups".
+    ///
+    /// # Errors
+    ///
+    /// [`StorageErrorKind::Unsupported`](memable_core::StorageErrorKind::Unsupported)
+    /// if something is at `path` already (a backup never overwrites) or
+    /// the store has no file (in memory, a custom backend);
+    /// [`Io`](memable_core::StorageErrorKind::Io) if the copy cannot be
+    /// written; [`Poisoned`](memable_core::StorageErrorKind::Poisoned) if
+    /// the store is poisoned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt};
+    /// use memable_redb::RedbStore;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    /// store.start_instance(key.clone(), input, 0).await.unwrap();
+    /// store.backup(dir.path().join("copy.redb")).await.unwrap();
+    ///
+    /// let copy = RedbStore::open(dir.path().join("copy.redb")).unwrap();
+    /// assert!(copy.get_metadata(&key).await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub async fn backup(&self, path: impl AsRef<Path>) -> Result<(), EngineError> {
+        let Some(source) = self.inner.path.clone() else {
+            return Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                "backup",
+                "this store has no database file (in memory, or a custom backend): there is nothing to copy",
+            )
+            .into());
+        };
+        let target = BackupFile::new(path.as_ref())?;
+        let temp = target.temp().to_path_buf();
+        let name = source.display().to_string();
+        // On the writer thread, after the checkpoint `run` takes: the file
+        // holds every acknowledged write in its last durable commit, and
+        // nothing writes to it while it is copied.
+        self.inner
+            .writer
+            .run("backup", move |_| {
+                std::fs::copy(&source, &temp).map(drop).map_err(|e| {
+                    EngineError::from(StorageError::new(
+                        StorageErrorKind::Io,
+                        "backup",
+                        format!("copy {name} to {}: {e}", temp.display()),
+                    ))
+                })
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || {
+            crate::open::seal_backup(target.temp())?;
+            target.finish()
+        })
+        .await
+        .map_err(|e| EngineError::storage("backup", e.to_string()))?
     }
 
     /// Runs a blocking read on the reader threads, from the snapshot of the

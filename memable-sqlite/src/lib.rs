@@ -111,6 +111,32 @@
 //! damage the file). Opening a file with `Relaxed` first replays and removes
 //! a journal left by an `Immediate` store. The in-memory store keeps no journal.
 //!
+//! # Files and backups
+//!
+//! A file store at `memable.db` is the database `memable.db`, its journal
+//! `memable.db.journal` (with `Immediate`), SQLite's `memable.db-wal` and
+//! `memable.db-shm` while it is open, and the lock file
+//! `memable.db.memable-lock`. While the store runs, its newest commits are
+//! in the WAL (and the newest acknowledged ones may be only in the
+//! journal), so **a copy of `memable.db` taken while the engine runs is
+//! not a backup**: it lacks what is in the WAL and the journal (and, if
+//! the copy holds the dirty marker, opening it alone is refused as
+//! incomplete). Copy the files only after the store is closed,
+//! or call [`SqliteStore::backup`]: on the writer thread, right after a
+//! checkpoint, it runs `VACUUM INTO` a temporary file beside the target
+//! (a consistent snapshot holding every acknowledged write), checks the
+//! copy, marks it cleanly closed, syncs it and moves it into place; the
+//! result is one file that opens as a store of its own.
+//!
+//! Every open error names the file it is about. An empty path or a
+//! directory is refused with
+//! [`StorageErrorKind::Unsupported`](memable_core::StorageErrorKind::Unsupported),
+//! a path whose directory does not exist with
+//! [`Io`](memable_core::StorageErrorKind::Io); neither creates anything
+//! (not even the lock file). A first open that fails (a full disk, say)
+//! removes the files it created — the database, journal, WAL and lock
+//! file — so a later open starts afresh.
+//!
 //! # One engine per database
 //!
 //! A store takes an exclusive advisory lock on `<file>.memable-lock` for its

@@ -10,6 +10,7 @@ use memable_core::{EngineError, StorageError, StorageErrorKind};
 use memable_store::commit::{
     CHECKPOINT_BYTES, Journaled, RecoverOptions, WriterConfig, open_journal,
 };
+use memable_store::files::{NewFiles, check_store_path};
 use memable_store::journal::journal_path;
 use memable_store::writer::LONE_WRITER_SPIN;
 use memable_store::{Counters, Durability};
@@ -44,6 +45,43 @@ pub struct SqliteStoreBuilder {
 }
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The lock file beside a database: `<db>.memable-lock`.
+const LOCK_SUFFIX: &str = ".memable-lock";
+
+/// The kind of a failed SQLite call at open.
+pub(crate) fn sqlite_kind(e: &rusqlite::Error) -> StorageErrorKind {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase,
+        ReadOnly, SystemIoFailure,
+    };
+    match e.sqlite_error_code() {
+        Some(NotADatabase) => StorageErrorKind::NotMemable,
+        Some(DatabaseCorrupt) => StorageErrorKind::Corrupt,
+        Some(DatabaseBusy | DatabaseLocked) => StorageErrorKind::Locked,
+        Some(CannotOpen | DiskFull | ReadOnly | SystemIoFailure) => StorageErrorKind::Io,
+        _ => StorageErrorKind::Other,
+    }
+}
+
+/// `map_err` adapter for a SQLite call at open, with its precise kind.
+fn sqlite_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> EngineError {
+    move |e| StorageError::new(sqlite_kind(&e), operation, e).into()
+}
+
+/// `error`, naming the database at `path` if it does not already.
+fn naming(path: &Path, error: EngineError) -> EngineError {
+    let shown = path.display().to_string();
+    match error.storage_kind() {
+        Some(kind) if !error.to_string().contains(&shown) => StorageError::new(
+            kind,
+            "open",
+            format!("{shown}: {}", memable_store::detail(&error)),
+        )
+        .into(),
+        _ => error,
+    }
+}
 
 impl SqliteStoreBuilder {
     /// When a commit counts as done (default [`Durability::Immediate`]).
@@ -157,6 +195,37 @@ impl SqliteStoreBuilder {
     /// See [`SqliteStoreBuilder`].
     pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, EngineError> {
         let path = path.as_ref();
+        check_store_path(path)?;
+        let side = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let created = NewFiles::first_open(
+            path,
+            [
+                journal_path(path),
+                side("-wal"),
+                side("-shm"),
+                side(LOCK_SUFFIX),
+            ],
+        );
+        match self.open_file(path) {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                // A first open that failed removes what it created (its
+                // connections and lock are closed by now), so no later
+                // open finds a half-made store; a `Locked` database was
+                // created by the store that holds it.
+                if e.storage_kind() != Some(StorageErrorKind::Locked) {
+                    created.remove();
+                }
+                Err(naming(path, e))
+            }
+        }
+    }
+
+    fn open_file(self, path: &Path) -> Result<SqliteStore, EngineError> {
         check_header(path)?;
         let lock = lock_file(path)?;
         let target = path.to_string_lossy().into_owned();
@@ -207,8 +276,7 @@ impl SqliteStoreBuilder {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let mut conn =
-            Connection::open_with_flags(target, flags).map_err(|e| EngineError::storage(op, e))?;
+        let mut conn = Connection::open_with_flags(target, flags).map_err(sqlite_error(op))?;
         let journal = if wal { "WAL" } else { "MEMORY" };
         // A file store commits without a flush: with `Immediate` its
         // journal makes commits durable, checkpoints flush the WAL.
@@ -219,17 +287,19 @@ impl SqliteStoreBuilder {
         conn.execute_batch(&format!(
             "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
         ))
-        .map_err(|e| EngineError::storage(op, e))?;
+        .map_err(sqlite_error(op))?;
         let mode: String = conn
             .query_row(&format!("PRAGMA journal_mode = {journal}"), [], |row| {
                 row.get(0)
             })
-            .map_err(|e| EngineError::storage(op, e))?;
+            .map_err(sqlite_error(op))?;
         if !mode.eq_ignore_ascii_case(journal) {
-            return Err(EngineError::storage(
+            return Err(StorageError::new(
+                StorageErrorKind::Unsupported,
                 op,
-                format!("could not switch the journal to {journal} (got {mode})"),
-            ));
+                format!("SQLite could not switch the database to journal mode {journal} (it is in {mode})"),
+            )
+            .into());
         }
         schema::migrate(&mut conn)?;
         Ok(conn)
@@ -279,7 +349,14 @@ fn check_header(path: &Path) -> Result<(), EngineError> {
         match file.read(&mut header[read..]) {
             Ok(0) => break,
             Ok(n) => read += n,
-            Err(e) => return Err(EngineError::storage(op, e)),
+            Err(e) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    op,
+                    format!("{}: {e}", path.display()),
+                )
+                .into());
+            }
         }
     }
     if read == 0 || header == *SQLITE_HEADER {
@@ -298,13 +375,22 @@ fn check_header(path: &Path) -> Result<(), EngineError> {
 /// in this or another process — off the same database.
 fn lock_file(path: &Path) -> Result<File, EngineError> {
     let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".memable-lock");
+    lock_path.push(LOCK_SUFFIX);
+    let lock_path = PathBuf::from(lock_path);
+    let lock_error = |e: std::io::Error| -> EngineError {
+        StorageError::new(
+            StorageErrorKind::Io,
+            "open",
+            format!("lock file {}: {e}", lock_path.display()),
+        )
+        .into()
+    };
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| EngineError::storage("open: lock file", e))?;
+        .map_err(lock_error)?;
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(file),
         Err(fs4::TryLockError::WouldBlock) => Err(StorageError::new(
@@ -317,6 +403,6 @@ fn lock_file(path: &Path) -> Result<File, EngineError> {
             ),
         )
         .into()),
-        Err(fs4::TryLockError::Error(e)) => Err(EngineError::storage("open: lock file", e)),
+        Err(fs4::TryLockError::Error(e)) => Err(lock_error(e)),
     }
 }

@@ -81,6 +81,50 @@ impl SqliteBackend {
         self
     }
 
+    /// Writes a consistent copy of the database to the new file at `path`
+    /// (`VACUUM INTO`), from the writer's connection, which sees every
+    /// commit. No transaction may be open. `on_disk` names the operating
+    /// system's file VFS for the copy (an in-memory store's connection
+    /// would otherwise write it into memory).
+    pub fn vacuum_into(&self, path: &std::path::Path, on_disk: bool) -> Result<(), EngineError> {
+        let unsupported = |why: &str| -> EngineError {
+            StorageError::new(
+                StorageErrorKind::Unsupported,
+                "backup",
+                format!("{}: {why}", path.display()),
+            )
+            .into()
+        };
+        let plain = path
+            .to_str()
+            .ok_or_else(|| unsupported("SQLite needs a UTF-8 path"))?;
+        let target = if on_disk {
+            if !cfg!(unix) {
+                return Err(unsupported(
+                    "backing up an in-memory store is supported on Unix only",
+                ));
+            }
+            let absolute = std::path::absolute(path).map_err(|e| unsupported(&e.to_string()))?;
+            let absolute = absolute
+                .to_str()
+                .ok_or_else(|| unsupported("SQLite needs a UTF-8 path"))?;
+            format!("file:{}?vfs=unix", uri_escape(absolute))
+        } else {
+            plain.to_owned()
+        };
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map(drop)
+            .map_err(|e| {
+                StorageError::new(
+                    crate::open::sqlite_kind(&e),
+                    "backup",
+                    format!("VACUUM INTO {}: {e}", path.display()),
+                )
+                .into()
+            })
+    }
+
     fn exec(&self, operation: &'static str, sql: &str) -> Result<(), EngineError> {
         self.conn.execute_batch(sql).map_err(io(operation))
     }
@@ -189,4 +233,18 @@ impl Backend for SqliteBackend {
         let restored = self.exec(op, &format!("PRAGMA synchronous = {}", self.synchronous));
         committed.and(restored)
     }
+}
+
+/// `path` with every byte a URI filename may not hold as is escaped.
+fn uri_escape(path: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }

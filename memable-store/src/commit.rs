@@ -131,12 +131,11 @@ use crate::journal::{
     remove_journal_file,
 };
 use crate::readers::Visibility;
-use crate::storage_error;
 use crate::writer::{
     BatchFailure, LONE_WRITER_SPIN, Polled, Queued, Task, WriterThread, answer_batch, poll_batch,
     recv_batch, split_batch,
 };
-use crate::{Counters, Durability};
+use crate::{Counters, Durability, detail, storage_error};
 
 /// The most operations applied in one batch.
 pub const MAX_BATCH: usize = 4_096;
@@ -354,11 +353,11 @@ impl Default for RecoverOptions {
     }
 }
 
-fn replay_error(name: &str, error: &dyn std::fmt::Display, kind: StorageErrorKind) -> EngineError {
+fn replay_error(name: &str, error: &EngineError, kind: StorageErrorKind) -> EngineError {
     storage_error(
         kind,
         "open",
-        format!("{name}: replaying the journal: {error}"),
+        format!("{name}: replaying the journal: {}", detail(error)),
     )
 }
 
@@ -502,7 +501,7 @@ fn replay<B: Backend>(
                     storage_error(
                         kind_of(&e),
                         "open",
-                        format!("replaying the journal: lsn {}: {e}", record.lsn),
+                        format!("replaying the journal: lsn {}: {}", record.lsn, detail(&e)),
                     )
                 })?;
             }
@@ -771,8 +770,9 @@ impl<B: Backend> Loop<B> {
             Ok(()) => journaled.visibility.published(held.lsn),
             Err(e) => {
                 let message = format!(
-                    "commit of journaled batches up to lsn {} failed ({e}); the store refuses writes until it is reopened (reopening replays the journal, so they will turn out committed)",
-                    held.lsn
+                    "commit of journaled batches up to lsn {} failed ({}); the store refuses writes until it is reopened (reopening replays the journal, so they will turn out committed)",
+                    held.lsn,
+                    detail(&e)
                 );
                 tracing::error!(lsn = held.lsn, error = %e, "commit failed after its batches were journaled; the store is poisoned");
                 journaled.visibility.failed(&message);
@@ -804,7 +804,8 @@ impl<B: Backend> Loop<B> {
             Err(e) => {
                 tracing::error!(error = %e, "memable checkpoint failed; the store is poisoned");
                 self.poisoned = Some(format!(
-                    "a checkpoint failed ({e}); the store refuses writes until it is reopened (reopening replays the journal)"
+                    "a checkpoint failed ({}); the store refuses writes until it is reopened (reopening replays the journal)",
+                    detail(&e)
                 ));
             }
         }
@@ -875,7 +876,8 @@ impl<B: Backend> Loop<B> {
             // The batches held before this one were answered: commit them.
             self.commit_held();
             return Err(self.poison(format!(
-                "{e}; the store refuses writes until it is reopened (reopening replays the journal, so this batch may turn out committed)"
+                "{}; the store refuses writes until it is reopened (reopening replays the journal, so this batch may turn out committed)",
+                detail(&e)
             )));
         }
         journaled.lsn = lsn;
@@ -897,7 +899,8 @@ impl<B: Backend> Loop<B> {
                 // The batch is in the journal: the database must not go on
                 // without it.
                 let message = format!(
-                    "commit of journaled lsn {lsn} failed ({e}); the store refuses writes until it is reopened (reopening replays the journal, so this batch will turn out committed)"
+                    "commit of journaled lsn {lsn} failed ({}); the store refuses writes until it is reopened (reopening replays the journal, so this batch will turn out committed)",
+                    detail(&e)
                 );
                 tracing::error!(lsn, error = %e, "commit failed after its journal record was synced; the store is poisoned");
                 journaled.visibility.failed(&message);

@@ -1,7 +1,8 @@
 //! What memable's storage backends share: the write-ahead [`journal`], the
 //! group-commit [`writer`] thread, the [`readers`] pool, and the one
 //! journaled commit protocol ([`commit`]) with its recovery, over any
-//! database that implements [`commit::Backend`].
+//! database that implements [`commit::Backend`], and the handling of a
+//! file store's [`files`] (a failed first open, backups).
 //!
 //! **Internal to memable's backends and exempt from semver** (like
 //! `sqlx-core`): its items may change in any release. Applications use the
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod commit;
+pub mod files;
 pub mod journal;
 pub mod readers;
 mod stats;
@@ -63,4 +65,24 @@ pub(crate) fn storage_error(
     message: impl Into<String>,
 ) -> EngineError {
     StorageError::new(kind, operation, message.into()).into()
+}
+
+/// What `error` says, without the `storage error:` prefix of its
+/// `Display` when it is a storage error: for a message that wraps another
+/// error, so the prefix appears once.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::EngineError;
+///
+/// let err = EngineError::storage("commit", "disk full");
+/// assert_eq!(memable_store::detail(&err), "commit: disk full");
+/// ```
+#[must_use]
+pub fn detail(error: &EngineError) -> String {
+    match error {
+        EngineError::Storage(storage) => storage.to_string(),
+        other => other.to_string(),
+    }
 }

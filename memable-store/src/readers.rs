@@ -184,7 +184,7 @@ impl<S: ReadSession> ReaderPool<S> {
                 Err(error) => Err(storage_error(
                     error.storage_kind().unwrap_or(StorageErrorKind::Other),
                     operation,
-                    error.to_string(),
+                    crate::detail(error),
                 )),
             };
             // A caller that stopped waiting is not an error.

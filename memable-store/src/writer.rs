@@ -144,7 +144,7 @@ impl BatchFailure {
     pub fn of(error: &EngineError) -> Self {
         Self::Transaction(
             error.storage_kind().unwrap_or(StorageErrorKind::Other),
-            error.to_string(),
+            crate::detail(error),
         )
     }
 }
@@ -307,7 +307,7 @@ impl<C: 'static> WriterThread<C> {
                 Err(error) => Err(storage_error(
                     error.storage_kind().unwrap_or(StorageErrorKind::Other),
                     operation,
-                    error.to_string(),
+                    crate::detail(error),
                 )),
             };
             let _ = reply.send(result);

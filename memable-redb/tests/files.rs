@@ -1,0 +1,400 @@
+//! The files of a redb store from the user's side: `backup` while the
+//! engine runs, a first open that fails (a full disk) leaving nothing
+//! behind, and open errors that name their file.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memable_core::{InstanceFilter, StepStore, StepStoreExt, StorageErrorKind};
+use memable_redb::{Durability, RedbStore};
+use support::{input, key, value};
+
+const WRITERS: usize = 8;
+
+fn journal_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    name.into()
+}
+
+/// Eight writers commit steps until told to stop; every acknowledged
+/// `(writer, step)` is sent on `acks`.
+fn spawn_writers(
+    store: &RedbStore,
+    stop: &Arc<AtomicBool>,
+    acks: &tokio::sync::mpsc::UnboundedSender<(usize, u64)>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..WRITERS)
+        .map(|w| {
+            let (store, stop, acks) = (store.clone(), Arc::clone(stop), acks.clone());
+            tokio::spawn(async move {
+                let k = key("backup", &format!("w{w}"));
+                store.start_instance(k.clone(), input(), 1).await.unwrap();
+                for i in 0_u64.. {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    store
+                        .commit_step(k.clone(), format!("s{i}"), value(&i.to_le_bytes()))
+                        .await
+                        .unwrap();
+                    let _ = acks.send((w, i));
+                }
+            })
+        })
+        .collect()
+}
+
+async fn backup_under_load(durability: Durability) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wf.redb");
+    let copy = dir.path().join("copy.redb");
+    let store = RedbStore::builder()
+        .durability(durability)
+        .checkpoint_bytes(16 * 1024)
+        .open(&path)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let writers = spawn_writers(&store, &stop, &tx);
+    drop(tx);
+    let mut acked = BTreeSet::new();
+    while acked.len() < 400 {
+        acked.insert(rx.recv().await.unwrap());
+    }
+    // Every write acknowledged so far must be in the copy; the writers go
+    // on committing while it is taken.
+    store.backup(&copy).await.unwrap();
+    let mut after = 0;
+    while after < 50 {
+        rx.recv().await.unwrap();
+        after += 1;
+    }
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    drop(store);
+
+    assert!(!journal_of(&copy).exists(), "the copy is one file");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("memable-backup"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let copy = RedbStore::open(&copy).unwrap();
+    for (w, i) in &acked {
+        let record = copy
+            .get_step(&key("backup", &format!("w{w}")), &format!("s{i}"))
+            .await
+            .unwrap();
+        assert_eq!(record, Some(value(&i.to_le_bytes())), "w{w} s{i}");
+    }
+    // A read of everything: every instance loads, its steps contiguous.
+    let instances = copy
+        .list_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(instances.len(), WRITERS);
+    for meta in instances {
+        let k = meta.key().unwrap();
+        let snapshot = copy.load_instance(&k).await.unwrap().unwrap();
+        let steps = snapshot.steps.len() - 1; // and `_input`
+        for i in 0..steps {
+            assert!(snapshot.step(&format!("s{i}")).is_some(), "{k} s{i}");
+        }
+    }
+    // The copy is a store of its own: it takes writes.
+    copy.commit_step(key("backup", "w0"), "after-restore".into(), value(b"x"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_concurrent_writes_holds_every_acknowledged_write() {
+    backup_under_load(Durability::Immediate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_relaxed_store_holds_every_acknowledged_write() {
+    backup_under_load(Durability::Relaxed).await;
+}
+
+#[tokio::test]
+async fn backup_to_an_existing_path_is_refused_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    let taken = dir.path().join("taken.redb");
+    std::fs::write(&taken, b"precious").unwrap();
+    let err = store.backup(&taken).await.unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert_eq!(std::fs::read(&taken).unwrap(), b"precious");
+    // The store is unharmed.
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn backup_of_an_in_memory_store_is_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::in_memory().unwrap();
+    let err = store
+        .backup(dir.path().join("copy.redb"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert!(!dir.path().join("copy.redb").exists());
+}
+
+#[tokio::test]
+async fn backup_into_a_missing_directory_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    let err = store
+        .backup(dir.path().join("missing").join("copy.redb"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
+    assert!(!dir.path().join("missing").exists());
+}
+
+#[tokio::test]
+async fn a_copy_of_the_running_file_is_refused_where_backup_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+    let raw = dir.path().join("raw.redb");
+    std::fs::copy(dir.path().join("wf.redb"), &raw).unwrap();
+    let err = RedbStore::open(&raw).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Incomplete));
+}
+
+const CHILD_DB: &str = "MEMABLE_REDB_FILES_DB";
+
+/// Runs this test binary's `test` as a child whose files may not grow
+/// beyond `limit` bytes (writes past it fail with `EFBIG`, like a full
+/// disk); true if its open succeeded.
+fn open_in_child(test: &str, path: &Path, limit: u64) -> bool {
+    let output = Command::new("sh")
+        .arg("-c")
+        // An ignored SIGXFSZ stays ignored across `exec`: the write fails
+        // instead of killing the child.
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "$2" --exact "$3" --nocapture"#)
+        .arg("sh")
+        .arg(limit.to_string())
+        .arg(std::env::current_exe().unwrap())
+        .arg(test)
+        .env(CHILD_DB, path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.contains("CHILD OPENED") {
+        true
+    } else {
+        assert!(
+            stdout.contains("CHILD FAILED"),
+            "the child did not report: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_first_open_that_runs_out_of_space_leaves_nothing_behind() {
+    if let Ok(path) = std::env::var(CHILD_DB) {
+        match RedbStore::open(&path) {
+            Ok(_) => println!("CHILD OPENED"),
+            Err(e) => println!("CHILD FAILED {:?}", e.storage_kind()),
+        }
+        return;
+    }
+    let mut failed = 0;
+    let mut opened = false;
+    for limit in [
+        0,
+        512,
+        4 << 10,
+        32 << 10,
+        128 << 10,
+        1 << 20,
+        4 << 20,
+        64 << 20,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.redb");
+        if open_in_child(
+            "a_first_open_that_runs_out_of_space_leaves_nothing_behind",
+            &path,
+            limit,
+        ) {
+            opened = true;
+            break;
+        }
+        failed += 1;
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "limit {limit}: left behind {left:?}");
+        // A plain open of the same path works and keeps what it is given.
+        let store = RedbStore::open(&path).unwrap();
+        store
+            .start_instance(key("a", "1"), input(), 0)
+            .await
+            .unwrap();
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        assert!(store.get_metadata(&key("a", "1")).await.unwrap().is_some());
+    }
+    assert!(failed > 0, "no limit made the first open fail");
+    assert!(opened, "no limit let the first open succeed");
+}
+
+#[tokio::test]
+async fn a_file_redb_never_finished_creating_opens_as_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wf.redb");
+    // What a power loss during the first open leaves: the file sized, part
+    // of the header written, no magic number, no journal.
+    let mut image = vec![0u8; 1 << 20];
+    image[9..64].fill(0x5a);
+    std::fs::write(&path, &image).unwrap();
+    let store = RedbStore::open(&path).unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.get_metadata(&key("a", "1")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_real_database_with_a_damaged_magic_number_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wf.redb");
+    let store = RedbStore::open(&path).unwrap();
+    for i in 0..20 {
+        store
+            .start_instance(key("a", &i.to_string()), input(), 0)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    std::fs::remove_file(journal_of(&path)).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..9].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err.storage_kind(),
+            Some(StorageErrorKind::NotMemable | StorageErrorKind::Corrupt)
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
+}
+
+fn entries(dir: &Path) -> BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
+#[test]
+fn an_empty_path_is_unsupported_and_creates_nothing() {
+    let cwd = std::env::current_dir().unwrap();
+    let before = entries(&cwd);
+    let err = RedbStore::open("").unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert_eq!(entries(&cwd), before);
+}
+
+#[test]
+fn a_directory_is_unsupported_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = RedbStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn a_path_in_a_missing_directory_is_io_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = RedbStore::open(dir.path().join("missing").join("wf.redb")).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
+    assert!(entries(dir.path()).is_empty());
+}
+
+/// The one test that reads messages: each open error names its file and
+/// says "storage error" once.
+#[tokio::test]
+async fn open_errors_name_their_file_and_say_storage_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+
+    let directory = dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    cases.push((directory.clone(), RedbStore::open(&directory).unwrap_err()));
+
+    let orphan = dir.path().join("missing").join("wf.redb");
+    cases.push((orphan.clone(), RedbStore::open(&orphan).unwrap_err()));
+
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0x42; 8192]).unwrap();
+    cases.push((garbage.clone(), RedbStore::open(&garbage).unwrap_err()));
+
+    let held = dir.path().join("held.redb");
+    let store = RedbStore::open(&held).unwrap();
+    cases.push((held.clone(), RedbStore::open(&held).unwrap_err()));
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+
+    let raw = dir.path().join("raw.redb");
+    std::fs::copy(&held, &raw).unwrap();
+    cases.push((raw.clone(), RedbStore::open(&raw).unwrap_err()));
+
+    let bad_journal = dir.path().join("bad-journal.redb");
+    drop(RedbStore::open(&bad_journal).unwrap());
+    std::fs::write(journal_of(&bad_journal), vec![0x17; 4096]).unwrap();
+    cases.push((
+        bad_journal.clone(),
+        RedbStore::open(&bad_journal).unwrap_err(),
+    ));
+
+    let mut kinds = BTreeSet::new();
+    for (path, err) in &cases {
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()),
+            "{text} does not name {}",
+            path.display()
+        );
+        assert_eq!(text.matches("storage error").count(), 1, "{text}");
+        kinds.insert(format!("{:?}", err.storage_kind().unwrap()));
+    }
+    let empty = RedbStore::open("").unwrap_err().to_string();
+    assert_eq!(empty.matches("storage error").count(), 1, "{empty}");
+    assert!(kinds.len() >= 5, "only {kinds:?}");
+}

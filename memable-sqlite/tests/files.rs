@@ -1,0 +1,403 @@
+//! The files of a SQLite store from the user's side: `backup` while the
+//! engine runs, a first open that fails (a full disk) leaving nothing
+//! behind, and open errors that name their file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memable_core::{
+    InstanceFilter, InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt, StorageErrorKind,
+};
+use memable_sqlite::{Durability, SCHEMA_VERSION, SqliteStore};
+
+fn key(workflow: &str, instance: &str) -> InstanceKey {
+    InstanceKey::new(workflow, instance).unwrap()
+}
+
+fn value(bytes: &[u8]) -> StepRecord {
+    StepRecord::completed(StepKind::Step, "bytes", bytes.to_vec(), None)
+}
+
+fn input() -> StepRecord {
+    StepRecord::completed(StepKind::Engine, "()", Vec::new(), None)
+}
+
+const WRITERS: usize = 8;
+
+fn journal_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    name.into()
+}
+
+/// Eight writers commit steps until told to stop; every acknowledged
+/// `(writer, step)` is sent on `acks`.
+fn spawn_writers(
+    store: &SqliteStore,
+    stop: &Arc<AtomicBool>,
+    acks: &tokio::sync::mpsc::UnboundedSender<(usize, u64)>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..WRITERS)
+        .map(|w| {
+            let (store, stop, acks) = (store.clone(), Arc::clone(stop), acks.clone());
+            tokio::spawn(async move {
+                let k = key("backup", &format!("w{w}"));
+                store.start_instance(k.clone(), input(), 1).await.unwrap();
+                for i in 0_u64.. {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    store
+                        .commit_step(k.clone(), format!("s{i}"), value(&i.to_le_bytes()))
+                        .await
+                        .unwrap();
+                    let _ = acks.send((w, i));
+                }
+            })
+        })
+        .collect()
+}
+
+async fn backup_under_load(durability: Durability) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wf.db");
+    let copy = dir.path().join("copy.db");
+    let store = SqliteStore::builder()
+        .durability(durability)
+        .checkpoint_bytes(16 * 1024)
+        .open(&path)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let writers = spawn_writers(&store, &stop, &tx);
+    drop(tx);
+    let mut acked = BTreeSet::new();
+    while acked.len() < 400 {
+        acked.insert(rx.recv().await.unwrap());
+    }
+    // Every write acknowledged so far must be in the copy; the writers go
+    // on committing while it is taken.
+    store.backup(&copy).await.unwrap();
+    let mut after = 0;
+    while after < 50 {
+        rx.recv().await.unwrap();
+        after += 1;
+    }
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    drop(store);
+
+    assert!(!journal_of(&copy).exists(), "the copy is one file");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("memable-backup"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let copy = SqliteStore::open(&copy).unwrap();
+    for (w, i) in &acked {
+        let record = copy
+            .get_step(&key("backup", &format!("w{w}")), &format!("s{i}"))
+            .await
+            .unwrap();
+        assert_eq!(record, Some(value(&i.to_le_bytes())), "w{w} s{i}");
+    }
+    // A read of everything: every instance loads, its steps contiguous.
+    let instances = copy
+        .list_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(instances.len(), WRITERS);
+    for meta in instances {
+        let k = meta.key().unwrap();
+        let snapshot = copy.load_instance(&k).await.unwrap().unwrap();
+        let steps = snapshot.steps.len() - 1; // and `_input`
+        for i in 0..steps {
+            assert!(snapshot.step(&format!("s{i}")).is_some(), "{k} s{i}");
+        }
+    }
+    // The copy is a store of its own: it takes writes.
+    copy.commit_step(key("backup", "w0"), "after-restore".into(), value(b"x"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_concurrent_writes_holds_every_acknowledged_write() {
+    backup_under_load(Durability::Immediate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_relaxed_store_holds_every_acknowledged_write() {
+    backup_under_load(Durability::Relaxed).await;
+}
+
+#[tokio::test]
+async fn backup_to_an_existing_path_is_refused_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+    let taken = dir.path().join("taken.db");
+    std::fs::write(&taken, b"precious").unwrap();
+    let err = store.backup(&taken).await.unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert_eq!(std::fs::read(&taken).unwrap(), b"precious");
+    // The store is unharmed.
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn backup_into_a_missing_directory_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+    let err = store
+        .backup(dir.path().join("missing").join("copy.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
+    assert!(!dir.path().join("missing").exists());
+}
+
+const CHILD_DB: &str = "MEMABLE_SQLITE_FILES_DB";
+
+/// Runs this test binary's `test` as a child whose files may not grow
+/// beyond `limit` bytes (writes past it fail with `EFBIG`, like a full
+/// disk); true if its open succeeded.
+fn open_in_child(test: &str, path: &Path, limit: u64) -> bool {
+    let output = Command::new("sh")
+        .arg("-c")
+        // An ignored SIGXFSZ stays ignored across `exec`: the write fails
+        // instead of killing the child.
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "$2" --exact "$3" --nocapture"#)
+        .arg("sh")
+        .arg(limit.to_string())
+        .arg(std::env::current_exe().unwrap())
+        .arg(test)
+        .env(CHILD_DB, path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.contains("CHILD OPENED") {
+        true
+    } else {
+        assert!(
+            stdout.contains("CHILD FAILED"),
+            "the child did not report: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_first_open_that_runs_out_of_space_leaves_nothing_behind() {
+    if let Ok(path) = std::env::var(CHILD_DB) {
+        match SqliteStore::open(&path) {
+            Ok(_) => println!("CHILD OPENED"),
+            Err(e) => println!("CHILD FAILED {:?}", e.storage_kind()),
+        }
+        return;
+    }
+    let mut failed = 0;
+    let mut opened = false;
+    for limit in [
+        0,
+        512,
+        4 << 10,
+        32 << 10,
+        128 << 10,
+        1 << 20,
+        4 << 20,
+        64 << 20,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        if open_in_child(
+            "a_first_open_that_runs_out_of_space_leaves_nothing_behind",
+            &path,
+            limit,
+        ) {
+            opened = true;
+            break;
+        }
+        failed += 1;
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "limit {limit}: left behind {left:?}");
+        // A plain open of the same path works and keeps what it is given.
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .start_instance(key("a", "1"), input(), 0)
+            .await
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get_metadata(&key("a", "1")).await.unwrap().is_some());
+    }
+    assert!(failed > 0, "no limit made the first open fail");
+    assert!(opened, "no limit let the first open succeed");
+}
+
+/// Marks the closed database at `path` as not closed cleanly.
+fn mark_dirty(path: &Path) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO memable_journal (key, value) VALUES ('dirty', 1)
+               ON CONFLICT (key) DO UPDATE SET value = 1",
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn backup_of_an_in_memory_store_is_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+    store
+        .commit_step(key("a", "1"), "s".into(), value(b"kept"))
+        .await
+        .unwrap();
+    store.backup(dir.path().join("copy.db")).await.unwrap();
+    let copy = SqliteStore::open(dir.path().join("copy.db")).unwrap();
+    assert_eq!(
+        copy.get_step(&key("a", "1"), "s").await.unwrap(),
+        Some(value(b"kept"))
+    );
+}
+
+#[tokio::test]
+async fn a_backup_is_one_cleanly_closed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+    let copy = dir.path().join("copy.db");
+    store.backup(&copy).await.unwrap();
+    let names: BTreeSet<_> = entries(dir.path())
+        .into_iter()
+        .filter(|n| n.to_string_lossy().starts_with("copy"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    // Cleanly closed: it opens without its journal even when lost work is
+    // refused.
+    let copy = SqliteStore::builder()
+        .accept_lost_journal(false)
+        .open(&copy)
+        .unwrap();
+    assert!(copy.get_metadata(&key("a", "1")).await.unwrap().is_some());
+}
+
+fn entries(dir: &Path) -> BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
+#[test]
+fn an_empty_path_is_unsupported_and_creates_nothing() {
+    let cwd = std::env::current_dir().unwrap();
+    let before = entries(&cwd);
+    let err = SqliteStore::open("").unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert_eq!(entries(&cwd), before);
+}
+
+#[test]
+fn a_directory_is_unsupported_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn a_path_in_a_missing_directory_is_io_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(dir.path().join("missing").join("wf.db")).unwrap_err();
+    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
+    assert!(entries(dir.path()).is_empty());
+}
+
+/// The one test that reads messages: each open error names its file and
+/// says "storage error" once.
+#[tokio::test]
+async fn open_errors_name_their_file_and_say_storage_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+
+    let directory = dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    cases.push((
+        directory.clone(),
+        SqliteStore::open(&directory).unwrap_err(),
+    ));
+
+    let orphan = dir.path().join("missing").join("wf.db");
+    cases.push((orphan.clone(), SqliteStore::open(&orphan).unwrap_err()));
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42; 8192]).unwrap();
+    cases.push((garbage.clone(), SqliteStore::open(&garbage).unwrap_err()));
+
+    let held = dir.path().join("held.db");
+    let store = SqliteStore::open(&held).unwrap();
+    cases.push((held.clone(), SqliteStore::open(&held).unwrap_err()));
+    store
+        .start_instance(key("a", "1"), input(), 0)
+        .await
+        .unwrap();
+
+    let newer = dir.path().join("newer.db");
+    drop(SqliteStore::open(&newer).unwrap());
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .unwrap();
+    cases.push((newer.clone(), SqliteStore::open(&newer).unwrap_err()));
+
+    let lost = dir.path().join("lost.db");
+    drop(SqliteStore::open(&lost).unwrap());
+    mark_dirty(&lost);
+    std::fs::remove_file(journal_of(&lost)).unwrap();
+    cases.push((lost.clone(), SqliteStore::open(&lost).unwrap_err()));
+
+    let bad_journal = dir.path().join("bad-journal.db");
+    drop(SqliteStore::open(&bad_journal).unwrap());
+    std::fs::write(journal_of(&bad_journal), vec![0x17; 4096]).unwrap();
+    cases.push((
+        bad_journal.clone(),
+        SqliteStore::open(&bad_journal).unwrap_err(),
+    ));
+
+    let mut kinds = BTreeSet::new();
+    for (path, err) in &cases {
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()),
+            "{text} does not name {}",
+            path.display()
+        );
+        assert_eq!(text.matches("storage error").count(), 1, "{text}");
+        kinds.insert(format!("{:?}", err.storage_kind().unwrap()));
+    }
+    let empty = SqliteStore::open("").unwrap_err().to_string();
+    assert_eq!(empty.matches("storage error").count(), 1, "{empty}");
+    assert!(kinds.len() >= 6, "only {kinds:?}");
+}
