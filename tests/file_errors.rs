@@ -4,11 +4,17 @@
 use memable::redb::RedbStore;
 use memable::sqlite::SqliteStore;
 
-fn storage_error<T: std::fmt::Debug>(result: Result<T, memable::EngineError>) -> String {
+/// The refusal's message, once it is known to be a refusal of a file that
+/// is not a memable store of that backend.
+fn not_memable<T: std::fmt::Debug>(result: Result<T, memable::EngineError>) -> String {
     match result {
         Ok(store) => panic!("opened: {store:?}"),
         Err(error) => {
-            assert!(error.is_storage(), "{error:?}");
+            assert_eq!(
+                error.storage_kind(),
+                Some(memable::StorageErrorKind::NotMemable),
+                "{error:?}"
+            );
             error.to_string()
         }
     }
@@ -27,7 +33,7 @@ fn garbage(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
 fn redb_refuses_a_garbage_file() {
     let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = garbage(dir.path());
-    let message = storage_error(RedbStore::open(&path));
+    let message = not_memable(RedbStore::open(&path));
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
@@ -36,8 +42,8 @@ fn redb_refuses_a_garbage_file() {
 fn sqlite_refuses_a_garbage_file() {
     let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = garbage(dir.path());
-    let message = storage_error(SqliteStore::open(&path));
-    assert!(message.contains("not a SQLite database"), "{message}");
+    let message = not_memable(SqliteStore::open(&path));
+    assert!(message.contains(&path.display().to_string()), "{message}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
@@ -47,8 +53,8 @@ fn redb_refuses_a_memable_sqlite_database() {
     let path = dir.path().join("memable.db");
     drop(SqliteStore::open(&path).unwrap());
     let before = std::fs::read(&path).unwrap();
-    let message = storage_error(RedbStore::open(&path));
-    assert!(!message.is_empty());
+    let message = not_memable(RedbStore::open(&path));
+    assert!(message.contains(&path.display().to_string()), "{message}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Still a working SQLite store afterwards.
     drop(SqliteStore::open(&path).unwrap());
@@ -60,8 +66,8 @@ fn sqlite_refuses_a_memable_redb_database() {
     let path = dir.path().join("memable.redb");
     drop(RedbStore::open(&path).unwrap());
     let before = std::fs::read(&path).unwrap();
-    let message = storage_error(SqliteStore::open(&path));
-    assert!(message.contains("not a SQLite database"), "{message}");
+    let message = not_memable(SqliteStore::open(&path));
+    assert!(message.contains(&path.display().to_string()), "{message}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     drop(RedbStore::open(&path).unwrap());
 }

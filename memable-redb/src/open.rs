@@ -514,6 +514,17 @@ fn open_error(context: &str, e: DatabaseError) -> EngineError {
                 "{context}: the file uses redb file format {version}, which this build cannot open: {e}"
             ),
         ),
+        // redb reports a file that does not start with its magic number
+        // as corrupted: such a file is not a redb database at all (another
+        // file at this path), not a damaged store.
+        DatabaseError::Storage(redb::StorageError::Corrupted(detail))
+            if detail.contains("magic number") =>
+        {
+            (
+                NotMemable,
+                format!("{context}: not a redb database (or its header is damaged): {detail}"),
+            )
+        }
         DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => (
             Corrupt,
             format!("{context}: not a redb database, or the file is damaged: {detail}"),
@@ -524,6 +535,15 @@ fn open_error(context: &str, e: DatabaseError) -> EngineError {
             (
                 NotMemable,
                 format!("{context}: not a redb database (the file is too short): {io}"),
+            )
+        }
+        DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData
+                && io.to_string().contains("magic number") =>
+        {
+            (
+                NotMemable,
+                format!("{context}: not a redb database (or its header is damaged): {io}"),
             )
         }
         DatabaseError::Storage(redb::StorageError::Io(io))

@@ -219,7 +219,7 @@ async fn a_failed_commit_fails_every_operation_of_the_batch() {
     for op in queued {
         let err = op.await.unwrap_err();
         assert!(
-            err.is_storage() && err.to_string().contains("commit_step"),
+            matches!(&err, memable_core::EngineError::Storage(s) if s.operation() == "commit_step"),
             "{err}"
         );
     }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use memable_core::StepStoreExt;
+use memable_core::StorageErrorKind;
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore};
 use memable_sqlite::{Durability, SqliteStore};
 
@@ -135,7 +136,11 @@ async fn a_journal_of_another_database_is_refused() {
     drop(SqliteStore::open(&b).unwrap());
     std::fs::copy(journal_of(&b), journal_of(&a)).unwrap();
     let error = SqliteStore::open(&a).expect_err("a foreign journal");
-    assert!(error.to_string().contains("journal"), "{error}");
+    assert_eq!(
+        error.storage_kind(),
+        Some(StorageErrorKind::Incomplete),
+        "{error}"
+    );
 }
 
 #[tokio::test]
