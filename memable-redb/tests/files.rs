@@ -5,16 +5,14 @@
 mod support;
 
 use std::collections::BTreeSet;
+
+use memable_testkit::backup;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use memable_core::{InstanceFilter, StepStore, StepStoreExt, StorageErrorKind};
+use memable_core::{StepStore, StepStoreExt, StorageErrorKind};
 use memable_redb::{Durability, RedbStore};
-use support::{input, key, value};
-
-const WRITERS: usize = 8;
+use support::{input, key};
 
 fn journal_of(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -22,125 +20,38 @@ fn journal_of(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-/// Eight writers commit steps until told to stop; every acknowledged
-/// `(writer, step)` is sent on `acks`.
-fn spawn_writers(
-    store: &RedbStore,
-    stop: &Arc<AtomicBool>,
-    acks: &tokio::sync::mpsc::UnboundedSender<(usize, u64)>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..WRITERS)
-        .map(|w| {
-            let (store, stop, acks) = (store.clone(), Arc::clone(stop), acks.clone());
-            tokio::spawn(async move {
-                let k = key("backup", &format!("w{w}"));
-                store.start_instance(k.clone(), input(), 1).await.unwrap();
-                for i in 0_u64.. {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    store
-                        .commit_step(k.clone(), format!("s{i}"), value(&i.to_le_bytes()))
-                        .await
-                        .unwrap();
-                    let _ = acks.send((w, i));
-                }
-            })
-        })
-        .collect()
-}
-
-async fn backup_under_load(durability: Durability) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wf.redb");
-    let copy = dir.path().join("copy.redb");
-    let store = RedbStore::builder()
+fn open_file(path: &Path, relaxed: bool) -> Result<RedbStore, memable_core::EngineError> {
+    let durability = if relaxed {
+        Durability::Relaxed
+    } else {
+        Durability::Immediate
+    };
+    RedbStore::builder()
         .durability(durability)
         .checkpoint_bytes(16 * 1024)
-        .open(&path)
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let writers = spawn_writers(&store, &stop, &tx);
-    drop(tx);
-    let mut acked = BTreeSet::new();
-    while acked.len() < 400 {
-        acked.insert(rx.recv().await.unwrap());
-    }
-    // Every write acknowledged so far must be in the copy; the writers go
-    // on committing while it is taken.
-    store.backup(&copy).await.unwrap();
-    let mut after = 0;
-    while after < 50 {
-        rx.recv().await.unwrap();
-        after += 1;
-    }
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    drop(store);
-
-    assert!(!journal_of(&copy).exists(), "the copy is one file");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("memable-backup"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-
-    let copy = RedbStore::open(&copy).unwrap();
-    for (w, i) in &acked {
-        let record = copy
-            .get_step(&key("backup", &format!("w{w}")), &format!("s{i}"))
-            .await
-            .unwrap();
-        assert_eq!(record, Some(value(&i.to_le_bytes())), "w{w} s{i}");
-    }
-    // A read of everything: every instance loads, its steps contiguous.
-    let instances = copy
-        .list_instances(&InstanceFilter::default())
-        .await
-        .unwrap();
-    assert_eq!(instances.len(), WRITERS);
-    for meta in instances {
-        let k = meta.key().unwrap();
-        let snapshot = copy.load_instance(&k).await.unwrap().unwrap();
-        let steps = snapshot.steps.len() - 1; // and `_input`
-        for i in 0..steps {
-            assert!(snapshot.step(&format!("s{i}")).is_some(), "{k} s{i}");
-        }
-    }
-    // The copy is a store of its own: it takes writes.
-    copy.commit_step(key("backup", "w0"), "after-restore".into(), value(b"x"))
-        .await
-        .unwrap();
+        .open(path)
 }
+
+const BACKUP: backup::Backup<RedbStore> = |store, path| Box::pin(store.backup(path));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_concurrent_writes_holds_every_acknowledged_write() {
-    backup_under_load(Durability::Immediate).await;
+    backup::under_load_holds_every_acknowledged_write(&open_file, BACKUP, "redb", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_of_a_relaxed_store_holds_every_acknowledged_write() {
-    backup_under_load(Durability::Relaxed).await;
+    backup::under_load_holds_every_acknowledged_write(&open_file, BACKUP, "redb", true).await;
 }
 
 #[tokio::test]
 async fn backup_to_an_existing_path_is_refused_and_leaves_it_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
-    let taken = dir.path().join("taken.redb");
-    std::fs::write(&taken, b"precious").unwrap();
-    let err = store.backup(&taken).await.unwrap_err();
-    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
-    assert_eq!(std::fs::read(&taken).unwrap(), b"precious");
-    // The store is unharmed.
-    store
-        .start_instance(key("a", "1"), input(), 0)
-        .await
-        .unwrap();
+    backup::to_an_existing_path_is_refused(&open_file, BACKUP, "redb").await;
+}
+
+#[tokio::test]
+async fn backup_into_a_missing_directory_fails_and_creates_nothing() {
+    backup::into_a_missing_directory_creates_nothing(&open_file, BACKUP, "redb").await;
 }
 
 #[tokio::test]
@@ -153,18 +64,6 @@ async fn backup_of_an_in_memory_store_is_unsupported() {
         .unwrap_err();
     assert_eq!(err.storage_kind(), Some(StorageErrorKind::Unsupported));
     assert!(!dir.path().join("copy.redb").exists());
-}
-
-#[tokio::test]
-async fn backup_into_a_missing_directory_fails_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("wf.redb")).unwrap();
-    let err = store
-        .backup(dir.path().join("missing").join("copy.redb"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
-    assert!(!dir.path().join("missing").exists());
 }
 
 #[tokio::test]

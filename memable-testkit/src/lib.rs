@@ -22,6 +22,7 @@
 //! that writes to a file store, for tests of what survives.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod cases;
 pub mod crash;
 mod factory;
