@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 
 use memable_testkit::backup;
 use std::path::Path;
-use std::process::Command;
 
 use memable_core::{InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt, StorageErrorKind};
 use memable_sqlite::{Durability, SCHEMA_VERSION, SqliteStore};
@@ -41,6 +40,8 @@ fn open_file(path: &Path, relaxed: bool) -> Result<SqliteStore, memable_core::En
         .open(path)
 }
 
+const EXT: &str = "db";
+
 const BACKUP: backup::Backup<SqliteStore> = |store, path| Box::pin(store.backup(path));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,86 +64,14 @@ async fn backup_into_a_missing_directory_fails_and_creates_nothing() {
     backup::into_a_missing_directory_creates_nothing(&open_file, BACKUP, "db").await;
 }
 
-const CHILD_DB: &str = "MEMABLE_SQLITE_FILES_DB";
-
-/// Runs this test binary's `test` as a child whose files may not grow
-/// beyond `limit` bytes (writes past it fail with `EFBIG`, like a full
-/// disk); true if its open succeeded.
-fn open_in_child(test: &str, path: &Path, limit: u64) -> bool {
-    let output = Command::new("sh")
-        .arg("-c")
-        // An ignored SIGXFSZ stays ignored across `exec`: the write fails
-        // instead of killing the child.
-        .arg(r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "$2" --exact "$3" --nocapture"#)
-        .arg("sh")
-        .arg(limit.to_string())
-        .arg(std::env::current_exe().unwrap())
-        .arg(test)
-        .env(CHILD_DB, path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if stdout.contains("CHILD OPENED") {
-        true
-    } else {
-        assert!(
-            stdout.contains("CHILD FAILED"),
-            "the child did not report: {stdout} {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        false
-    }
-}
-
 #[tokio::test]
 async fn a_first_open_that_runs_out_of_space_leaves_nothing_behind() {
-    if let Ok(path) = std::env::var(CHILD_DB) {
-        match SqliteStore::open(&path) {
-            Ok(_) => println!("CHILD OPENED"),
-            Err(e) => println!("CHILD FAILED {:?}", e.storage_kind()),
-        }
-        return;
-    }
-    let mut failed = 0;
-    let mut opened = false;
-    for limit in [
-        0,
-        512,
-        4 << 10,
-        32 << 10,
-        128 << 10,
-        1 << 20,
-        4 << 20,
-        64 << 20,
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wf.db");
-        if open_in_child(
-            "a_first_open_that_runs_out_of_space_leaves_nothing_behind",
-            &path,
-            limit,
-        ) {
-            opened = true;
-            break;
-        }
-        failed += 1;
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(left.is_empty(), "limit {limit}: left behind {left:?}");
-        // A plain open of the same path works and keeps what it is given.
-        let store = SqliteStore::open(&path).unwrap();
-        store
-            .start_instance(key("a", "1"), input(), 0)
-            .await
-            .unwrap();
-        drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        assert!(store.get_metadata(&key("a", "1")).await.unwrap().is_some());
-    }
-    assert!(failed > 0, "no limit made the first open fail");
-    assert!(opened, "no limit let the first open succeed");
+    backup::first_open_out_of_space_leaves_nothing(
+        "a_first_open_that_runs_out_of_space_leaves_nothing_behind",
+        &open_file,
+        EXT,
+    )
+    .await;
 }
 
 /// Marks the closed database at `path` as not closed cleanly.

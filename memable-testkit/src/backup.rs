@@ -220,3 +220,94 @@ pub async fn into_a_missing_directory_creates_nothing<S: StepStore>(
     assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io), "{err}");
     assert!(!dir.path().join("missing").exists());
 }
+
+/// The variable that tells a test binary it runs as the child of
+/// [`first_open_out_of_space_leaves_nothing`], naming the file to open.
+pub const CHILD_DB: &str = "MEMABLE_TESTKIT_FIRST_OPEN_DB";
+
+/// Runs this test binary's `test` as a child whose files may not grow
+/// beyond `limit` bytes (writes past it fail with `EFBIG`, like a full
+/// disk); true if its open succeeded.
+fn open_in_child(test: &str, path: &Path, limit: u64) -> bool {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        // An ignored SIGXFSZ stays ignored across `exec`: the write fails
+        // instead of killing the child.
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "$2" --exact "$3" --nocapture"#)
+        .arg("sh")
+        .arg(limit.to_string())
+        .arg(std::env::current_exe().expect("this test binary"))
+        .arg(test)
+        .env(CHILD_DB, path)
+        .output()
+        .expect("run the child (needs sh and prlimit)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.contains("CHILD OPENED") {
+        true
+    } else {
+        assert!(
+            stdout.contains("CHILD FAILED"),
+            "the child did not report: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        false
+    }
+}
+
+/// A first open that fails for want of space (a child process under a
+/// file-size limit, from 0 bytes to 64 MiB) leaves no file behind, and a
+/// plain open of the same path then works and keeps what it is given.
+/// `test` is the name of the calling `#[test]`: the test binary runs it
+/// again as the child, where this function only opens and reports.
+///
+/// # Panics
+///
+/// When the backend does not behave: this is a test.
+pub async fn first_open_out_of_space_leaves_nothing<S: StepStore>(
+    test: &str,
+    open: Open<'_, S>,
+    extension: &str,
+) {
+    if let Ok(path) = std::env::var(CHILD_DB) {
+        match open(Path::new(&path), false) {
+            Ok(_) => println!("CHILD OPENED"),
+            Err(e) => println!("CHILD FAILED {:?}", e.storage_kind()),
+        }
+        return;
+    }
+    let mut failed = 0;
+    let mut opened = false;
+    for limit in [
+        0,
+        512,
+        4 << 10,
+        32 << 10,
+        128 << 10,
+        1 << 20,
+        4 << 20,
+        64 << 20,
+    ] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join(format!("wf.{extension}"));
+        if open_in_child(test, &path, limit) {
+            opened = true;
+            break;
+        }
+        failed += 1;
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read the dir")
+            .map(|e| e.expect("an entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "limit {limit}: left behind {left:?}");
+        let store = open(&path, false).expect("a plain open works");
+        store
+            .start_instance(key("1"), input(), 0)
+            .await
+            .expect("start");
+        drop(store);
+        let store = open(&path, false).expect("it reopens");
+        assert!(store.get_metadata(&key("1")).await.expect("read").is_some());
+    }
+    assert!(failed > 0, "no limit made the first open fail");
+    assert!(opened, "no limit let the first open succeed");
+}
