@@ -236,7 +236,7 @@ impl RedbStoreBuilder {
                 if e.storage_kind() != Some(StorageErrorKind::Locked) {
                     created.remove();
                 }
-                Err(naming(path, e))
+                Err(memable_store::files::naming(path, e))
             }
         }
     }
@@ -392,20 +392,6 @@ impl RedbStoreBuilder {
             )
             .into()),
         }
-    }
-}
-
-/// `error`, naming the database at `path` if it does not already.
-fn naming(path: &Path, error: EngineError) -> EngineError {
-    let shown = path.display().to_string();
-    match error.storage_kind() {
-        Some(kind) if !error.to_string().contains(&shown) => StorageError::new(
-            kind,
-            "open",
-            format!("{shown}: {}", memable_store::detail(&error)),
-        )
-        .into(),
-        _ => error,
     }
 }
 

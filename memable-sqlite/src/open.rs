@@ -69,20 +69,6 @@ fn sqlite_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> EngineEr
     move |e| StorageError::new(sqlite_kind(&e), operation, e).into()
 }
 
-/// `error`, naming the database at `path` if it does not already.
-fn naming(path: &Path, error: EngineError) -> EngineError {
-    let shown = path.display().to_string();
-    match error.storage_kind() {
-        Some(kind) if !error.to_string().contains(&shown) => StorageError::new(
-            kind,
-            "open",
-            format!("{shown}: {}", memable_store::detail(&error)),
-        )
-        .into(),
-        _ => error,
-    }
-}
-
 impl SqliteStoreBuilder {
     /// When a commit counts as done (default [`Durability::Immediate`]).
     ///
@@ -220,7 +206,7 @@ impl SqliteStoreBuilder {
                 if e.storage_kind() != Some(StorageErrorKind::Locked) {
                     created.remove();
                 }
-                Err(naming(path, e))
+                Err(memable_store::files::naming(path, e))
             }
         }
     }

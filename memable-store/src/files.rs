@@ -134,6 +134,35 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// `error`, naming the store file at `path` if its message does not
+/// already: every open error of a file store says which file it is about.
+/// The kind is kept.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// use memable_core::{EngineError, StorageErrorKind};
+/// use memable_store::files::naming;
+///
+/// let err = naming(Path::new("/data/wf.db"), EngineError::storage("open", std::io::Error::other("EIO")));
+/// assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
+/// assert!(err.to_string().contains("/data/wf.db"), "{err}");
+/// ```
+#[must_use]
+pub fn naming(path: &Path, error: EngineError) -> EngineError {
+    let shown = path.display().to_string();
+    match error.storage_kind() {
+        Some(kind) if !error.to_string().contains(&shown) => memable_core::StorageError::new(
+            kind,
+            "open",
+            format!("{shown}: {}", crate::detail(&error)),
+        )
+        .into(),
+        _ => error,
+    }
+}
+
 /// The files of a store that did not exist before its first open: what a
 /// failed first open removes, so that it leaves nothing a later open would
 /// refuse.
