@@ -138,12 +138,30 @@ use crate::writer::{
 use crate::{Counters, Durability, detail, storage_error};
 
 /// The most operations applied in one batch.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::commit::MAX_BATCH, 4_096);
+/// ```
 pub const MAX_BATCH: usize = 4_096;
 
 /// Most answered batches a holding backend keeps in one open transaction.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::commit::HELD_BATCHES, 64);
+/// ```
 pub const HELD_BATCHES: usize = 64;
 
 /// Longest an answered batch is held in an open transaction.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::commit::HELD_FOR, std::time::Duration::from_millis(2));
+/// ```
 pub const HELD_FOR: Duration = Duration::from_millis(2);
 
 /// Journal bytes after which the writer checkpoints by default: 2 MiB.
@@ -152,6 +170,12 @@ pub const HELD_FOR: Duration = Duration::from_millis(2);
 /// when a store reopens after a crash, and how far the database grows
 /// between durable commits. A checkpoint costs about one ordinary durable
 /// commit, paid once every several thousand steps.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::commit::CHECKPOINT_BYTES, 2 << 20);
+/// ```
 pub const CHECKPOINT_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What [`Backend::commit_batch`] did.

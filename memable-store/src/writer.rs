@@ -53,6 +53,13 @@ use memable_core::{EngineError, StorageErrorKind};
 use crate::storage_error;
 
 /// Where a writer sends one caller's answer.
+///
+/// # Examples
+///
+/// ```
+/// let (reply, _answer): (memable_store::writer::Reply, _) = tokio::sync::oneshot::channel();
+/// # drop(reply);
+/// ```
 pub type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
 
 /// A queued write: the op and where its answer goes.
@@ -61,9 +68,34 @@ pub type Request = (WriteOp, Reply);
 /// Work for the writer thread, run between batches with what the thread
 /// owns (`C`, its backend) — or with the error that keeps the thread from
 /// offering it (a poisoned store).
+///
+/// # Examples
+///
+/// ```
+/// use memable_store::writer::Task;
+///
+/// // A task over a backend that is a counter.
+/// let task: Task<u32> = Box::new(|backend| {
+///     if let Ok(count) = backend {
+///         *count += 1;
+///     }
+/// });
+/// let mut count = 0;
+/// task(Ok(&mut count));
+/// assert_eq!(count, 1);
+/// ```
 pub type Task<C> = Box<dyn FnOnce(Result<&mut C, &EngineError>) + Send>;
 
 /// What a writer's queue carries.
+///
+/// # Examples
+///
+/// ```
+/// use memable_store::writer::Queued;
+///
+/// let queued: Queued<()> = Queued::Task(Box::new(|_| {}));
+/// assert!(matches!(queued, Queued::Task(_)));
+/// ```
 pub enum Queued<C> {
     /// A write and where its answer goes.
     Write(Request),

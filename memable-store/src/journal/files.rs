@@ -15,9 +15,21 @@ fn io(message: String) -> EngineError {
 /// checkpoint threshold plus this much (room for the batch that crosses the
 /// threshold), so appends overwrite it in place, whose sync is cheaper than
 /// an append's (see [`Journal::preallocate`](super::Journal::preallocate)).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::journal::PREALLOCATE_SLACK, 64 * 1024);
+/// ```
 pub const PREALLOCATE_SLACK: u64 = 64 * 1024;
 
 /// Preallocation never exceeds this, whatever the checkpoint threshold.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_store::journal::PREALLOCATE_MAX, 64 << 20);
+/// ```
 pub const PREALLOCATE_MAX: u64 = 64 * 1024 * 1024;
 
 /// How many bytes to preallocate for a journal checkpointed every
