@@ -64,7 +64,12 @@ async fn main() -> Result<(), EngineError> {
     println!("  succeeded on attempt {attempt}");
 
     println!("outage workflow:");
-    let state = engine.invoke("outage").id("order-1").await?.wait().await?;
+    let state = engine
+        .invoke("outage")
+        .id("order-1")
+        .await?
+        .wait_idle()
+        .await?;
     println!("  after 3 attempts: {state}");
     assert!(matches!(state, WorkflowState::Failed { .. }));
 

@@ -21,11 +21,21 @@ async fn main() -> Result<(), EngineError> {
     })?;
     engine.start().await?;
 
-    engine.invoke("reminder").id("r1").await?.wait().await?;
+    engine
+        .invoke("reminder")
+        .id("r1")
+        .await?
+        .wait_idle()
+        .await?;
     engine.cancel("reminder", "r1").await?;
     println!("reminder: {}", engine.state("reminder", "r1").await?);
 
-    engine.invoke("question").id("q1").await?.wait().await?;
+    engine
+        .invoke("question")
+        .id("q1")
+        .await?
+        .wait_idle()
+        .await?;
     engine.cancel("question", "q1").await?;
     let err = engine
         .signal("question", "q1", &REPLY, "too late".into())

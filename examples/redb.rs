@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .id("order-42")
             .input("teapot".to_string())
             .await?
-            .wait()
+            .wait_idle()
             .await?;
         println!("  order-42 is {state}");
         engine.shutdown().await;

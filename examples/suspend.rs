@@ -39,7 +39,7 @@ async fn main() -> Result<(), EngineError> {
         .id("exp-7")
         .input(120u32)
         .await?
-        .wait()
+        .wait_idle()
         .await?;
     println!("after invoke: {state}");
 

@@ -30,7 +30,12 @@ async fn main() -> Result<(), EngineError> {
     })?;
     engine.start().await?;
 
-    let state = engine.invoke("trial").id("user-1").await?.wait().await?;
+    let state = engine
+        .invoke("trial")
+        .id("user-1")
+        .await?
+        .wait_idle()
+        .await?;
     println!("after invoke: {state}");
     assert!(matches!(state, WorkflowState::Suspended { .. }));
 

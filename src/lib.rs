@@ -45,8 +45,9 @@
 
 // The engine and a run.
 pub use memable_core::{
-    Context, Engine, EngineBuilder, Invocation, InvokeBuilder, RetryPolicy, StatusStream,
-    StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
+    Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
+    RetryPolicy, StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
+    WorkflowState,
 };
 // Errors.
 pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
@@ -93,10 +94,10 @@ pub mod store {
 
     pub use memable_core::transitions::{self, Transaction, apply};
     pub use memable_core::{
-        CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceSnapshot,
-        MemoryStore, ReviveOutcome, StartOutcome, StepKind, StepRecord, StepState, StepStore,
-        StepStoreExt, SuspendOutcome, TimerEntry, WriteOp, WriteOutcome, decode_value,
-        encode_value, type_tag,
+        CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome,
+        InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome,
+        StepKind, StepRecord, StepState, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
+        WaitOutcome, WriteOp, WriteOutcome, decode_value, encode_value, type_tag,
     };
 }
 

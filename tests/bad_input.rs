@@ -257,7 +257,7 @@ backend_tests! {
             .id("s")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         let wrong_type: SuspendPoint<String> = SuspendPoint::new("approval");
@@ -270,16 +270,15 @@ backend_tests! {
             ),
             "TypeMismatch"
         );
+        // A point the workflow has not reached: buffered, not lost.
         let other_point: SuspendPoint<u32> = SuspendPoint::new("elsewhere");
-        assert_eq!(
-            variant(
-                &engine
-                    .signal("approve", "s", &other_point, 1)
-                    .await
-                    .unwrap_err()
-            ),
-            "SignalRejected"
-        );
+        engine
+            .signal("approve", "s", &other_point, 1)
+            .await
+            .unwrap();
+        let buffered = engine.buffered_signals("approve", "s").await.unwrap();
+        assert_eq!(buffered.len(), 1);
+        assert_eq!(buffered[0].0, "elsewhere");
         // The wrong signals lost nothing: the right one still completes it.
         let out: u32 = engine
             .signal("approve", "s", &APPROVAL, 5)
@@ -305,7 +304,7 @@ backend_tests! {
             .id("p")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         assert_eq!(
@@ -324,14 +323,14 @@ backend_tests! {
             .id("s")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         engine
             .signal("approve", "s", &APPROVAL, 5)
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         // Cancelled.
@@ -340,7 +339,7 @@ backend_tests! {
             .id("c")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         engine.cancel("approve", "c").await.unwrap();
@@ -371,7 +370,7 @@ backend_tests! {
             .id("w")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         assert_eq!(

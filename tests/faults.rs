@@ -19,11 +19,12 @@ type Faulty = FaultyStore<Arc<dyn StepStore>>;
 
 static APPROVAL: SuspendPoint<u64> = SuspendPoint::new("approval");
 
-const WRITES: [StoreOp; 5] = [
+const WRITES: [StoreOp; 6] = [
     StoreOp::StartInstance,
     StoreOp::CommitStep,
-    StoreOp::SuspendStep,
-    StoreOp::ClaimStep,
+    StoreOp::WaitAt,
+    StoreOp::ParkInstance,
+    StoreOp::DeliverSignal,
     StoreOp::FinishInstance,
 ];
 
@@ -173,7 +174,7 @@ backend_tests! {
 async fn drive_gate(engine: &Engine, id: &str) -> u64 {
     for _ in 0..5 {
         if let Ok(run) = engine.invoke("gate").id(id).await {
-            let _ = run.wait().await;
+            let _ = run.wait_idle().await;
         }
         engine.wait_all().await;
         match engine.state("gate", id).await {
@@ -182,12 +183,12 @@ async fn drive_gate(engine: &Engine, id: &str) -> u64 {
             }
             Ok(memable::WorkflowState::Suspended { .. }) => {
                 if let Ok(run) = engine.signal("gate", id, &APPROVAL, 10).await {
-                    let _ = run.wait().await;
+                    let _ = run.wait_idle().await;
                 }
             }
             Ok(memable::WorkflowState::Failed { .. }) => {
                 if let Ok(run) = engine.resume("gate", id).await {
-                    let _ = run.wait().await;
+                    let _ = run.wait_idle().await;
                 }
             }
             _ => {}
@@ -248,14 +249,14 @@ backend_tests! {
                 engine.start().await.unwrap();
                 // One pass through every transition; the fault hits one.
                 if let Ok(run) = engine.invoke("gate").id("g").await {
-                    let _ = run.wait().await;
+                    let _ = run.wait_idle().await;
                 }
                 engine.wait_all().await;
                 if let Ok(memable::WorkflowState::Suspended { .. }) =
                     engine.state("gate", "g").await
                     && let Ok(run) = engine.signal("gate", "g", &APPROVAL, 10).await
                 {
-                    let _ = run.wait().await;
+                    let _ = run.wait_idle().await;
                 }
                 engine.wait_all().await;
                 assert_eq!(

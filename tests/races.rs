@@ -28,7 +28,7 @@ backend_tests! {
             .id("x")
             .await
             .unwrap()
-            .wait()
+            .wait_idle()
             .await
             .unwrap();
         let mut tasks = tokio::task::JoinSet::new();
@@ -81,7 +81,7 @@ backend_tests! {
                 .id(format!("r{round}"))
                 .await
                 .unwrap()
-                .wait()
+                .wait_idle()
                 .await
                 .unwrap();
         }
@@ -159,7 +159,7 @@ backend_tests! {
         while let Some(joined) = resumes.join_next().await {
             joined.unwrap().unwrap();
         }
-        first.wait().await.unwrap();
+        first.wait_idle().await.unwrap();
         engine.wait_all().await;
         assert_eq!(
             max_in_flight.load(Ordering::SeqCst),
@@ -246,7 +246,7 @@ backend_tests! {
                 .id(id.clone())
                 .await
                 .unwrap()
-                .wait()
+                .wait_idle()
                 .await
                 .unwrap();
             let (signal, cancel) = tokio::join!(

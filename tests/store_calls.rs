@@ -53,7 +53,7 @@ backend_tests! {
     async fn wait_output_takes_the_output_of_the_run_it_watched_without_a_read(backend) {
         let (engine, store) = engine(&backend).await;
         let run = engine.invoke("steps").id("a").input(4u64).await.unwrap();
-        run.wait().await.unwrap();
+        run.wait_idle().await.unwrap();
         let before = reads(&store);
         assert_eq!(run.wait_output::<u64>().await.unwrap(), 6);
         assert_eq!(reads(&store), before, "wait_output read the store");

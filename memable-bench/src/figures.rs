@@ -389,7 +389,7 @@ async fn timer_lateness(backend: Backend, sizes: Sizes) -> Result<()> {
         .map(|(i, deadline)| (format!("t{i}"), deadline))
         .collect();
     for run in invoke_all(&bench.engine, "timer", runs).await? {
-        run.wait().await?;
+        run.wait_idle().await?;
     }
     // Every timer must be set before the first is due, or the figure would
     // measure the set-up instead of the scheduler.
@@ -439,7 +439,7 @@ async fn suspended_bytes(backend: Backend, sizes: Sizes) -> Result<()> {
             runs.push(bench.engine.invoke("suspend").id(format!("s{i}")).await?);
         }
         for run in runs {
-            run.wait().await?;
+            run.wait_idle().await?;
         }
     }
     bench.engine.wait_all().await;

@@ -238,9 +238,31 @@ pub enum EngineError {
         key: InstanceKey,
     },
 
-    /// The instance was cancelled; its run stopped at a step boundary.
+    /// The instance was cancelled: its run stopped (its step futures were
+    /// dropped) and nothing commits into it any more.
     #[error("instance {key} was cancelled")]
     Cancelled {
+        /// The instance.
+        key: InstanceKey,
+    },
+
+    /// A [`Context`](crate::Context) was used after its run ended (for
+    /// example a clone moved into a spawned task that outlived the
+    /// workflow): the step neither ran nor committed. Steps belong to the
+    /// workflow's own future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, InstanceKey};
+    ///
+    /// let err = EngineError::RunEnded { key: InstanceKey::new("etl", "1").unwrap() };
+    /// assert!(err.to_string().contains("ended"));
+    /// ```
+    #[error(
+        "the run of {key} has ended; a step cannot run or commit from a context that outlived it"
+    )]
+    RunEnded {
         /// The instance.
         key: InstanceKey,
     },
@@ -410,6 +432,7 @@ impl EngineError {
         match self {
             Self::InstanceNotFound { key }
             | Self::Cancelled { key }
+            | Self::RunEnded { key }
             | Self::WorkflowFailed { key, .. }
             | Self::WorkflowPanicked { key, .. }
             | Self::InvalidState { key, .. }

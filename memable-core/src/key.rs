@@ -22,6 +22,14 @@ pub const MAX_KEY_LEN: usize = 4096;
 pub(crate) const INPUT_KEY: &str = "_input";
 /// Key of the reserved step holding an instance's output.
 pub(crate) const OUTPUT_KEY: &str = "_output";
+/// Prefix of the reserved step key under which a signal that arrived before
+/// its workflow reached the point is buffered: `_signal:<point key>`.
+pub(crate) const SIGNAL_PREFIX: &str = "_signal:";
+
+/// The reserved step key of the buffered signal for `point`.
+pub(crate) fn buffered_signal_key(point: &str) -> String {
+    format!("{SIGNAL_PREFIX}{point}")
+}
 
 /// Checks one key component: not empty, no `/`, at most [`MAX_KEY_LEN`] bytes.
 ///

@@ -46,8 +46,8 @@ pub use clock::ManualClock;
 pub use clock::{Clock, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
 pub use engine::{
-    Context, Engine, EngineBuilder, Invocation, InvokeBuilder, StatusStream, StepBuilder,
-    SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
+    Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
+    StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
@@ -56,7 +56,7 @@ pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceFilter,
-    InstanceSnapshot, MemoryStore, ReviveOutcome, StartOutcome, StepStore, StepStoreExt,
-    SuspendOutcome, TimerEntry,
+    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome, InstanceFilter,
+    InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome,
+    StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome,
 };

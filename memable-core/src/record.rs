@@ -68,8 +68,17 @@ pub enum StepKind {
     Suspend,
     /// `ctx.timer(key, duration)`: completed by the timer scheduler.
     Timer,
-    /// An engine record (`_input`, `_output`).
+    /// An engine record (`_input`, `_output`, a buffered signal).
     Engine,
+    /// `ctx.first_of(key)`: a group of either-or points (and optionally a
+    /// deadline). Completed, its value is the key of the member whose signal
+    /// won (UTF-8), or it is a [`Timer`](Self::Timer) record if the deadline
+    /// won.
+    Select,
+    /// One point of a [`Select`](Self::Select) group. While suspended, its
+    /// value is the key of its group (UTF-8): a signal to it completes the
+    /// group in the same transaction, and only the first one wins.
+    Member,
 }
 
 /// One persisted step: its state, the type tag and postcard bytes of its

@@ -218,7 +218,7 @@ async fn bad_signal_points_are_refused() {
         .register("wf", |_ctx: Context| async { Ok(()) })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     for bad in bad_user_keys() {
@@ -236,7 +236,7 @@ async fn a_bad_suspend_point_in_a_workflow_fails_it_cleanly() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    match guarded(run.wait()).await.unwrap() {
+    match guarded(run.wait_idle()).await.unwrap() {
         WorkflowState::Failed { error } => assert!(error.contains("reserved"), "{error}"),
         other => panic!("expected Failed, got {other:?}"),
     }

@@ -46,7 +46,10 @@ async fn a_running_instance_stops_at_its_next_step_boundary() {
     until("first step started", || get(&first) == 1).await;
     engine.cancel("wf", "1").await.unwrap();
     gate.open(1);
-    assert_eq!(guarded(run.wait()).await.unwrap(), WorkflowState::Cancelled);
+    assert_eq!(
+        guarded(run.wait_idle()).await.unwrap(),
+        WorkflowState::Cancelled
+    );
     guarded(engine.wait_all()).await;
     assert_eq!(get(&second), 0, "a step after the cancel ran");
     let meta = engine.get_metadata("wf", "1").await.unwrap().unwrap();
@@ -62,7 +65,7 @@ async fn a_suspended_instance_is_cancelled_at_once() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     engine.cancel("wf", "1").await.unwrap();
     assert_eq!(
         engine.state("wf", "1").await.unwrap(),
@@ -86,7 +89,7 @@ async fn a_handle_following_a_suspended_instance_sees_the_cancel() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     let mut states = engine.subscribe("wf", "1").await.unwrap();
     assert!(matches!(
         guarded(states.next()).await,
@@ -113,7 +116,7 @@ async fn cancelling_a_completed_or_failed_instance_is_invalid() {
     engine.start().await.unwrap();
     for (id, fail) in [("ok", false), ("bad", true)] {
         let run = engine.invoke("wf").id(id).input(fail).await.unwrap();
-        guarded(run.wait()).await.unwrap();
+        guarded(run.wait_idle()).await.unwrap();
         let err = engine.cancel("wf", id).await.unwrap_err();
         assert!(
             matches!(
@@ -140,7 +143,7 @@ async fn cancelling_twice_is_fine_and_unknown_is_not_found() {
         .register("wf", |ctx: Context| async move { ctx.suspend(&GO).await })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.cancel("wf", "1").await.unwrap();
@@ -169,7 +172,7 @@ async fn a_cancelled_instance_cannot_be_resumed_or_signalled() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.cancel("wf", "1").await.unwrap();
@@ -208,7 +211,10 @@ async fn cancel_wakes_a_run_waiting_in_a_retry_backoff() {
     until("first attempt", || get(&calls) == 1).await;
     quiesce().await;
     engine.cancel("wf", "1").await.unwrap();
-    assert_eq!(guarded(run.wait()).await.unwrap(), WorkflowState::Cancelled);
+    assert_eq!(
+        guarded(run.wait_idle()).await.unwrap(),
+        WorkflowState::Cancelled
+    );
     guarded(engine.wait_all()).await; // the run ended without the clock moving
     assert_eq!(get(&calls), 1);
     assert_eq!(finished(&engine, "wf", "1").await, WorkflowState::Cancelled);

@@ -47,7 +47,7 @@ async fn an_instance_never_runs_twice_at_once() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -326,7 +326,7 @@ async fn a_resume_during_a_run_queues_behind_it() {
         "the resume ran while the first run was in progress"
     );
     gate.open(2);
-    assert!(guarded(queued.wait()).await.unwrap().is_terminal());
+    assert!(guarded(queued.wait_idle()).await.unwrap().is_terminal());
     guarded(engine.wait_all()).await;
     assert_eq!(get(&entries), 2);
 }

@@ -113,7 +113,7 @@ async fn failures_cancellations_and_wrong_states_name_the_instance() {
         "{stored:?}"
     );
 
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let err = engine.output::<()>("nap", "1").await.unwrap_err();
@@ -132,7 +132,7 @@ async fn failures_cancellations_and_wrong_states_name_the_instance() {
         );
     }
 
-    guarded(engine.invoke("done").id("1").await.unwrap().wait())
+    guarded(engine.invoke("done").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let err = engine.cancel("done", "1").await.unwrap_err();

@@ -74,13 +74,13 @@ async fn invoking_the_id_of_a_suspended_instance_does_not_run_it_again() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("x").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("x").await.unwrap().wait_idle())
         .await
         .unwrap();
     let again = engine.invoke("wf").id("x").await.unwrap();
     assert!(!again.is_new());
     assert!(matches!(
-        guarded(again.wait()).await.unwrap(),
+        guarded(again.wait_idle()).await.unwrap(),
         WorkflowState::Suspended { .. }
     ));
     common::quiesce().await;

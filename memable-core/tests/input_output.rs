@@ -97,7 +97,7 @@ async fn the_input_survives_a_signal() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").input(sample()).await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     let run = engine.signal("wf", "1", &GO, 10).await.unwrap();
     assert_eq!(guarded(run.wait_output::<u32>()).await.unwrap(), 13);
 }
@@ -119,7 +119,7 @@ async fn the_input_survives_a_resume() {
             .input(sample())
             .await
             .unwrap()
-            .wait(),
+            .wait_idle(),
     )
     .await
     .unwrap();
@@ -249,7 +249,7 @@ async fn the_output_of_unknown_and_cancelled_instances() {
         matches!(err, EngineError::InstanceNotFound { .. }),
         "{err:?}"
     );
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.cancel("wf", "1").await.unwrap();

@@ -65,7 +65,7 @@ async fn stop_refuses_new_work_and_start_again() {
         .unwrap();
     engine.start().await.unwrap();
     engine.start().await.unwrap(); // a second start is a no-op
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.stop();
@@ -120,7 +120,7 @@ async fn wait_all_returns_at_once_when_idle_or_only_suspended() {
         .unwrap();
     engine.start().await.unwrap();
     guarded(engine.wait_all()).await;
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     guarded(engine.wait_all()).await;
@@ -223,7 +223,7 @@ async fn suspended_instances_keep_waiting_across_a_restart() {
     };
     register(&engine, &before);
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.abort();
@@ -308,7 +308,7 @@ async fn a_panicking_workflow_fails_and_the_engine_keeps_working() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("boom").id("1").input(true).await.unwrap();
-    match guarded(run.wait()).await.unwrap() {
+    match guarded(run.wait_idle()).await.unwrap() {
         WorkflowState::Failed { error } => {
             assert!(
                 error.contains("panicked") && error.contains("kaboom"),
@@ -321,7 +321,7 @@ async fn a_panicking_workflow_fails_and_the_engine_keeps_working() {
     assert_eq!(meta.status.kind(), StatusKind::Failed);
     let run = engine.invoke("step-boom").id("1").await.unwrap();
     assert!(matches!(
-        guarded(run.wait()).await.unwrap(),
+        guarded(run.wait_idle()).await.unwrap(),
         WorkflowState::Failed { .. }
     ));
     let run = engine.invoke("boom").id("2").input(false).await.unwrap();
@@ -342,7 +342,7 @@ async fn delete_removes_a_finished_instance_and_frees_its_id() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     assert!(engine.delete("wf", "1").await.unwrap());

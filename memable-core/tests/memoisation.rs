@@ -39,7 +39,7 @@ async fn a_step_result_is_committed_with_its_type_tag() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     let record = step_record(&store, "wf", "1", "a").await.unwrap();
     assert_eq!(record.state, StepState::Completed);
     assert_eq!(record.kind, StepKind::Step);

@@ -292,7 +292,7 @@ async fn a_dead_letter_is_memoised_for_later_runs_that_are_not_resumes() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     assert_eq!(get(&calls), 2);
     // The signal triggers an ordinary run: the dead letter is replayed.
     let run = engine.signal("wf", "1", &GO_ON, 1).await.unwrap();

@@ -59,7 +59,7 @@ async fn set_status_is_visible_live_and_kept_at_completion() {
     let done = WorkflowState::Completed {
         status: Some("done loading".into()),
     };
-    assert_eq!(guarded(run.wait()).await.unwrap(), done);
+    assert_eq!(guarded(run.wait_idle()).await.unwrap(), done);
     assert_eq!(engine.state("wf", "1").await.unwrap(), done);
     let meta = engine.get_metadata("wf", "1").await.unwrap().unwrap();
     assert_eq!(
@@ -220,7 +220,7 @@ async fn subscribing_to_a_stale_running_instance_is_an_error() {
     );
     gate.open(1);
     let run = restarted.resume("wf", "1").await.unwrap();
-    assert!(guarded(run.wait()).await.unwrap().is_terminal());
+    assert!(guarded(run.wait_idle()).await.unwrap().is_terminal());
     assert_eq!(get(&entered), 2);
     let mut states = restarted.subscribe("wf", "1").await.unwrap();
     assert!(guarded(states.next()).await.unwrap().is_terminal());
@@ -248,7 +248,7 @@ async fn metadata_records_creation_update_and_completion_times() {
         .register("wf", |ctx: Context| async move { ctx.suspend(&GO).await })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let meta = engine.get_metadata("wf", "1").await.unwrap().unwrap();
@@ -260,7 +260,7 @@ async fn metadata_records_creation_update_and_completion_times() {
     assert_eq!(meta.completed_at_ms, None);
     clock.advance(Duration::from_secs(4));
     let run = engine.signal("wf", "1", &GO, 3).await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     let meta = engine.get_metadata("wf", "1").await.unwrap().unwrap();
     assert_eq!(meta.created_at_ms, 1_000);
     assert_eq!(meta.updated_at_ms, 5_000);
@@ -288,7 +288,7 @@ async fn list_instances_filters_by_workflow_and_status() {
                 .id(format!("w{i}"))
                 .await
                 .unwrap()
-                .wait(),
+                .wait_idle(),
         )
         .await
         .unwrap();
@@ -300,7 +300,7 @@ async fn list_instances_filters_by_workflow_and_status() {
                 .id(format!("e{i}"))
                 .await
                 .unwrap()
-                .wait(),
+                .wait_idle(),
         )
         .await
         .unwrap();
@@ -356,7 +356,7 @@ async fn list_instances_pages_with_after_and_limit() {
                 .id(format!("{i:02}"))
                 .await
                 .unwrap()
-                .wait(),
+                .wait_idle(),
         )
         .await
         .unwrap();

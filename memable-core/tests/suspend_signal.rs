@@ -46,7 +46,7 @@ async fn suspend_ends_the_run_with_its_status_and_persists_it() {
         key: "approval".into(),
         status: Some("waiting for a manager".into()),
     };
-    assert_eq!(guarded(run.wait()).await.unwrap(), expected);
+    assert_eq!(guarded(run.wait_idle()).await.unwrap(), expected);
     assert_eq!(run.status(), expected);
     assert_eq!(engine.state("review", "r").await.unwrap(), expected);
     let meta = engine.get_metadata("review", "r").await.unwrap().unwrap();
@@ -78,7 +78,7 @@ async fn a_suspension_without_its_own_status_shows_the_current_one() {
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
     assert_eq!(
-        guarded(run.wait()).await.unwrap(),
+        guarded(run.wait_idle()).await.unwrap(),
         WorkflowState::Suspended {
             key: "approval".into(),
             status: Some("step 2 of 3".into())
@@ -91,7 +91,7 @@ async fn a_signal_delivers_its_value_and_earlier_steps_are_not_rerun() {
     let (store, _clock, engine) = fresh();
     let prepared = review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let run = engine.signal("review", "r", &APPROVAL, true).await.unwrap();
@@ -112,7 +112,7 @@ async fn a_signalled_value_is_replayed_on_resume() {
     let (_store, _clock, engine) = fresh();
     let prepared = review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let run = engine
@@ -136,12 +136,12 @@ async fn several_suspend_points_in_sequence() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let run = engine.signal("wf", "1", &PREPARE, 7).await.unwrap();
     assert_eq!(
-        guarded(run.wait()).await.unwrap(),
+        guarded(run.wait_idle()).await.unwrap(),
         WorkflowState::Suspended {
             key: "second".into(),
             status: None
@@ -170,25 +170,44 @@ async fn a_signal_to_an_unknown_instance_is_instance_not_found() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_signal_to_a_step_that_is_not_there_is_rejected() {
+async fn a_signal_to_a_point_not_reached_is_buffered_and_the_instance_still_waits() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
-    let err = engine
+    engine
         .signal("review", "r", &ELSEWHERE, true)
+        .await
+        .unwrap();
+    let buffered = engine.buffered_signals("review", "r").await.unwrap();
+    assert_eq!(
+        buffered
+            .iter()
+            .map(|(point, _)| point.as_str())
+            .collect::<Vec<_>>(),
+        ["elsewhere"]
+    );
+    // One delivery per point: a second one before it is consumed is superseded.
+    let err = engine
+        .signal("review", "r", &ELSEWHERE, false)
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, EngineError::SignalRejected { key, .. } if key == "elsewhere"),
+        matches!(&err, EngineError::SignalSuperseded { key } if key == "elsewhere"),
         "{err:?}"
     );
     // The instance still waits where it was.
     assert!(matches!(
         engine.state("review", "r").await.unwrap(),
         WorkflowState::Suspended { .. }
+    ));
+    // Deleted with the instance.
+    assert!(engine.delete("review", "r").await.unwrap());
+    assert!(matches!(
+        engine.buffered_signals("review", "r").await,
+        Err(EngineError::InstanceNotFound { .. })
     ));
 }
 
@@ -197,7 +216,7 @@ async fn a_signal_to_a_regular_step_is_rejected() {
     let (store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let err = engine.signal("review", "r", &PREPARE, 9).await.unwrap_err();
@@ -214,11 +233,11 @@ async fn a_signal_to_a_completed_instance_is_rejected() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let run = engine.signal("review", "r", &APPROVAL, true).await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     let err = engine
         .signal("review", "r", &ELSEWHERE, true)
         .await
@@ -231,7 +250,7 @@ async fn a_signal_to_a_cancelled_instance_is_rejected() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.cancel("review", "r").await.unwrap();
@@ -251,7 +270,7 @@ async fn a_second_signal_is_superseded() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let winner = engine.signal("review", "r", &APPROVAL, true).await.unwrap();
@@ -280,7 +299,7 @@ async fn a_signal_of_the_wrong_type_is_a_type_mismatch_and_claims_nothing() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     let err = engine
@@ -303,7 +322,7 @@ async fn a_signal_of_the_wrong_type_is_a_type_mismatch_and_claims_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_signal_before_the_instance_reaches_the_point_is_rejected() {
+async fn a_signal_before_the_instance_reaches_the_point_is_buffered_and_consumed_there() {
     let (_store, _clock, engine) = fresh();
     let gate = common::Gate::new();
     engine
@@ -329,15 +348,21 @@ async fn a_signal_before_the_instance_reaches_the_point_is_rejected() {
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
     common::quiesce().await;
-    let err = engine.signal("wf", "1", &APPROVAL, true).await.unwrap_err();
-    assert!(matches!(err, EngineError::SignalRejected { .. }), "{err:?}");
+    // The webhook beats the workflow: accepted and kept with the instance.
+    engine.signal("wf", "1", &APPROVAL, true).await.unwrap();
+    let late = engine
+        .signal("wf", "1", &APPROVAL, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(late, EngineError::SignalSuperseded { .. }),
+        "{late:?}"
+    );
     gate.open(1);
-    assert!(matches!(
-        guarded(run.wait()).await.unwrap(),
-        WorkflowState::Suspended { .. }
-    ));
-    let run = engine.signal("wf", "1", &APPROVAL, true).await.unwrap();
+    // The workflow reaches the point and takes the buffered value: no
+    // suspension, no second signal.
     assert!(guarded(run.wait_output::<bool>()).await.unwrap());
+    assert!(engine.buffered_signals("wf", "1").await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -349,7 +374,7 @@ async fn a_signal_to_a_durable_timer_is_rejected() {
         })
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let err = engine.signal("wf", "1", &NAP, ()).await.unwrap_err();
@@ -361,7 +386,7 @@ async fn a_regular_step_that_finds_a_suspended_record_is_a_conflict() {
     let (_store, _clock, engine) = fresh();
     review(&engine);
     engine.start().await.unwrap();
-    guarded(engine.invoke("review").id("r").await.unwrap().wait())
+    guarded(engine.invoke("review").id("r").await.unwrap().wait_idle())
         .await
         .unwrap();
     // New code calls the suspend point's key as a regular step.
@@ -386,7 +411,7 @@ async fn a_regular_step_that_finds_a_suspended_record_is_a_conflict() {
         })
         .unwrap();
     let run = engine.resume("review", "r").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     assert_eq!(seen.lock().unwrap().as_deref(), Some("approval"));
     assert_eq!(get(&calls), 0);
 }
@@ -401,7 +426,7 @@ async fn of_32_concurrent_signals_exactly_one_wins() {
         )
         .unwrap();
     engine.start().await.unwrap();
-    guarded(engine.invoke("wf").id("1").await.unwrap().wait())
+    guarded(engine.invoke("wf").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(32));

@@ -52,7 +52,7 @@ async fn a_timer_fires_at_its_deadline_and_not_before() {
     engine.start().await.unwrap();
     let run = engine.invoke("nap").id("1").await.unwrap();
     assert_eq!(
-        guarded(run.wait()).await.unwrap(),
+        guarded(run.wait_idle()).await.unwrap(),
         WorkflowState::Suspended {
             key: "sleep".into(),
             status: None
@@ -78,7 +78,7 @@ async fn a_timer_keeps_its_deadline_across_a_restart() {
     let (store, clock, engine) = setup(0);
     register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.abort();
@@ -102,13 +102,13 @@ async fn a_timer_reached_again_by_a_resume_keeps_its_first_deadline() {
     let (_store, clock, engine) = setup(0);
     register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     clock.advance(Duration::from_secs(40));
     let run = engine.resume("nap", "1").await.unwrap();
     assert!(matches!(
-        guarded(run.wait()).await.unwrap(),
+        guarded(run.wait_idle()).await.unwrap(),
         WorkflowState::Suspended { .. }
     ));
     clock.advance(Duration::from_secs(20)); // t = 60 s: the original deadline
@@ -120,7 +120,7 @@ async fn a_timer_that_fell_due_while_the_engine_was_down_fires_at_start() {
     let (store, clock, engine) = setup(0);
     register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.abort();
@@ -141,7 +141,7 @@ async fn cancel_drops_a_pending_timer() {
     let (store, clock, engine) = setup(0);
     let (_before, after) = register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.cancel("nap", "1").await.unwrap();
@@ -160,7 +160,7 @@ async fn delete_drops_a_pending_timer() {
     let (store, clock, engine) = setup(0);
     let (_before, after) = register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     assert!(engine.delete("nap", "1").await.unwrap());
@@ -184,10 +184,10 @@ async fn an_earlier_timer_wakes_a_scheduler_sleeping_until_a_later_one() {
         .unwrap();
     engine.start().await.unwrap();
     let late = engine.invoke("nap").id("late").input(60u64).await.unwrap();
-    guarded(late.wait()).await.unwrap();
+    guarded(late.wait_idle()).await.unwrap();
     quiesce().await; // the scheduler now sleeps until t = 60 min
     let early = engine.invoke("nap").id("early").input(1u64).await.unwrap();
-    guarded(early.wait()).await.unwrap();
+    guarded(early.wait_idle()).await.unwrap();
     clock.advance(MINUTE);
     assert!(finished(&engine, "nap", "early").await.is_terminal());
     assert!(is_suspended(&engine, "late").await);
@@ -203,7 +203,7 @@ async fn many_timers_due_at_once_all_fire() {
     engine.start().await.unwrap();
     for i in 0..50 {
         let run = engine.invoke("nap").id(format!("{i}")).await.unwrap();
-        guarded(run.wait()).await.unwrap();
+        guarded(run.wait_idle()).await.unwrap();
     }
     clock.advance(MINUTE);
     for i in 0..50 {
@@ -231,7 +231,7 @@ async fn stop_stops_timers_from_firing() {
     let (_store, clock, engine) = setup(0);
     let (_before, after) = register_nap(&engine, MINUTE);
     engine.start().await.unwrap();
-    guarded(engine.invoke("nap").id("1").await.unwrap().wait())
+    guarded(engine.invoke("nap").id("1").await.unwrap().wait_idle())
         .await
         .unwrap();
     engine.stop();

@@ -145,7 +145,7 @@ async fn a_type_mismatch_propagated_fails_the_workflow() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     engine
         .register("wf", |ctx: Context| async move {
             ctx.step("n")
@@ -196,7 +196,7 @@ async fn the_output_type_is_checked() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    guarded(run.wait()).await.unwrap();
+    guarded(run.wait_idle()).await.unwrap();
     match engine.output::<Purchase>("wf", "1").await {
         Err(EngineError::TypeMismatch {
             key,

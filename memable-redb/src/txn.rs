@@ -152,6 +152,13 @@ impl Transaction for RedbTxn<'_> {
         Ok(())
     }
 
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        self.steps()?
+            .remove((key.workflow(), key.instance(), step_key))
+            .map_err(err("remove step"))?;
+        Ok(())
+    }
+
     fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
         crate::read::instance_steps(self.steps()?, key)
     }

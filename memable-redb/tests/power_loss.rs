@@ -107,6 +107,10 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
             WriteOutcome::Cancel(store.cancel_instance(key, now_ms).await.unwrap())
         }
         WriteOp::Delete { key } => WriteOutcome::Delete(store.delete_instance(key).await.unwrap()),
+        other @ (WriteOp::Wait { .. }
+        | WriteOp::Park { .. }
+        | WriteOp::Signal { .. }
+        | WriteOp::Fire { .. }) => store.write(other).await.unwrap(),
     }
 }
 

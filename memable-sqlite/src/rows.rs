@@ -51,6 +51,8 @@ pub fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Suspend => "suspend",
         StepKind::Timer => "timer",
         StepKind::Engine => "engine",
+        StepKind::Select => "select",
+        StepKind::Member => "member",
     }
 }
 
@@ -60,6 +62,8 @@ fn parse_kind(name: &str) -> Option<StepKind> {
         StepKind::Suspend,
         StepKind::Timer,
         StepKind::Engine,
+        StepKind::Select,
+        StepKind::Member,
     ]
     .into_iter()
     .find(|k| kind_name(*k) == name)

@@ -74,6 +74,17 @@ impl Transaction for SqlTxn<'_> {
             .map_err(sql("read step"))
     }
 
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        // Its `step_values` row goes with it (trigger `step_values_deleted`).
+        self.0
+            .prepare_cached(
+                "DELETE FROM steps WHERE workflow = ?1 AND instance = ?2 AND step_key = ?3",
+            )
+            .and_then(|mut stmt| stmt.execute(params![key.workflow(), key.instance(), step_key]))
+            .map_err(sql("remove step"))?;
+        Ok(())
+    }
+
     fn put_step(
         &mut self,
         key: &InstanceKey,

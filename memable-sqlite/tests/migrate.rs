@@ -331,7 +331,7 @@ async fn the_workflows_of_an_upgraded_database_continue() {
         .resume("order", "crashed")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     assert!(

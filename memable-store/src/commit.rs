@@ -93,6 +93,7 @@
 //!     fn put_metadata(&mut self, _: &InstanceKey, _: &WorkflowMetadata, _: Option<&WorkflowMetadata>) -> Result<(), EngineError> { Ok(()) }
 //!     fn step(&mut self, _: &InstanceKey, _: &str) -> Result<Option<StepRecord>, EngineError> { Ok(None) }
 //!     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord) -> Result<(), EngineError> { Ok(()) }
+//!     fn remove_step(&mut self, _: &InstanceKey, _: &str) -> Result<(), EngineError> { Ok(()) }
 //!     fn steps(&mut self, _: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> { Ok(vec![]) }
 //!     fn put_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
 //!     fn remove_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
@@ -412,6 +413,7 @@ fn kind_of(error: &EngineError) -> StorageErrorKind {
 /// #     fn put_metadata(&mut self, _: &InstanceKey, _: &WorkflowMetadata, _: Option<&WorkflowMetadata>) -> Result<(), EngineError> { Ok(()) }
 /// #     fn step(&mut self, _: &InstanceKey, _: &str) -> Result<Option<StepRecord>, EngineError> { Ok(None) }
 /// #     fn put_step(&mut self, _: &InstanceKey, _: &str, _: &StepRecord) -> Result<(), EngineError> { Ok(()) }
+/// #     fn remove_step(&mut self, _: &InstanceKey, _: &str) -> Result<(), EngineError> { Ok(()) }
 /// #     fn steps(&mut self, _: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> { Ok(vec![]) }
 /// #     fn put_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }
 /// #     fn remove_timer(&mut self, _: &TimerEntry) -> Result<(), EngineError> { Ok(()) }

@@ -96,6 +96,7 @@ pub type Task<C> = Box<dyn FnOnce(Result<&mut C, &EngineError>) + Send>;
 /// let queued: Queued<()> = Queued::Task(Box::new(|_| {}));
 /// assert!(matches!(queued, Queued::Task(_)));
 /// ```
+#[allow(clippy::large_enum_variant)] // writes dominate the queue; boxing each would cost an allocation per write
 pub enum Queued<C> {
     /// A write and where its answer goes.
     Write(Request),

@@ -40,6 +40,14 @@ pub enum StoreOp {
     CancelInstance,
     /// `delete_instance`.
     DeleteInstance,
+    /// `wait_at`.
+    WaitAt,
+    /// `park_instance`.
+    ParkInstance,
+    /// `deliver_signal`.
+    DeliverSignal,
+    /// `fire_timer`.
+    FireTimer,
     /// `load_instance`.
     LoadInstance,
     /// `get_step`.
@@ -56,7 +64,7 @@ pub enum StoreOp {
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 14] = [
+    pub const ALL: [StoreOp; 18] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -65,6 +73,10 @@ impl StoreOp {
         Self::ReviveInstance,
         Self::CancelInstance,
         Self::DeleteInstance,
+        Self::WaitAt,
+        Self::ParkInstance,
+        Self::DeliverSignal,
+        Self::FireTimer,
         Self::LoadInstance,
         Self::GetStep,
         Self::GetMetadata,
@@ -73,8 +85,8 @@ impl StoreOp {
         Self::NextTimerDeadline,
     ];
 
-    /// The eight write transitions.
-    pub const WRITES: [StoreOp; 8] = [
+    /// The write transitions.
+    pub const WRITES: [StoreOp; 12] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -83,6 +95,10 @@ impl StoreOp {
         Self::ReviveInstance,
         Self::CancelInstance,
         Self::DeleteInstance,
+        Self::WaitAt,
+        Self::ParkInstance,
+        Self::DeliverSignal,
+        Self::FireTimer,
     ];
 
     /// The method name, as used in storage errors.
@@ -103,6 +119,10 @@ impl StoreOp {
             Self::ReviveInstance => "revive_instance",
             Self::CancelInstance => "cancel_instance",
             Self::DeleteInstance => "delete_instance",
+            Self::WaitAt => "wait_at",
+            Self::ParkInstance => "park_instance",
+            Self::DeliverSignal => "deliver_signal",
+            Self::FireTimer => "fire_timer",
             Self::LoadInstance => "load_instance",
             Self::GetStep => "get_step",
             Self::GetMetadata => "get_metadata",
@@ -134,6 +154,10 @@ impl StoreOp {
             WriteOp::Revive { .. } => Self::ReviveInstance,
             WriteOp::Cancel { .. } => Self::CancelInstance,
             WriteOp::Delete { .. } => Self::DeleteInstance,
+            WriteOp::Wait { .. } => Self::WaitAt,
+            WriteOp::Park { .. } => Self::ParkInstance,
+            WriteOp::Signal { .. } => Self::DeliverSignal,
+            WriteOp::Fire { .. } => Self::FireTimer,
         }
     }
 

@@ -174,6 +174,9 @@ impl Model {
         let Some(inst) = self.instances.get_mut(key) else {
             return CommitOutcome::InstanceMissing;
         };
+        if inst.meta.status == MetadataStatus::Cancelled {
+            return CommitOutcome::Cancelled;
+        }
         match inst.steps.get(&step) {
             Some(old) if matches!(old.state, StepState::Completed | StepState::Suspended) => {
                 CommitOutcome::Kept(old.clone())
@@ -276,10 +279,10 @@ impl Model {
         let before = inst.meta.status.clone();
         match before {
             MetadataStatus::Cancelled => ReviveOutcome::Cancelled,
-            MetadataStatus::Running | MetadataStatus::Suspended { .. } => {
-                ReviveOutcome::Revived(before)
-            }
-            MetadataStatus::Completed(_) | MetadataStatus::Failed(_) => {
+            MetadataStatus::Running => ReviveOutcome::Revived(before),
+            MetadataStatus::Suspended { .. }
+            | MetadataStatus::Completed(_)
+            | MetadataStatus::Failed(_) => {
                 inst.meta.status = MetadataStatus::Running;
                 inst.meta.updated_at_ms = now;
                 inst.meta.completed_at_ms = None;

@@ -192,8 +192,13 @@ impl StepStore for Broken {
                 finish,
                 now_ms,
             } => WriteOutcome::Finish(self.finish(key, finish, now_ms).await?),
-            // Revive and cancel have no bug of their own.
-            op @ (WriteOp::Revive { .. } | WriteOp::Cancel { .. }) => self.inner.write(op).await?,
+            // These have no bug of their own here.
+            op @ (WriteOp::Revive { .. }
+            | WriteOp::Cancel { .. }
+            | WriteOp::Wait { .. }
+            | WriteOp::Park { .. }
+            | WriteOp::Signal { .. }
+            | WriteOp::Fire { .. }) => self.inner.write(op).await?,
             WriteOp::Delete { key } => WriteOutcome::Delete(self.delete(key).await?),
         })
     }

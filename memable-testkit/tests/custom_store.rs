@@ -44,6 +44,12 @@ impl Transaction for Rows {
     ) -> Result<Option<StepRecord>, EngineError> {
         Ok(self.steps.get(key).and_then(|s| s.get(step_key)).cloned())
     }
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        if let Some(steps) = self.steps.get_mut(key) {
+            steps.remove(step_key);
+        }
+        Ok(())
+    }
     fn put_step(
         &mut self,
         key: &InstanceKey,

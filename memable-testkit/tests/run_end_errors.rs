@@ -89,7 +89,7 @@ fn streams_end_with_outcome_unknown_when_the_finish_fails() {
         // `wait` settles on the same state.
         let run = invoke(&engine, "3").await;
         assert!(matches!(
-            guarded(run.wait()).await.unwrap(),
+            guarded(run.wait_idle()).await.unwrap(),
             WorkflowState::OutcomeUnknown { .. }
         ));
     });

@@ -172,7 +172,7 @@ impl IntoFuture for InvokeBuilder {
 /// engine.start().await?;
 /// let run = engine.invoke("noop").id("n1").await?;
 /// assert_eq!(run.instance_id(), "n1");
-/// assert_eq!(run.wait().await?, WorkflowState::Completed { status: None });
+/// assert_eq!(run.wait_idle().await?, WorkflowState::Completed { status: None });
 /// # Ok(()) }
 /// ```
 pub struct Invocation {
@@ -193,6 +193,15 @@ impl std::fmt::Debug for Invocation {
 }
 
 impl Invocation {
+    pub(super) fn from_stream(engine: &Engine, key: InstanceKey, stream: StatusStream) -> Self {
+        Self {
+            engine: engine.clone(),
+            key,
+            stream,
+            created: false,
+        }
+    }
+
     pub(super) fn for_entry(
         engine: &Engine,
         key: InstanceKey,
@@ -261,7 +270,7 @@ impl Invocation {
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
     /// engine.start().await?;
     /// let run = engine.invoke("noop").await?;
-    /// run.wait().await?;
+    /// run.wait_idle().await?;
     /// assert!(run.status().is_terminal());
     /// # Ok(()) }
     /// ```
@@ -270,22 +279,67 @@ impl Invocation {
         self.stream.current()
     }
 
-    /// Waits until the run ends — completed, failed, cancelled or suspended —
-    /// and returns that state.
+    /// Waits until the instance is finished — completed, failed or
+    /// cancelled — across every suspension, timer, signal and new run on
+    /// the way, and returns that state. A run whose end could not be
+    /// recorded ends the wait with [`WorkflowState::OutcomeUnknown`].
+    ///
+    /// Errors: [`Stopped`](EngineError::Stopped) if the engine stops while
+    /// the instance waits (it would never be woken in this process).
     ///
     /// # Examples
     ///
     /// See [`Invocation`].
     pub async fn wait(&self) -> Result<WorkflowState, EngineError> {
-        Ok(self.stream.settled().await)
+        let mut stopped = self.engine.inner.stopped.subscribe();
+        tokio::select! {
+            biased;
+            state = self.stream.terminal() => Ok(state),
+            state = async {
+                // The sender lives in the engine this handle holds.
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+                self.stream.idle().await
+            } => {
+                if state.is_terminal() || matches!(state, WorkflowState::OutcomeUnknown { .. }) {
+                    Ok(state)
+                } else {
+                    Err(EngineError::Stopped)
+                }
+            }
+        }
     }
 
-    /// Waits until the instance completes and returns its output as `O`.
+    /// Waits until no run of the instance is in progress in this process
+    /// — it finished, or it waits at a point or a timer — and returns that
+    /// state. Use it to drive a workflow to its next suspension in a test
+    /// or a tool; [`wait`](Self::wait) waits until it is finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, SuspendPoint, WorkflowState};
+    ///
+    /// static GO: SuspendPoint<()> = SuspendPoint::new("go");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("gate", |ctx: Context| async move { ctx.suspend(&GO).await })?;
+    /// engine.start().await?;
+    /// let run = engine.invoke("gate").id("g").await?;
+    /// assert!(matches!(run.wait_idle().await?, WorkflowState::Suspended { .. }));
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_idle(&self) -> Result<WorkflowState, EngineError> {
+        Ok(self.stream.idle().await)
+    }
+
+    /// Waits until the instance is finished (like [`wait`](Self::wait):
+    /// across suspensions, timers and signals) and returns its output as `O`.
     ///
     /// Errors: [`WorkflowFailed`](EngineError::WorkflowFailed),
     /// [`WorkflowPanicked`](EngineError::WorkflowPanicked),
     /// [`Cancelled`](EngineError::Cancelled),
-    /// [`Suspended`](EngineError::Suspended) if it suspended instead,
+    /// [`Stopped`](EngineError::Stopped) if the engine stops first,
     /// [`TypeMismatch`](EngineError::TypeMismatch) for a wrong `O`, and
     /// [`Storage`](EngineError::Storage) when the run ended but the store
     /// failed to record how (the outcome is unknown; the instance runs again
@@ -295,7 +349,7 @@ impl Invocation {
     ///
     /// See [`Engine`].
     pub async fn wait_output<O: DeserializeOwned + 'static>(self) -> Result<O, EngineError> {
-        let state = self.wait().await?;
+        let state = self.wait_idle().await?;
         // A run that ended while this handle watched left what it knows
         // beyond its state in the live entry: no store read needed.
         let end = self.stream.run_end();

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use foldhash::fast::RandomState;
 use tokio::sync::watch;
-#[cfg(feature = "test-util")]
 use tokio::task::AbortHandle;
 
 use crate::{InstanceKey, StepRecord, StorageError, WorkflowState};
@@ -60,8 +59,8 @@ pub(crate) struct LiveInstance {
 struct RunSlot {
     running: bool,
     rerun: Option<RunRequest>,
-    /// The task of the run in progress, for `Engine::abort`.
-    #[cfg(feature = "test-util")]
+    /// The workflow task of the run in progress: cancel drops it (and
+    /// `Engine::abort` under `test-util`).
     abort: Option<AbortHandle>,
 }
 
@@ -143,12 +142,32 @@ impl LiveInstance {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    /// Marks the instance cancelled, wakes a run waiting in a retry backoff
-    /// and publishes `Cancelled`.
+    /// Marks the instance cancelled, drops the workflow task of the run in
+    /// progress (its step futures with it), wakes anything waiting on the
+    /// cancel and publishes `Cancelled`.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
+        if let Some(abort) = self.slot().abort.as_ref() {
+            abort.abort();
+        }
         self.cancel_wakeup.notify_waiters();
         self.publish(WorkflowState::Cancelled);
+    }
+
+    /// Keeps the handle that drops the run's workflow task; if the instance
+    /// was cancelled before the task existed, drops it at once.
+    pub fn set_abort(&self, abort: AbortHandle) {
+        if self.is_cancelled() {
+            abort.abort();
+        }
+        self.slot().abort = Some(abort);
+    }
+
+    /// Asks for one more run after the run in progress (coalesced with any
+    /// queued trigger).
+    pub fn queue_rerun(&self, request: RunRequest) {
+        let mut slot = self.slot();
+        slot.rerun = Some(slot.rerun.map_or(request, |queued| queued.merge(request)));
     }
 
     /// Completes when [`cancel`](Self::cancel) is called (or at once if it was).
@@ -311,13 +330,6 @@ impl LiveInstances {
         (triggered, receiver)
     }
 
-    /// Records the abort handle of the task running `entry` (only
-    /// `Engine::abort` uses it).
-    #[cfg(feature = "test-util")]
-    pub fn set_abort(entry: &LiveInstance, abort: AbortHandle) {
-        entry.slot().abort = Some(abort);
-    }
-
     /// Called when a run ends: returns the queued request to run next, or
     /// marks the entry idle (removing it if nobody watches it).
     pub fn run_finished(&self, key: &InstanceKey, entry: &Arc<LiveInstance>) -> Option<RunRequest> {
@@ -327,10 +339,7 @@ impl LiveInstances {
             return Some(next);
         }
         slot.running = false;
-        #[cfg(feature = "test-util")]
-        {
-            slot.abort = None;
-        }
+        slot.abort = None;
         drop(slot);
         if entry.state.receiver_count() == 0 {
             Self::remove_if_same(&mut map, key, entry);

@@ -28,15 +28,16 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use invocation::{Invocation, InvokeBuilder};
-pub use run::{Context, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
+pub use run::{
+    Context, FirstOf, FirstOfBuilder, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
+};
 pub use status::{StatusStream, WorkflowState};
 
-use crate::key::OUTPUT_KEY;
+use crate::key::{OUTPUT_KEY, SIGNAL_PREFIX};
 use crate::{
-    CancelOutcome, ClaimOutcome, Clock, EngineError, InstanceFilter, InstanceKey, MetadataStatus,
-    RetryPolicy, StatusKind, StepKind, StepRecord, StepState, StepStore, StepStoreExt,
-    StorageError, StorageErrorKind, WorkflowMetadata, decode_value, encode_value, type_tag,
-    validate_user_key,
+    CancelOutcome, Clock, EngineError, InstanceFilter, InstanceKey, MetadataStatus, RetryPolicy,
+    SignalOutcome, StatusKind, StepKind, StepRecord, StepStore, StepStoreExt, StorageError,
+    StorageErrorKind, WorkflowMetadata, decode_value, encode_value, type_tag, validate_user_key,
 };
 use live::{LiveInstances, RunRequest, Triggered};
 use registry::Registry;
@@ -61,6 +62,9 @@ struct Inner {
     registry: Registry,
     live: Arc<LiveInstances>,
     active_runs: Arc<watch::Sender<usize>>,
+    /// `true` once [`Engine::stop`] was called: waits on suspended
+    /// instances end.
+    stopped: watch::Sender<bool>,
     timers: Arc<TimerWakeup>,
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -142,6 +146,7 @@ impl Engine {
                 registry: Registry::default(),
                 live: Arc::default(),
                 active_runs: Arc::new(watch::Sender::new(0)),
+                stopped: watch::Sender::new(false),
                 timers: Arc::new(TimerWakeup::default()),
                 scheduler: std::sync::Mutex::new(None),
             }),
@@ -264,6 +269,7 @@ impl Engine {
     pub fn stop(&self) {
         self.inner.lifecycle.store(STOPPED, Ordering::Release);
         self.inner.timers.shut_down();
+        self.inner.stopped.send_replace(true);
     }
 
     /// Simulates a crash: stops the engine and aborts every run at its next
@@ -345,7 +351,7 @@ impl Engine {
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
     /// engine.start().await?;
     /// let run = engine.invoke("noop").await?;
-    /// assert!(run.wait().await?.is_terminal());
+    /// assert!(run.wait_idle().await?.is_terminal());
     /// # Ok(()) }
     /// ```
     pub fn invoke(&self, name: &str) -> InvokeBuilder {
@@ -368,9 +374,9 @@ impl Engine {
     /// let engine = Engine::builder().build();
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
     /// engine.start().await?;
-    /// engine.invoke("noop").id("a").await?.wait().await?;
+    /// engine.invoke("noop").id("a").await?.wait_idle().await?;
     /// let again = engine.resume("noop", "a").await?;
-    /// assert!(again.wait().await?.is_terminal());
+    /// assert!(again.wait_idle().await?.is_terminal());
     /// # Ok(()) }
     /// ```
     pub async fn resume(
@@ -393,15 +399,24 @@ impl Engine {
         }
     }
 
-    /// Delivers `value` to the instance suspended at `point`: atomically
-    /// completes the suspended step with it and runs the instance again.
+    /// Delivers `value` to the instance's point `point`.
     ///
-    /// Errors: [`SignalRejected`](EngineError::SignalRejected) when the step
-    /// is not there, was never a suspend point, or the instance is finished or
-    /// cancelled; [`SignalSuperseded`](EngineError::SignalSuperseded) when
-    /// another signal already claimed it;
-    /// [`TypeMismatch`](EngineError::TypeMismatch) when `T` is not the type
-    /// the suspend point expects.
+    /// If the workflow waits there, the point is completed with the value
+    /// in one compare-and-set and the instance runs again; the returned
+    /// [`Invocation`] follows that run. If the workflow has not reached the
+    /// point yet, the value is **buffered** durably with the instance and
+    /// returned by `ctx.suspend(&point)` when the workflow gets there (the
+    /// invocation then follows the instance as it is). One delivery per
+    /// point: a second signal before the first is consumed, or after it,
+    /// is [`SignalSuperseded`](EngineError::SignalSuperseded). Buffered
+    /// signals are listed by [`buffered_signals`](Engine::buffered_signals)
+    /// and deleted with the instance.
+    ///
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound);
+    /// [`SignalRejected`](EngineError::SignalRejected) when the instance is
+    /// finished or cancelled, or the key is a durable timer or a regular
+    /// step; [`TypeMismatch`](EngineError::TypeMismatch) when the point
+    /// waits for another type than `T`.
     ///
     /// # Examples
     ///
@@ -414,7 +429,7 @@ impl Engine {
     /// let engine = Engine::builder().build();
     /// engine.register("review", |ctx: Context| async move { ctx.suspend(&APPROVAL).await })?;
     /// engine.start().await?;
-    /// engine.invoke("review").id("r1").await?.wait().await?;
+    /// engine.invoke("review").id("r1").await?.wait_idle().await?;
     /// let run = engine.signal("review", "r1", &APPROVAL, true).await?;
     /// assert!(run.wait_output::<bool>().await?);
     /// # Ok(()) }
@@ -431,69 +446,128 @@ impl Engine {
         let step_key = point.key();
         validate_user_key("step_key", step_key)?;
         self.inner.registry.ensure(workflow)?;
-        let rejected = |reason: &str| EngineError::SignalRejected {
+        let rejected = |reason: String| EngineError::SignalRejected {
             key: step_key.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
-        let superseded = || EngineError::SignalSuperseded {
-            key: step_key.to_owned(),
-        };
-        let Some(existing) = self.inner.store.get_step(&key, step_key).await? else {
-            return match self.inner.store.get_metadata(&key).await? {
-                None => Err(not_found(&key)),
-                Some(meta) if meta.status.is_terminal() => Err(rejected(&format!(
-                    "the instance is {} and never suspended at this step",
-                    WorkflowState::from(&meta.status)
-                ))),
-                Some(_) => Err(rejected("the instance has not suspended at this step")),
-            };
-        };
-        match (existing.state, existing.kind) {
-            (StepState::Suspended, StepKind::Timer) => {
-                return Err(rejected("the step is a durable timer; it fires on its own"));
-            }
-            (StepState::Suspended, _) if existing.type_tag != type_tag::<T>() => {
-                return Err(EngineError::TypeMismatch {
-                    key: step_key.to_owned(),
-                    expected: existing.type_tag,
-                    found: type_tag::<T>().to_owned(),
-                });
-            }
-            (StepState::Suspended, _) => {}
-            (StepState::Completed, StepKind::Suspend | StepKind::Timer) => return Err(superseded()),
-            _ => return Err(rejected("the step is a regular step, never suspended")),
-        }
         let payload = StepRecord::completed(
             StepKind::Suspend,
             type_tag::<T>(),
             encode_value(step_key, &value)?,
-            existing.status,
+            None,
         );
         let now = self.inner.clock.now_ms();
         let _in_flight = self.inner.live.claiming(&key);
         match self
             .inner
             .store
-            .claim_step(key.clone(), step_key.to_owned(), payload, now)
+            .deliver_signal(key.clone(), step_key.to_owned(), payload, now)
             .await?
         {
-            ClaimOutcome::Claimed => {
+            SignalOutcome::Delivered => {
                 let (entry, rx) = self.inner.trigger_run(&key, RunRequest::default());
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
-            ClaimOutcome::StepMissing => Err(rejected("the step no longer exists")),
-            ClaimOutcome::InstanceNotSuspended(status) if status.is_terminal() => Err(rejected(
-                &format!("the instance is {}", WorkflowState::from(&status)),
-            )),
-            ClaimOutcome::StepNotSuspended(_) | ClaimOutcome::InstanceNotSuspended(_) => {
-                Err(superseded())
+            SignalOutcome::Buffered => {
+                tracing::debug!(instance = %key, point = step_key, "signal buffered until the workflow reaches its point");
+                self.follow(key).await
             }
+            SignalOutcome::Superseded => Err(EngineError::SignalSuperseded {
+                key: step_key.to_owned(),
+            }),
+            SignalOutcome::WrongType(expected) => Err(EngineError::TypeMismatch {
+                key: step_key.to_owned(),
+                expected,
+                found: type_tag::<T>().to_owned(),
+            }),
+            SignalOutcome::NotAPoint(StepKind::Timer) => Err(rejected(
+                "the step is a durable timer; it fires on its own".to_owned(),
+            )),
+            SignalOutcome::NotAPoint(StepKind::Select) => Err(rejected(
+                "the key names a group of points; signal one of its points".to_owned(),
+            )),
+            SignalOutcome::NotAPoint(_) => Err(rejected(
+                "the step is a regular step, never suspended".to_owned(),
+            )),
+            SignalOutcome::InstanceMissing => Err(not_found(&key)),
+            SignalOutcome::Finished(status) => Err(rejected(format!(
+                "the instance is {}",
+                WorkflowState::from(&status)
+            ))),
         }
     }
 
+    /// The signals buffered for an instance: sent before its workflow
+    /// reached their points, consumed when it does. Each is the point's key
+    /// and its stored record (type tag and value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, SuspendPoint};
+    ///
+    /// static LATER: SuspendPoint<u8> = SuspendPoint::new("later");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("slow", |ctx: Context| async move {
+    ///     ctx.timer("first", std::time::Duration::from_secs(60)).await?;
+    ///     ctx.suspend(&LATER).await
+    /// })?;
+    /// engine.start().await?;
+    /// engine.invoke("slow").id("s").await?.wait_idle().await?;
+    /// engine.signal("slow", "s", &LATER, 9).await?;
+    /// let buffered = engine.buffered_signals("slow", "s").await?;
+    /// assert_eq!(buffered[0].0, "later");
+    /// # Ok(()) }
+    /// ```
+    pub async fn buffered_signals(
+        &self,
+        workflow: &str,
+        instance_id: &str,
+    ) -> Result<Vec<(String, StepRecord)>, EngineError> {
+        let key = InstanceKey::new(workflow, instance_id)?;
+        let Some(snapshot) = self.inner.store.load_instance(&key).await? else {
+            return Err(not_found(&key));
+        };
+        Ok(snapshot
+            .steps
+            .into_iter()
+            .filter_map(|(step_key, record)| {
+                step_key
+                    .strip_prefix(SIGNAL_PREFIX)
+                    .map(|point| (point.to_owned(), record))
+            })
+            .collect())
+    }
+
+    /// An [`Invocation`] following an instance as it is (no new run).
+    async fn follow(&self, key: InstanceKey) -> Result<Invocation, EngineError> {
+        if let Some(entry) = self.inner.live.get(&key)
+            && entry.has_run_in_progress()
+        {
+            let rx = entry.state.subscribe();
+            return Ok(Invocation::for_entry(self, key, entry, rx, false));
+        }
+        let Some(meta) = self.inner.store.get_metadata(&key).await? else {
+            return Err(not_found(&key));
+        };
+        let (guard, rx) = self
+            .inner
+            .live
+            .subscribe(&key, || WorkflowState::from(&meta.status));
+        Ok(Invocation::from_stream(
+            self,
+            key,
+            StatusStream::new(guard, rx),
+        ))
+    }
+
     /// Cancels an instance: it becomes `Cancelled` at once; a run in progress
-    /// stops at its next step boundary, a suspended instance's timers are
-    /// dropped, and later signals are rejected. Cancelling a cancelled
+    /// stops at once (its in-flight step futures are dropped, and nothing
+    /// commits into the instance any more — not even a step closure that
+    /// was spawned elsewhere), a suspended instance's timers are dropped,
+    /// and later signals are rejected. Cancelling a cancelled
     /// instance is a no-op; a completed or failed one is an
     /// [`InvalidState`](EngineError::InvalidState) error.
     ///
@@ -507,7 +581,7 @@ impl Engine {
     /// let engine = Engine::builder().build();
     /// engine.register("nap", |ctx: Context| async move { ctx.timer("nap", Duration::from_secs(3600)).await })?;
     /// engine.start().await?;
-    /// engine.invoke("nap").id("n1").await?.wait().await?;
+    /// engine.invoke("nap").id("n1").await?.wait_idle().await?;
     /// engine.cancel("nap", "n1").await?;
     /// assert_eq!(engine.state("nap", "n1").await.unwrap(), WorkflowState::Cancelled);
     /// # Ok(()) }
@@ -541,7 +615,7 @@ impl Engine {
     /// let engine = Engine::builder().build();
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
     /// engine.start().await?;
-    /// engine.invoke("noop").id("x").await?.wait().await?;
+    /// engine.invoke("noop").id("x").await?.wait_idle().await?;
     /// assert!(engine.delete("noop", "x").await?);
     /// assert!(engine.get_metadata("noop", "x").await?.is_none());
     /// # Ok(()) }
@@ -701,7 +775,7 @@ impl Engine {
     /// let engine = Engine::builder().build();
     /// engine.register("answer", |_ctx: Context| async { Ok(42u8) })?;
     /// engine.start().await?;
-    /// engine.invoke("answer").id("a").await?.wait().await?;
+    /// engine.invoke("answer").id("a").await?.wait_idle().await?;
     /// assert_eq!(engine.output::<u8>("answer", "a").await?, 42);
     /// # Ok(()) }
     /// ```

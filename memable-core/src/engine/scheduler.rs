@@ -4,7 +4,6 @@
 //! It holds only a weak reference to the engine, so dropping every engine
 //! handle ends it and releases the store.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use tokio::task::JoinSet;
 use super::Inner;
 use super::live::RunRequest;
 use crate::{
-    ClaimOutcome, EngineError, StepKind, StepRecord, StepStoreExt, TimerEntry, encode_value,
+    EngineError, FireOutcome, StepKind, StepRecord, StepStoreExt, TimerEntry, encode_value,
     type_tag,
 };
 
@@ -55,17 +54,17 @@ impl TimerWakeup {
     }
 }
 
+/// Spawns the scheduler loop: fire every due timer, then sleep until the
+/// next deadline (or until [`TimerWakeup::scheduled`] reports an earlier
+/// one, or a failed read's backoff).
 pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(inner);
     let wakeup = Arc::clone(&inner.timers);
     let clock = Arc::clone(&inner.clock);
     tokio::spawn(async move {
-        // Timers whose claim was refused (their instance is busy elsewhere);
-        // retried when a new timer is scheduled or after RECHECK.
-        let mut refused: HashSet<TimerEntry> = HashSet::new();
         loop {
             wakeup.target_ms.store(0, Ordering::Release);
-            let next = match tick(&weak, &mut refused).await {
+            let next = match tick(&weak).await {
                 Tick::Exit => return,
                 Tick::Again => continue,
                 Tick::SleepUntil(next) => next,
@@ -78,7 +77,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
             }
             tokio::select! {
                 () = clock.sleep_until(target), if next.is_some() => {}
-                () = wakeup.notify.notified() => refused.clear(),
+                () = wakeup.notify.notified() => {}
             }
             if wakeup.is_shut_down() {
                 return;
@@ -88,9 +87,13 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
 }
 
 enum Tick {
+    /// The engine is gone or stopped.
     Exit,
+    /// Timers fired; look again at once.
     Again,
+    /// Nothing is due; sleep until this deadline (`None`: no timer).
     SleepUntil(Option<u64>),
+    /// A store read or a fire failed; try again after [`RECHECK`].
     Backoff,
 }
 
@@ -98,7 +101,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn tick(weak: &Weak<Inner>, refused: &mut HashSet<TimerEntry>) -> Tick {
+async fn tick(weak: &Weak<Inner>) -> Tick {
     let Some(inner) = weak.upgrade() else {
         return Tick::Exit;
     };
@@ -106,69 +109,50 @@ async fn tick(weak: &Weak<Inner>, refused: &mut HashSet<TimerEntry>) -> Tick {
         return Tick::Exit;
     }
     let now = inner.clock.now_ms();
-    let due = match inner.store.due_timers(now, BATCH + refused.len()).await {
+    let due = match inner.store.due_timers(now, BATCH).await {
         Ok(due) => due,
         Err(error) => {
             tracing::error!(%error, "timer scheduler could not read due timers");
             return Tick::Backoff;
         }
     };
-    let fresh: Vec<TimerEntry> = due
-        .iter()
-        .filter(|t| !refused.contains(t))
-        .cloned()
-        .collect();
-    if !fresh.is_empty() {
-        let mut claims = JoinSet::new();
-        for timer in fresh {
-            let inner = Arc::clone(&inner);
-            claims.spawn(async move {
-                let outcome = fire(&inner, &timer).await;
-                (timer, outcome)
-            });
-        }
-        let mut failed = false;
-        while let Some(joined) = claims.join_next().await {
-            match joined {
-                Ok((_, Ok(true))) => {}
-                Ok((timer, Ok(false))) => {
-                    refused.insert(timer);
-                }
-                Ok((timer, Err(error))) => {
-                    tracing::error!(instance = %timer.instance, step = %timer.step_key, %error, "timer could not fire");
-                    failed = true;
-                }
-                Err(join_error) => {
-                    tracing::error!(%join_error, "timer task ended abnormally");
-                    failed = true;
-                }
+    if due.is_empty() {
+        return match inner.store.next_timer_deadline().await {
+            Ok(next) => Tick::SleepUntil(next),
+            Err(error) => {
+                tracing::error!(%error, "timer scheduler could not read the next deadline");
+                Tick::Backoff
+            }
+        };
+    }
+    let mut fires = JoinSet::new();
+    for timer in due {
+        let inner = Arc::clone(&inner);
+        fires.spawn(async move {
+            let outcome = fire(&inner, &timer).await;
+            (timer, outcome)
+        });
+    }
+    let mut failed = false;
+    while let Some(joined) = fires.join_next().await {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((timer, Err(error))) => {
+                tracing::error!(instance = %timer.instance, step = %timer.step_key, %error, "timer could not fire");
+                failed = true;
+            }
+            Err(join_error) => {
+                tracing::error!(%join_error, "timer task ended abnormally");
+                failed = true;
             }
         }
-        return if failed { Tick::Backoff } else { Tick::Again };
     }
-    // Every due timer is refused for now: sleep until the first one that is not.
-    let pending = match inner.store.due_timers(u64::MAX, refused.len() + 1).await {
-        Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(%error, "timer scheduler could not read the next deadline");
-            return Tick::Backoff;
-        }
-    };
-    let next = pending
-        .iter()
-        .find(|t| !refused.contains(t))
-        .map(|t| t.deadline_ms);
-    if refused.is_empty() {
-        Tick::SleepUntil(next)
-    } else {
-        let recheck = now.saturating_add(millis(RECHECK));
-        Tick::SleepUntil(Some(next.map_or(recheck, |n| n.min(recheck))))
-    }
+    if failed { Tick::Backoff } else { Tick::Again }
 }
 
-/// Claims one due timer; `Ok(true)` if it fired or is gone, `Ok(false)` if
-/// its instance is not suspended right now.
-async fn fire(inner: &Arc<Inner>, timer: &TimerEntry) -> Result<bool, EngineError> {
+/// Fires one due timer row: the compare-and-set completes its point (or
+/// finds it stale and removes the row), then the instance runs.
+async fn fire(inner: &Arc<Inner>, timer: &TimerEntry) -> Result<(), EngineError> {
     let payload = StepRecord::completed(
         StepKind::Timer,
         type_tag::<()>(),
@@ -177,20 +161,14 @@ async fn fire(inner: &Arc<Inner>, timer: &TimerEntry) -> Result<bool, EngineErro
     );
     let now = inner.clock.now_ms();
     let _in_flight = inner.live.claiming(&timer.instance);
-    match inner
-        .store
-        .claim_step(timer.instance.clone(), timer.step_key.clone(), payload, now)
-        .await?
-    {
-        ClaimOutcome::Claimed => {
+    match inner.store.fire_timer(timer.clone(), payload, now).await? {
+        FireOutcome::Fired => {
             tracing::debug!(instance = %timer.instance, step = %timer.step_key, "timer fired");
             inner.trigger_run(&timer.instance, RunRequest::default());
-            Ok(true)
         }
-        ClaimOutcome::InstanceNotSuspended(_) => Ok(false),
-        ClaimOutcome::StepMissing | ClaimOutcome::StepNotSuspended(_) => {
-            tracing::warn!(instance = %timer.instance, step = %timer.step_key, "timer row without a suspended step");
-            Ok(false)
+        FireOutcome::Stale => {
+            tracing::debug!(instance = %timer.instance, step = %timer.step_key, "stale timer row removed");
         }
     }
+    Ok(())
 }

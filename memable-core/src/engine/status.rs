@@ -244,11 +244,21 @@ impl StatusStream {
     }
 
     /// Waits until the state is no longer `Running` and returns it.
-    pub(crate) async fn settled(&self) -> WorkflowState {
+    pub(crate) async fn idle(&self) -> WorkflowState {
+        self.wait_for(|state| !state.is_running()).await
+    }
+
+    /// Waits until the state is terminal (or the outcome of a run is
+    /// unknown) and returns it.
+    pub(crate) async fn terminal(&self) -> WorkflowState {
+        self.wait_for(ends_stream).await
+    }
+
+    async fn wait_for(&self, done: impl Fn(&WorkflowState) -> bool) -> WorkflowState {
         let mut rx = self.guard.entry().state.subscribe();
         // The sender lives in the entry this stream's guard holds, so it
         // cannot close while we wait.
-        match rx.wait_for(|state| !state.is_running()).await {
+        match rx.wait_for(|state| done(state)).await {
             Ok(state) => state.clone(),
             Err(_) => self.current(),
         }

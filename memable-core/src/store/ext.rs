@@ -1,11 +1,11 @@
-//! [`StepStoreExt`]: the eight typed transitions, built on
+//! [`StepStoreExt`]: the typed transitions, built on
 //! [`StepStore::write`] for every store.
 
 use std::future::Future;
 
 use super::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, ReviveOutcome, StartOutcome,
-    StepStore, SuspendOutcome,
+    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome, ParkOutcome,
+    ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry, WaitOutcome,
 };
 use crate::transitions::{WriteOp, WriteOutcome};
 use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
@@ -250,6 +250,146 @@ pub trait StepStoreExt: StepStore {
     ) -> impl Future<Output = Result<bool, EngineError>> + Send {
         transition(self, WriteOp::Delete { key }, |o| match o {
             WriteOutcome::Delete(existed) => Some(existed),
+            _ => None,
+        })
+    }
+
+    /// **Wait** at a point, a timer or a group; see [`WriteOp::Wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt, WaitOutcome};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// store.start_instance(key.clone(), StepRecord::completed(StepKind::Engine, "()", vec![], None), 0).await.unwrap();
+    /// let point = StepRecord::suspended(StepKind::Suspend, "bool", None, None);
+    /// let outcome = store.wait_at(key, "approval".into(), point, Vec::new(), 1).await.unwrap();
+    /// assert_eq!(outcome, WaitOutcome::Waiting);
+    /// # });
+    /// ```
+    fn wait_at(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        record: StepRecord,
+        members: Vec<(String, StepRecord)>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<WaitOutcome, EngineError>> + Send {
+        let op = WriteOp::Wait {
+            key,
+            step_key,
+            record,
+            members,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Wait(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Park** an instance whose run waits; see [`WriteOp::Park`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, ParkOutcome, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// store.start_instance(key.clone(), StepRecord::completed(StepKind::Engine, "()", vec![], None), 0).await.unwrap();
+    /// let point = StepRecord::suspended(StepKind::Suspend, "bool", None, None);
+    /// store.wait_at(key.clone(), "approval".into(), point, Vec::new(), 1).await.unwrap();
+    /// let parked = store.park(key, vec!["approval".into()], None, 2).await.unwrap();
+    /// assert_eq!(parked, ParkOutcome::Parked);
+    /// # });
+    /// ```
+    fn park(
+        &self,
+        key: InstanceKey,
+        waiting: Vec<String>,
+        status: Option<String>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ParkOutcome, EngineError>> + Send {
+        let op = WriteOp::Park {
+            key,
+            waiting,
+            status,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Park(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Signal** a point (delivered, or buffered until the workflow gets
+    /// there); see [`WriteOp::Signal`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, SignalOutcome, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// store.start_instance(key.clone(), StepRecord::completed(StepKind::Engine, "()", vec![], None), 0).await.unwrap();
+    /// let yes = StepRecord::completed(StepKind::Suspend, "bool", b"true".to_vec(), None);
+    /// let outcome = store.deliver_signal(key, "approval".into(), yes, 1).await.unwrap();
+    /// assert_eq!(outcome, SignalOutcome::Buffered);
+    /// # });
+    /// ```
+    fn deliver_signal(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<SignalOutcome, EngineError>> + Send {
+        let op = WriteOp::Signal {
+            key,
+            step_key,
+            payload,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Signal(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Fire** a due timer row; see [`WriteOp::Fire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{FireOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt, TimerEntry};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let timer = TimerEntry { deadline_ms: 5, instance: InstanceKey::new("etl", "1").unwrap(), step_key: "nap".into() };
+    /// let payload = StepRecord::completed(StepKind::Timer, "()", b"null".to_vec(), None);
+    /// assert_eq!(store.fire_timer(timer, payload, 5).await.unwrap(), FireOutcome::Stale);
+    /// # });
+    /// ```
+    fn fire_timer(
+        &self,
+        timer: TimerEntry,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<FireOutcome, EngineError>> + Send {
+        let op = WriteOp::Fire {
+            timer,
+            payload,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Fire(o) => Some(o),
             _ => None,
         })
     }

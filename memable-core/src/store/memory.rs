@@ -125,6 +125,13 @@ impl Transaction for MemoryState {
         Ok(())
     }
 
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        if let Some(rows) = self.instances.get_mut(key) {
+            rows.steps.remove(step_key);
+        }
+        Ok(())
+    }
+
     fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
         Ok(self
             .instances

@@ -36,7 +36,7 @@ pub use ext::StepStoreExt;
 pub use memory::MemoryStore;
 
 use crate::{
-    EngineError, InstanceKey, MetadataStatus, StatusKind, StepRecord, WorkflowMetadata,
+    EngineError, InstanceKey, MetadataStatus, StatusKind, StepKind, StepRecord, WorkflowMetadata,
     transitions::{WriteOp, WriteOutcome},
 };
 
@@ -98,7 +98,9 @@ impl InstanceSnapshot {
 /// let t = TimerEntry { deadline_ms: 10, instance: InstanceKey::new("a", "1").unwrap(), step_key: "nap".into() };
 /// assert_eq!(t.deadline_ms, 10);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TimerEntry {
     /// When the timer fires (ms since the Unix epoch).
     pub deadline_ms: u64,
@@ -260,6 +262,109 @@ pub enum CommitOutcome {
     Kept(StepRecord),
     /// The instance does not exist; nothing was written.
     InstanceMissing,
+    /// The instance is cancelled: nothing commits into it any more.
+    Cancelled,
+}
+
+/// Outcome of [`StepStoreExt::wait_at`]: a workflow reached a suspend point,
+/// a durable timer or a group of either-or points.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::WaitOutcome;
+/// assert_eq!(WaitOutcome::Waiting, WaitOutcome::Waiting);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once per wait and moved once
+pub enum WaitOutcome {
+    /// The point is registered (its record `Suspended`, its timer row
+    /// written); the instance's status is unchanged until
+    /// [`StepStoreExt::park`].
+    Waiting,
+    /// The point already has its value, returned; nothing else changed
+    /// unless a buffered signal was consumed into it.
+    Resolved {
+        /// The point's completed record (for a group: the group's record,
+        /// whose value names the winning member, or a timer record).
+        record: StepRecord,
+        /// For a group resolved by a signal: the winning member's key and
+        /// completed record.
+        winner: Option<(String, StepRecord)>,
+    },
+    /// The instance is missing (`None`) or finished or cancelled; nothing
+    /// was written.
+    NotActive(Option<MetadataStatus>),
+}
+
+/// Outcome of [`StepStoreExt::park`]: a run that waits ends.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::ParkOutcome;
+/// assert_ne!(ParkOutcome::Parked, ParkOutcome::Woken);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParkOutcome {
+    /// The instance is `Suspended` at the first waited key.
+    Parked,
+    /// One of the waited points was resolved meanwhile: the instance stays
+    /// `Running` and must run again. Nothing was written.
+    Woken,
+    /// The instance is missing (`None`) or finished or cancelled; nothing
+    /// was written.
+    NotActive(Option<MetadataStatus>),
+}
+
+/// Outcome of [`StepStoreExt::deliver_signal`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::SignalOutcome;
+/// assert_ne!(SignalOutcome::Delivered, SignalOutcome::Buffered);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignalOutcome {
+    /// The waiting point is completed with the payload and the instance is
+    /// `Running` (it must run).
+    Delivered,
+    /// The workflow has not reached the point yet: the payload is stored
+    /// with the instance and consumed when it gets there.
+    Buffered,
+    /// The point already has its value, or a signal for it is already
+    /// buffered; nothing was written.
+    Superseded,
+    /// The point waits for a value of another type (its tag is returned);
+    /// nothing was written.
+    WrongType(String),
+    /// The key belongs to something a signal cannot resolve (a durable
+    /// timer, a regular step, a group's own key); its kind is returned.
+    NotAPoint(StepKind),
+    /// No such instance.
+    InstanceMissing,
+    /// The instance is finished or cancelled; its status is returned.
+    Finished(MetadataStatus),
+}
+
+/// Outcome of [`StepStoreExt::fire_timer`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::FireOutcome;
+/// assert_ne!(FireOutcome::Fired, FireOutcome::Stale);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// The timer's point is completed by the timer and the instance is
+    /// `Running` (it must run); the timer row is gone.
+    Fired,
+    /// The row no longer matches a waiting point of an active instance (a
+    /// signal won, the instance finished, the deadline moved): the row was
+    /// removed and nothing else changed.
+    Stale,
 }
 
 /// Outcome of [`StepStoreExt::suspend_step`].

@@ -23,6 +23,7 @@
 //! #   fn put_metadata(&mut self, k: &InstanceKey, m: &WorkflowMetadata, _: Option<&WorkflowMetadata>) -> Result<(), EngineError> { self.meta.insert(k.clone(), m.clone()); Ok(()) }
 //! #   fn step(&mut self, k: &InstanceKey, s: &str) -> Result<Option<StepRecord>, EngineError> { Ok(self.steps.get(&(k.clone(), s.to_owned())).cloned()) }
 //! #   fn put_step(&mut self, k: &InstanceKey, s: &str, r: &StepRecord) -> Result<(), EngineError> { self.steps.insert((k.clone(), s.to_owned()), r.clone()); Ok(()) }
+//! #   fn remove_step(&mut self, k: &InstanceKey, s: &str) -> Result<(), EngineError> { self.steps.remove(&(k.clone(), s.to_owned())); Ok(()) }
 //! #   fn steps(&mut self, k: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> { Ok(self.steps.iter().filter(|((i, _), _)| i == k).map(|((_, s), r)| (s.clone(), r.clone())).collect()) }
 //! #   fn put_timer(&mut self, t: &TimerEntry) -> Result<(), EngineError> { self.timers.insert(t.clone()); Ok(()) }
 //! #   fn remove_timer(&mut self, t: &TimerEntry) -> Result<(), EngineError> { self.timers.remove(t); Ok(()) }
@@ -37,11 +38,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::{INPUT_KEY, OUTPUT_KEY};
+use crate::key::{INPUT_KEY, OUTPUT_KEY, buffered_signal_key};
 use crate::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceKey,
-    MetadataStatus, ReviveOutcome, StartOutcome, StepRecord, StepState, SuspendOutcome, TimerEntry,
-    WorkflowMetadata,
+    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, FireOutcome,
+    InstanceKey, MetadataStatus, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepKind,
+    StepRecord, StepState, SuspendOutcome, TimerEntry, WaitOutcome, WorkflowMetadata,
 };
 
 /// Row-level access inside one backend transaction.
@@ -72,6 +73,8 @@ pub trait Transaction {
         step_key: &str,
         record: &StepRecord,
     ) -> Result<(), EngineError>;
+    /// Removes one step record (an absent record is fine).
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError>;
     /// Reads every step record of an instance.
     fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError>;
     /// Inserts a timer row.
@@ -124,7 +127,9 @@ pub enum WriteOp {
     /// overwritten and a suspend point is only completed by a
     /// [`Claim`](Self::Claim)). `Retrying` and `Failed` records are
     /// overwritten. Answers [`CommitOutcome::InstanceMissing`] if the
-    /// instance does not exist. Instance metadata is not touched.
+    /// instance does not exist and [`CommitOutcome::Cancelled`] if it is
+    /// cancelled (nothing commits into a cancelled instance). Instance
+    /// metadata is not touched.
     Commit {
         /// Instance.
         key: InstanceKey,
@@ -133,7 +138,10 @@ pub enum WriteOp {
         /// Record to write.
         record: StepRecord,
     },
-    /// **Suspend.** If the instance is `Running` or `Suspended` and the step
+    /// **Suspend** (legacy: the engine writes [`Wait`](Self::Wait) and
+    /// [`Park`](Self::Park) instead; kept with its rule so journals written
+    /// by earlier versions replay). If the instance is `Running` or
+    /// `Suspended` and the step
     /// has no `Completed` record: writes `record` (state `Suspended`), a
     /// timer row `(record.deadline_ms, key, step_key)` if the record has a
     /// deadline (replacing the row of an earlier deadline), and sets the
@@ -156,7 +164,9 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
-    /// **Claim** (signal delivery / timer firing), a compare-and-set.
+    /// **Claim** (legacy: the engine writes [`Signal`](Self::Signal) and
+    /// [`Fire`](Self::Fire) instead; kept with its rule so journals written
+    /// by earlier versions replay), a compare-and-set.
     /// Checks, in order: the step exists ([`ClaimOutcome::StepMissing`]),
     /// it is `Suspended` ([`ClaimOutcome::StepNotSuspended`]), the instance
     /// is `Suspended` ([`ClaimOutcome::InstanceNotSuspended`]). If all hold,
@@ -187,9 +197,10 @@ pub enum WriteOp {
         now_ms: u64,
     },
     /// **Revive** (before `Engine::resume` runs an instance again).
-    /// `Completed` or `Failed` → `Running` (clearing `completed_at`, setting
-    /// `updated_at = now_ms`; `_output` is kept until the next finish);
-    /// `Running` and `Suspended` are left as they are. Answers the status
+    /// `Completed`, `Failed` or `Suspended` → `Running` (clearing
+    /// `completed_at`, setting `updated_at = now_ms`; `_output` and the
+    /// records of suspended points are kept, so a signal still reaches a
+    /// point the new code waits at); `Running` is left as it is. Answers the status
     /// before the call as [`ReviveOutcome::Revived`], or
     /// [`ReviveOutcome::Cancelled`] / [`ReviveOutcome::InstanceMissing`]
     /// without writing.
@@ -210,11 +221,102 @@ pub enum WriteOp {
         now_ms: u64,
     },
     /// **Delete** (retention): removes the instance's metadata, every step
-    /// record (including `_input` and `_output`) and every timer row,
-    /// together. Answers whether the instance existed.
+    /// record (including `_input`, `_output` and buffered signals) and every
+    /// timer row, together. Answers whether the instance existed.
     Delete {
         /// Instance.
         key: InstanceKey,
+    },
+    /// **Wait** (a workflow reaches a suspend point, a durable timer or a
+    /// group of either-or points). Refused without writing if the instance
+    /// is missing or terminal ([`WaitOutcome::NotActive`]). If the step
+    /// already has a `Completed` record it is answered
+    /// [`WaitOutcome::Resolved`] (for a [`StepKind::Select`] group
+    /// completed by a signal, with its winning member's record).
+    /// Otherwise, a buffered signal (`_signal:<key>`) for the point — or,
+    /// for a group, for its first member (in `members` order) that has one —
+    /// whose type tag matches is consumed: the point (or the member and the
+    /// group) is completed with it, the buffered row removed, and it is
+    /// answered `Resolved`. Otherwise `record` (state `Suspended`) is
+    /// written, with its timer row if it has a deadline (replacing the row
+    /// of an earlier deadline), and each member record that has no
+    /// `Completed` record; answers [`WaitOutcome::Waiting`]. The instance's
+    /// status is not changed: [`Park`](Self::Park) does that at the end of
+    /// the run.
+    Wait {
+        /// Instance.
+        key: InstanceKey,
+        /// The point's (or group's) step key.
+        step_key: String,
+        /// Its suspended record.
+        record: StepRecord,
+        /// For a group: the member points' keys and suspended records
+        /// (kind [`StepKind::Member`], value = `step_key`); empty otherwise.
+        members: Vec<(String, StepRecord)>,
+        /// Clock reading.
+        now_ms: u64,
+    },
+    /// **Park** (a run that waits ends). Refused without writing if the
+    /// instance is missing or terminal ([`ParkOutcome::NotActive`]). If any
+    /// of `waiting` has a `Completed` record (a signal or timer resolved it
+    /// during the run), or `waiting` is empty, answers
+    /// [`ParkOutcome::Woken`] without writing. Otherwise sets the instance
+    /// `Suspended { key: waiting[0], status }` with `updated_at = now_ms`.
+    Park {
+        /// Instance.
+        key: InstanceKey,
+        /// Every point the run waits at, in the order it reached them.
+        waiting: Vec<String>,
+        /// Status message.
+        status: Option<String>,
+        /// Clock reading.
+        now_ms: u64,
+    },
+    /// **Signal** (deliver a value to a point). Checks, in order: the
+    /// instance exists ([`SignalOutcome::InstanceMissing`]) and is not
+    /// terminal ([`SignalOutcome::Finished`]). Then, by the record under
+    /// `step_key`:
+    /// - a `Suspended` point ([`StepKind::Suspend`]) whose type tag matches
+    ///   `payload`'s: the record is replaced by `payload`, its timer row
+    ///   removed, and a `Suspended` instance set `Running`
+    ///   ([`SignalOutcome::Delivered`]);
+    /// - a `Suspended` group member ([`StepKind::Member`]): the same, and
+    ///   its group completed (value = this member's key, timer row removed)
+    ///   — unless the group is no longer `Suspended`, answered
+    ///   [`SignalOutcome::Superseded`];
+    /// - a mismatched type tag: [`SignalOutcome::WrongType`];
+    /// - a `Completed` point, member or timed-out point:
+    ///   [`SignalOutcome::Superseded`];
+    /// - anything else (a timer, a regular step, a group's own key):
+    ///   [`SignalOutcome::NotAPoint`];
+    /// - no record: the payload is buffered under `_signal:<step_key>`
+    ///   ([`SignalOutcome::Buffered`]), unless one is buffered already
+    ///   ([`SignalOutcome::Superseded`]). The instance is not changed.
+    ///
+    /// Of any number of concurrent signals to one point (or to the members
+    /// of one group), exactly one is answered `Delivered` or `Buffered`.
+    Signal {
+        /// Instance.
+        key: InstanceKey,
+        /// The point's key.
+        step_key: String,
+        /// The completed payload record (kind [`StepKind::Suspend`]).
+        payload: StepRecord,
+        /// Clock reading.
+        now_ms: u64,
+    },
+    /// **Fire** a due timer row. If the instance is active and the row's
+    /// step is `Suspended` with this very deadline, the step is replaced by
+    /// `payload` (kind [`StepKind::Timer`]), the row removed and a
+    /// `Suspended` instance set `Running` ([`FireOutcome::Fired`]).
+    /// Otherwise only the row is removed ([`FireOutcome::Stale`]).
+    Fire {
+        /// The due timer row.
+        timer: TimerEntry,
+        /// The completed timer record.
+        payload: StepRecord,
+        /// Clock reading.
+        now_ms: u64,
     },
 }
 
@@ -239,6 +341,10 @@ impl WriteOp {
             Self::Revive { .. } => "revive_instance",
             Self::Cancel { .. } => "cancel_instance",
             Self::Delete { .. } => "delete_instance",
+            Self::Wait { .. } => "wait_at",
+            Self::Park { .. } => "park_instance",
+            Self::Signal { .. } => "deliver_signal",
+            Self::Fire { .. } => "fire_timer",
         }
     }
 
@@ -261,7 +367,11 @@ impl WriteOp {
             | Self::Finish { key, .. }
             | Self::Revive { key, .. }
             | Self::Cancel { key, .. }
-            | Self::Delete { key } => key,
+            | Self::Delete { key }
+            | Self::Wait { key, .. }
+            | Self::Park { key, .. }
+            | Self::Signal { key, .. } => key,
+            Self::Fire { timer, .. } => &timer.instance,
         }
     }
 }
@@ -292,6 +402,14 @@ pub enum WriteOutcome {
     Cancel(CancelOutcome),
     /// Answer to [`WriteOp::Delete`]: whether the instance existed.
     Delete(bool),
+    /// Answer to [`WriteOp::Wait`].
+    Wait(WaitOutcome),
+    /// Answer to [`WriteOp::Park`].
+    Park(ParkOutcome),
+    /// Answer to [`WriteOp::Signal`].
+    Signal(SignalOutcome),
+    /// Answer to [`WriteOp::Fire`].
+    Fire(FireOutcome),
 }
 
 impl WriteOutcome {
@@ -313,6 +431,10 @@ impl WriteOutcome {
             Self::Revive(_) => "revive",
             Self::Cancel(_) => "cancel",
             Self::Delete(_) => "delete",
+            Self::Wait(_) => "wait",
+            Self::Park(_) => "park",
+            Self::Signal(_) => "signal",
+            Self::Fire(_) => "fire",
         }
     }
 }
@@ -359,6 +481,30 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
         WriteOp::Revive { key, now_ms } => WriteOutcome::Revive(revive(txn, key, *now_ms)?),
         WriteOp::Cancel { key, now_ms } => WriteOutcome::Cancel(cancel(txn, key, *now_ms)?),
         WriteOp::Delete { key } => WriteOutcome::Delete(delete(txn, key)?),
+        WriteOp::Wait {
+            key,
+            step_key,
+            record,
+            members,
+            now_ms: _,
+        } => WriteOutcome::Wait(wait(txn, key, step_key, record, members)?),
+        WriteOp::Park {
+            key,
+            waiting,
+            status,
+            now_ms,
+        } => WriteOutcome::Park(park(txn, key, waiting, status.as_ref(), *now_ms)?),
+        WriteOp::Signal {
+            key,
+            step_key,
+            payload,
+            now_ms,
+        } => WriteOutcome::Signal(signal(txn, key, step_key, payload, *now_ms)?),
+        WriteOp::Fire {
+            timer,
+            payload,
+            now_ms,
+        } => WriteOutcome::Fire(fire(txn, timer, payload, *now_ms)?),
     })
 }
 
@@ -382,8 +528,12 @@ fn commit(
     step_key: &str,
     record: &StepRecord,
 ) -> Result<CommitOutcome, EngineError> {
-    if txn.metadata(key)?.is_none() {
-        return Ok(CommitOutcome::InstanceMissing);
+    match txn.metadata(key)? {
+        None => return Ok(CommitOutcome::InstanceMissing),
+        Some(meta) if meta.status == MetadataStatus::Cancelled => {
+            return Ok(CommitOutcome::Cancelled);
+        }
+        Some(_) => {}
     }
     if let Some(existing) = txn.step(key, step_key)?
         && existing.state.is_final()
@@ -519,10 +669,10 @@ fn revive(
     };
     match meta.status {
         MetadataStatus::Cancelled => Ok(ReviveOutcome::Cancelled),
-        MetadataStatus::Running | MetadataStatus::Suspended { .. } => {
-            Ok(ReviveOutcome::Revived(meta.status))
-        }
-        MetadataStatus::Completed(_) | MetadataStatus::Failed(_) => {
+        MetadataStatus::Running => Ok(ReviveOutcome::Revived(meta.status)),
+        MetadataStatus::Suspended { .. }
+        | MetadataStatus::Completed(_)
+        | MetadataStatus::Failed(_) => {
             let updated = WorkflowMetadata {
                 status: MetadataStatus::Running,
                 updated_at_ms: now_ms,
@@ -575,4 +725,284 @@ fn delete(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineE
     remove_timers(txn, key)?;
     txn.remove_instance(key, &meta)?;
     Ok(true)
+}
+
+/// The instance's metadata if it exists and is not terminal, else its
+/// status (`None`: missing).
+fn active(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+) -> Result<Result<WorkflowMetadata, Option<MetadataStatus>>, EngineError> {
+    Ok(match txn.metadata(key)? {
+        None => Err(None),
+        Some(meta) if meta.status.is_terminal() => Err(Some(meta.status)),
+        Some(meta) => Ok(meta),
+    })
+}
+
+/// Sets a `Suspended` instance `Running` (a point of it was resolved).
+fn wake(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    meta: &WorkflowMetadata,
+    now_ms: u64,
+) -> Result<(), EngineError> {
+    if matches!(meta.status, MetadataStatus::Suspended { .. }) {
+        let updated = WorkflowMetadata {
+            status: MetadataStatus::Running,
+            updated_at_ms: now_ms,
+            ..meta.clone()
+        };
+        txn.put_metadata(key, &updated, Some(meta))?;
+    }
+    Ok(())
+}
+
+/// A completed group record naming the member that won.
+fn group_won_by(member: &str, status: Option<String>) -> StepRecord {
+    StepRecord::completed(StepKind::Select, "", member.as_bytes().to_vec(), status)
+}
+
+/// The group key a member record points at.
+fn group_of(member: &StepRecord) -> Option<String> {
+    String::from_utf8(member.value.clone()).ok()
+}
+
+/// A resolved wait: the record, and for a group won by a member, the
+/// member's key and record.
+fn resolution(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    record: StepRecord,
+) -> Result<WaitOutcome, EngineError> {
+    let winner = if record.kind == StepKind::Select {
+        match std::str::from_utf8(&record.value) {
+            Ok(member) => txn.step(key, member)?.map(|won| (member.to_owned(), won)),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    Ok(WaitOutcome::Resolved { record, winner })
+}
+
+fn wait(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    step_key: &str,
+    record: &StepRecord,
+    members: &[(String, StepRecord)],
+) -> Result<WaitOutcome, EngineError> {
+    if let Err(status) = active(txn, key)? {
+        return Ok(WaitOutcome::NotActive(status));
+    }
+    let existing = txn.step(key, step_key)?;
+    if let Some(done) = existing.as_ref()
+        && done.state == StepState::Completed
+    {
+        return resolution(txn, key, done.clone());
+    }
+    // A signal that arrived before the workflow got here.
+    let candidates: Vec<(&str, &str)> = if members.is_empty() {
+        vec![(step_key, record.type_tag.as_str())]
+    } else {
+        members
+            .iter()
+            .map(|(member, rec)| (member.as_str(), rec.type_tag.as_str()))
+            .collect()
+    };
+    for (point, type_tag) in candidates {
+        let buffered_key = buffered_signal_key(point);
+        let Some(buffered) = txn.step(key, &buffered_key)? else {
+            continue;
+        };
+        if buffered.type_tag != type_tag {
+            tracing::warn!(instance = %key, point, expected = type_tag, found = %buffered.type_tag, "a buffered signal has another type than its point; it stays buffered");
+            continue;
+        }
+        let payload = StepRecord {
+            kind: StepKind::Suspend,
+            status: record.status.clone(),
+            ..buffered
+        };
+        txn.remove_step(key, &buffered_key)?;
+        if let Some(old_timer) = existing
+            .as_ref()
+            .and_then(|old| timer_of(key, step_key, old))
+        {
+            txn.remove_timer(&old_timer)?;
+        }
+        txn.put_step(key, point, &payload)?;
+        if members.is_empty() {
+            return Ok(WaitOutcome::Resolved {
+                record: payload,
+                winner: None,
+            });
+        }
+        let group = group_won_by(point, record.status.clone());
+        txn.put_step(key, step_key, &group)?;
+        return Ok(WaitOutcome::Resolved {
+            record: group,
+            winner: Some((point.to_owned(), payload)),
+        });
+    }
+    if let Some(old_timer) = existing
+        .as_ref()
+        .and_then(|old| timer_of(key, step_key, old))
+        && Some(old_timer.deadline_ms) != record.deadline_ms
+    {
+        txn.remove_timer(&old_timer)?;
+    }
+    txn.put_step(key, step_key, record)?;
+    if let Some(timer) = timer_of(key, step_key, record) {
+        txn.put_timer(&timer)?;
+    }
+    for (member, member_record) in members {
+        let kept = txn
+            .step(key, member)?
+            .is_some_and(|r| r.state == StepState::Completed);
+        if !kept {
+            txn.put_step(key, member, member_record)?;
+        }
+    }
+    Ok(WaitOutcome::Waiting)
+}
+
+fn park(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    waiting: &[String],
+    status: Option<&String>,
+    now_ms: u64,
+) -> Result<ParkOutcome, EngineError> {
+    let meta = match active(txn, key)? {
+        Ok(meta) => meta,
+        Err(status) => return Ok(ParkOutcome::NotActive(status)),
+    };
+    let Some(first) = waiting.first() else {
+        return Ok(ParkOutcome::Woken);
+    };
+    for point in waiting {
+        if txn
+            .step(key, point)?
+            .is_none_or(|r| r.state == StepState::Completed)
+        {
+            return Ok(ParkOutcome::Woken);
+        }
+    }
+    let updated = WorkflowMetadata {
+        status: MetadataStatus::Suspended {
+            key: first.clone(),
+            status: status.cloned(),
+        },
+        updated_at_ms: now_ms,
+        ..meta.clone()
+    };
+    txn.put_metadata(key, &updated, Some(&meta))?;
+    Ok(ParkOutcome::Parked)
+}
+
+fn signal(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    step_key: &str,
+    payload: &StepRecord,
+    now_ms: u64,
+) -> Result<SignalOutcome, EngineError> {
+    let Some(meta) = txn.metadata(key)? else {
+        return Ok(SignalOutcome::InstanceMissing);
+    };
+    let existing = txn.step(key, step_key)?;
+    let resolved_point = |r: &StepRecord| {
+        r.state == StepState::Completed
+            && matches!(
+                r.kind,
+                StepKind::Suspend | StepKind::Member | StepKind::Timer
+            )
+    };
+    if meta.status.is_terminal() {
+        // A late duplicate of a delivered signal is still "superseded".
+        return Ok(match existing {
+            Some(r) if resolved_point(&r) => SignalOutcome::Superseded,
+            _ => SignalOutcome::Finished(meta.status),
+        });
+    }
+    let Some(existing) = existing else {
+        let buffered_key = buffered_signal_key(step_key);
+        if txn.step(key, &buffered_key)?.is_some() {
+            return Ok(SignalOutcome::Superseded);
+        }
+        let buffered = StepRecord {
+            kind: StepKind::Engine,
+            ..payload.clone()
+        };
+        txn.put_step(key, &buffered_key, &buffered)?;
+        return Ok(SignalOutcome::Buffered);
+    };
+    if resolved_point(&existing) {
+        return Ok(SignalOutcome::Superseded);
+    }
+    match (existing.state, existing.kind) {
+        (StepState::Suspended, StepKind::Suspend | StepKind::Member) => {}
+        (_, kind) => return Ok(SignalOutcome::NotAPoint(kind)),
+    }
+    if existing.type_tag != payload.type_tag {
+        return Ok(SignalOutcome::WrongType(existing.type_tag));
+    }
+    let delivered = StepRecord {
+        kind: StepKind::Suspend,
+        status: existing.status.clone(),
+        ..payload.clone()
+    };
+    if existing.kind == StepKind::Member {
+        let Some(group_key) = group_of(&existing) else {
+            return Ok(SignalOutcome::NotAPoint(StepKind::Member));
+        };
+        let Some(group) = txn
+            .step(key, &group_key)?
+            .filter(|g| g.state == StepState::Suspended)
+        else {
+            return Ok(SignalOutcome::Superseded);
+        };
+        if let Some(timer) = timer_of(key, &group_key, &group) {
+            txn.remove_timer(&timer)?;
+        }
+        txn.put_step(
+            key,
+            &group_key,
+            &group_won_by(step_key, group.status.clone()),
+        )?;
+    } else if let Some(timer) = timer_of(key, step_key, &existing) {
+        txn.remove_timer(&timer)?;
+    }
+    txn.put_step(key, step_key, &delivered)?;
+    wake(txn, key, &meta, now_ms)?;
+    Ok(SignalOutcome::Delivered)
+}
+
+fn fire(
+    txn: &mut impl Transaction,
+    timer: &TimerEntry,
+    payload: &StepRecord,
+    now_ms: u64,
+) -> Result<FireOutcome, EngineError> {
+    let key = &timer.instance;
+    txn.remove_timer(timer)?;
+    let Ok(meta) = active(txn, key)? else {
+        return Ok(FireOutcome::Stale);
+    };
+    let waiting = txn
+        .step(key, &timer.step_key)?
+        .filter(|r| r.state == StepState::Suspended && r.deadline_ms == Some(timer.deadline_ms));
+    let Some(waiting) = waiting else {
+        return Ok(FireOutcome::Stale);
+    };
+    let fired = StepRecord {
+        kind: StepKind::Timer,
+        status: waiting.status.clone(),
+        ..payload.clone()
+    };
+    txn.put_step(key, &timer.step_key, &fired)?;
+    wake(txn, key, &meta, now_ms)?;
+    Ok(FireOutcome::Fired)
 }

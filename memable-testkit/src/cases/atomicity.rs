@@ -7,7 +7,7 @@ use std::sync::Arc;
 use memable_core::StepStoreExt;
 use memable_core::{
     ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceKey, ReviveOutcome,
-    StartOutcome, StepStore, SuspendOutcome,
+    StartOutcome, StepStore, SuspendOutcome, TimerEntry,
 };
 
 use crate::support::{
@@ -53,12 +53,21 @@ pub async fn refused_transitions_write_nothing(factory: &dyn StoreFactory) {
             s.start_instance(k.clone(), input(b"again"), 999),
             StartOutcome::Exists(_)
         );
-        refused!(
-            s,
-            before,
-            s.commit_step(k.clone(), "done".into(), done(b"over")),
-            CommitOutcome::Kept(_)
-        );
+        if k == cancelled {
+            refused!(
+                s,
+                before,
+                s.commit_step(k.clone(), "done".into(), done(b"over")),
+                CommitOutcome::Cancelled
+            );
+        } else {
+            refused!(
+                s,
+                before,
+                s.commit_step(k.clone(), "done".into(), done(b"over")),
+                CommitOutcome::Kept(_)
+            );
+        }
         refused!(
             s,
             before,
@@ -180,12 +189,6 @@ pub async fn refused_lifecycle_transitions_write_nothing(factory: &dyn StoreFact
     refused!(
         s,
         before,
-        s.revive_instance(suspended.clone(), 999),
-        ReviveOutcome::Revived(_)
-    );
-    refused!(
-        s,
-        before,
         s.cancel_instance(missing.clone(), 999),
         memable_core::CancelOutcome::NotActive(None)
     );
@@ -239,6 +242,31 @@ async fn write(
             .await
             .map(drop),
         StoreOp::DeleteInstance => store.delete_instance(suspended.clone()).await.map(drop),
+        StoreOp::WaitAt => store
+            .wait_at(running.clone(), "point".into(), waiting(), Vec::new(), 500)
+            .await
+            .map(drop),
+        StoreOp::ParkInstance => store
+            .park(
+                suspended.clone(),
+                vec!["nap".into()],
+                Some("parked".into()),
+                500,
+            )
+            .await
+            .map(drop),
+        StoreOp::DeliverSignal => store
+            .deliver_signal(running.clone(), "early".into(), payload(b"p"), 500)
+            .await
+            .map(drop),
+        StoreOp::FireTimer => {
+            let due = TimerEntry {
+                deadline_ms: 1_000,
+                instance: suspended.clone(),
+                step_key: "nap".into(),
+            };
+            store.fire_timer(due, payload(b"p"), 500).await.map(drop)
+        }
         _ => Ok(()),
     }
 }

@@ -119,7 +119,7 @@ pub async fn engine_memoisation_across_resume(factory: &dyn StoreFactory) {
         .input(1u64)
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     for _ in 0..3 {
@@ -171,7 +171,7 @@ pub async fn engine_retry_and_dead_letter(factory: &dyn StoreFactory) {
         .id("f")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     assert!(matches!(state, WorkflowState::Failed { .. }), "{state:?}");
@@ -213,7 +213,7 @@ pub async fn engine_suspend_signal_complete(factory: &dyn StoreFactory) {
         .id("a")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     assert_eq!(
@@ -253,7 +253,7 @@ pub async fn engine_signal_race_has_one_winner(factory: &dyn StoreFactory) {
         .id("race")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -299,7 +299,7 @@ pub async fn engine_timer_fires_at_deadline(factory: &dyn StoreFactory) {
         .id("n")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     assert!(matches!(state, WorkflowState::Suspended { .. }));
@@ -341,7 +341,7 @@ pub async fn engine_cancel_drops_timer_and_rejects_signals(factory: &dyn StoreFa
         .id("c")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     engine.wait_all().await;
@@ -405,7 +405,7 @@ pub async fn engine_typed_input_and_output(factory: &dyn StoreFactory) {
         .input(order)
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     let receipt: Receipt = engine
@@ -463,7 +463,7 @@ async fn crash_mid_workflow(fx: &dyn StoreFixture, clock: &ManualClock) {
         .id("s")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     engine
@@ -471,7 +471,7 @@ async fn crash_mid_workflow(fx: &dyn StoreFixture, clock: &ManualClock) {
         .id("t")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     while first_runs.load(Ordering::SeqCst) == 0 {

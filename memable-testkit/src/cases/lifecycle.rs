@@ -197,8 +197,10 @@ pub async fn revive_failed_runs_again(factory: &dyn StoreFactory) {
     );
 }
 
-/// Reviving a running or suspended instance returns its status and writes
-/// nothing (not even `updated_at`).
+/// Reviving a running instance returns its status and writes nothing (not
+/// even `updated_at`); reviving a suspended one (a resume, or a run whose
+/// new code reaches new work) sets it `Running` and keeps its step records
+/// and timer rows, so a signal or timer still reaches the point.
 pub async fn revive_active_instance_writes_nothing(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let (r, s) = (key("wf", "r"), key("wf", "s"));
@@ -215,6 +217,11 @@ pub async fn revive_active_instance_writes_nothing(factory: &dyn StoreFactory) {
         ok(store.revive_instance(r.clone(), 50).await, "revive"),
         ReviveOutcome::Revived(MetadataStatus::Running)
     );
+    assert_eq!(
+        dump(&*store).await.instances,
+        before.instances,
+        "reviving a running instance wrote something"
+    );
     let suspended = MetadataStatus::Suspended {
         key: "t".into(),
         status: Some("zz".into()),
@@ -224,9 +231,18 @@ pub async fn revive_active_instance_writes_nothing(factory: &dyn StoreFactory) {
         ReviveOutcome::Revived(suspended)
     );
     assert_eq!(
-        dump(&*store).await,
-        before,
-        "reviving an active instance wrote something"
+        meta(&*store, &s).await,
+        WorkflowMetadata {
+            updated_at_ms: 50,
+            ..WorkflowMetadata::running(&s, 1)
+        }
+    );
+    let after = dump(&*store).await;
+    assert_eq!(after.timers, before.timers, "revive dropped a timer row");
+    assert_eq!(
+        after.instance(&s).map(|i| &i.steps),
+        before.instance(&s).map(|i| &i.steps),
+        "revive changed a step record"
     );
 }
 

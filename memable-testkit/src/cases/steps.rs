@@ -240,8 +240,9 @@ pub async fn commit_does_not_touch_metadata(factory: &dyn StoreFactory) {
     assert_eq!(ok(store.get_metadata(&k).await, "get_metadata"), meta);
 }
 
-/// Commits are accepted whatever the instance's status (the store does not
-/// judge it) and do not change that status.
+/// Commits are accepted in every status but `Cancelled` and do not change
+/// that status; a cancelled instance refuses them
+/// ([`CommitOutcome::Cancelled`]) and nothing is written.
 pub async fn commit_accepted_in_every_status(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let keys: Vec<_> = (0..5).map(|i| key("wf", &i.to_string())).collect();
@@ -269,7 +270,7 @@ pub async fn commit_accepted_in_every_status(factory: &dyn StoreFactory) {
         "finish",
     );
     ok(store.cancel_instance(keys[4].clone(), 3).await, "cancel");
-    for k in &keys {
+    for k in &keys[..4] {
         let before = ok(store.get_metadata(k).await, "get_metadata").map(|m| m.status);
         assert_eq!(
             ok(
@@ -287,6 +288,22 @@ pub async fn commit_accepted_in_every_status(factory: &dyn StoreFactory) {
             before
         );
     }
+    // Nothing commits into a cancelled instance.
+    let before = dump(&*store).await;
+    assert_eq!(
+        ok(
+            store
+                .commit_step(keys[4].clone(), "late".into(), done(b"L"))
+                .await,
+            "commit"
+        ),
+        CommitOutcome::Cancelled
+    );
+    assert_eq!(
+        dump(&*store).await,
+        before,
+        "a commit into a cancelled instance wrote"
+    );
     assert!(matches!(
         before_status(&*store, &keys[4]).await,
         Some(MetadataStatus::Cancelled)

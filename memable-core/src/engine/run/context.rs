@@ -80,8 +80,16 @@ pub(super) struct RunState {
     /// Set once the run reaches new work (or suspends): from then on status
     /// messages are published.
     pub(super) live: AtomicBool,
-    /// Set once the run wrote (or found) a suspension: it ends suspended.
+    /// Set once the run waits at a point (or a timer, or a group): it ends
+    /// parked there.
     pub(super) suspended: AtomicBool,
+    /// The points this run waits at, in the order it reached them, with
+    /// their status messages: [`park`](super::park) writes them.
+    pub(super) waiting: Mutex<Vec<(String, Option<String>)>>,
+    /// Set when the workflow's future is over (returned, panicked, was
+    /// cancelled): a clone of the context that outlived it cannot run or
+    /// commit a step.
+    ended: AtomicBool,
     status: Mutex<Option<String>>,
     /// Results (and dead letters) committed by this run, so a key reused in
     /// the same run returns the first result instead of running again.
@@ -114,13 +122,19 @@ impl Context {
                 env,
                 key,
                 steps: Memo::new(snapshot.steps),
+                // A resumed finished instance, and a suspended one whose run
+                // reaches new work (changed code, or a resume), are set
+                // `Running` before the run writes anything else.
                 pending_revive: AtomicBool::new(
-                    retry_dead_letters && snapshot.metadata.status.is_terminal(),
+                    (retry_dead_letters && snapshot.metadata.status.is_terminal())
+                        || matches!(snapshot.metadata.status, MetadataStatus::Suspended { .. }),
                 ),
                 metadata_status: snapshot.metadata.status,
                 retry_dead_letters,
                 live: AtomicBool::new(false),
                 suspended: AtomicBool::new(false),
+                waiting: Mutex::new(Vec::new()),
+                ended: AtomicBool::new(false),
                 status: Mutex::new(None),
                 committed: Mutex::new(HashMap::new()),
             }),
@@ -233,7 +247,7 @@ impl Context {
     /// whether the key is fresh in this run and its snapshot record.
     pub(super) fn enter_step(&self, key: &str) -> Result<Entered<'_>, EngineError> {
         validate_user_key("step_key", key)?;
-        self.check_cancelled()?;
+        self.check_active()?;
         let entered = self.run.steps.enter(key);
         if !entered.fresh {
             if self.run.env.strict_keys {
@@ -246,11 +260,38 @@ impl Context {
         Ok(entered)
     }
 
-    pub(super) fn check_cancelled(&self) -> Result<(), EngineError> {
+    /// `Err` once the instance is cancelled or the run is over: a step may
+    /// not start or commit.
+    pub(super) fn check_active(&self) -> Result<(), EngineError> {
+        if self.run.ended.load(Ordering::Acquire) {
+            return Err(EngineError::RunEnded {
+                key: self.run.key.clone(),
+            });
+        }
         if self.run.env.entry.is_cancelled() {
             return Err(self.cancelled());
         }
         Ok(())
+    }
+
+    /// Marks the run over: later uses of any clone of this context fail
+    /// with [`EngineError::RunEnded`].
+    pub(super) fn end(&self) {
+        self.run.ended.store(true, Ordering::Release);
+    }
+
+    /// Records that the run waits at `key` (once per key).
+    pub(super) fn note_waiting(&self, key: &str, status: Option<String>) {
+        let mut waiting = lock(&self.run.waiting);
+        if !waiting.iter().any(|(at, _)| at == key) {
+            waiting.push((key.to_owned(), status));
+        }
+        self.run.suspended.store(true, Ordering::Release);
+    }
+
+    /// The points the run waits at, in order, with their statuses.
+    pub(super) fn waiting(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.run.waiting).clone()
     }
 
     /// [`EngineError::Cancelled`] for this instance.

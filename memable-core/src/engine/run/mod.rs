@@ -56,16 +56,14 @@ use tokio::sync::watch;
 
 pub use context::Context;
 pub use step::StepBuilder;
-pub use suspend::{SuspendBuilder, SuspendPoint, SuspendTimeout};
+pub use suspend::{FirstOf, FirstOfBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
 
 use super::Inner;
-#[cfg(feature = "test-util")]
-use super::live::LiveInstances;
 use super::live::{LiveInstance, RunEnd, RunRequest};
 use super::scheduler::TimerWakeup;
 use crate::{
-    Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, RetryPolicy,
-    StepRecord, StepStore, StepStoreExt, WorkflowState,
+    Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, ParkOutcome,
+    RetryPolicy, StepRecord, StepStore, StepStoreExt, WorkflowState,
 };
 
 /// Everything a run reaches outside itself, and nothing more.
@@ -166,11 +164,13 @@ async fn run_once(
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
-    // and reported instead of tearing down the run loop.
+    // and reported instead of tearing down the run loop, and so a cancel
+    // can drop it (with every step future in it) at once.
     let task = tokio::spawn(workflow(ctx.clone()));
-    #[cfg(feature = "test-util")]
-    LiveInstances::set_abort(entry, task.abort_handle());
-    let outcome = match task.await {
+    entry.set_abort(task.abort_handle());
+    let joined = task.await;
+    ctx.end();
+    let outcome = match joined {
         Ok(outcome) => outcome,
         Err(join_error) if join_error.is_panic() => {
             let message = panic_message(join_error);
@@ -180,10 +180,69 @@ async fn run_once(
                 message,
             })
         }
+        Err(_) if entry.is_cancelled() => {
+            // Cancelled: the store already says so; the run's step futures
+            // were dropped and nothing more is written.
+            entry.publish(WorkflowState::Cancelled);
+            return;
+        }
         Err(_) => return, // aborted: a simulated crash writes nothing more
     };
-    if !ctx.is_suspended() {
+    if entry.is_cancelled() {
+        entry.publish(WorkflowState::Cancelled);
+    } else if ctx.is_suspended() {
+        park(inner, key, entry, &ctx).await;
+    } else {
         record_outcome(inner, key, entry, &ctx, outcome).await;
+    }
+}
+
+/// Ends a run that waits at one or more points: the instance becomes
+/// `Suspended` at the first of them — unless one was resolved during the
+/// run, in which case it runs again at once.
+async fn park(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance>, ctx: &Context) {
+    let waiting = ctx.waiting();
+    let Some((first, status)) = waiting.first().cloned() else {
+        return;
+    };
+    let parked = MetadataStatus::Suspended { key: first, status };
+    if *ctx.initial_status() == parked {
+        // Stopped where it stopped before: nothing to write. A signal that
+        // resolved a point since the snapshot set the instance `Running`
+        // and queued a rerun behind this run.
+        entry.publish(WorkflowState::from(&parked));
+        return;
+    }
+    if let Err(error) = ctx.revive_if_pending().await {
+        match error {
+            EngineError::Cancelled { .. } => entry.publish(WorkflowState::Cancelled),
+            other => publish_error(entry, other),
+        }
+        return;
+    }
+    let MetadataStatus::Suspended { status, .. } = &parked else {
+        return;
+    };
+    let keys = waiting.into_iter().map(|(point, _)| point).collect();
+    let now = inner.clock.now_ms();
+    match inner
+        .store
+        .park(key.clone(), keys, status.clone(), now)
+        .await
+    {
+        Ok(ParkOutcome::Parked) => entry.publish(WorkflowState::from(&parked)),
+        Ok(ParkOutcome::Woken) => {
+            tracing::debug!(instance = %key, "a point was resolved during the run; running again");
+            entry.queue_rerun(RunRequest::default());
+        }
+        Ok(ParkOutcome::NotActive(Some(status))) => entry.publish(WorkflowState::from(&status)),
+        Ok(ParkOutcome::NotActive(None)) => entry.publish(WorkflowState::Failed {
+            error: "the instance was deleted while running".to_owned(),
+        }),
+        Err(error) => {
+            tracing::error!(instance = %key, %error, "could not record that the run waits; the instance is run again on the next start or resume");
+            publish_error(entry, error);
+        }
     }
 }
 

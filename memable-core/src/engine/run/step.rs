@@ -145,6 +145,7 @@ impl StepBuilder<'_> {
         ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
         loop {
+            ctx.check_active()?;
             let result = match self.timeout {
                 Some(limit) => match tokio::time::timeout(limit, attempt()).await {
                     Ok(result) => result,
@@ -173,6 +174,7 @@ impl StepBuilder<'_> {
                         }
                         CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict { key }),
                         CommitOutcome::InstanceMissing => Err(ctx.not_found()),
+                        CommitOutcome::Cancelled => Err(ctx.cancelled()),
                     };
                 }
                 Err(StepError::Permanent(source)) => {
@@ -216,7 +218,7 @@ impl StepBuilder<'_> {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
                         () = ctx.run.env.entry.cancelled() => {}
                     }
-                    ctx.check_cancelled()?;
+                    ctx.check_active()?;
                 }
             }
         }
@@ -269,6 +271,7 @@ impl Context {
         key: &str,
         record: StepRecord,
     ) -> Result<CommitOutcome, EngineError> {
+        self.check_active()?;
         let remember = matches!(record.state, StepState::Completed | StepState::Failed)
             .then(|| record.clone());
         let outcome = self
