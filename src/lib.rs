@@ -95,8 +95,8 @@ pub mod store {
     pub use memable_core::{
         CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceSnapshot,
         MemoryStore, ReviveOutcome, StartOutcome, StepKind, StepRecord, StepState, StepStore,
-        StepStoreExt, SuspendOutcome, TimerEntry, WriteOp, WriteOutcome, decode_value,
-        encode_value, type_tag,
+        StepStoreExt, SuspendOutcome, TimerEntry, WriteOp, WriteOutcome, decode_record,
+        decode_value, encode_value, type_tag,
     };
 }
 

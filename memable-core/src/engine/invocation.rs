@@ -13,7 +13,7 @@ use super::live::{LiveInstance, RunEnd, RunRequest};
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
-    StepStoreExt, StorageError, WorkflowState, decode_value, encode_value, type_tag, validate_key,
+    StepStoreExt, StorageError, WorkflowState, decode_record, encode_value, type_tag, validate_key,
     validate_user_key,
 };
 
@@ -318,7 +318,7 @@ impl Invocation {
                 Err(StorageError::new(kind, "wait_output", error).into())
             }
             (WorkflowState::Completed { .. }, Some(RunEnd::Completed(output))) => {
-                decode_value(OUTPUT_KEY, &output.type_tag, &output.value)
+                decode_record(OUTPUT_KEY, &output)
             }
             _ => {
                 self.engine

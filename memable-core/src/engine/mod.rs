@@ -35,7 +35,7 @@ use crate::key::OUTPUT_KEY;
 use crate::{
     CancelOutcome, ClaimOutcome, Clock, EngineError, InstanceFilter, InstanceKey, MetadataStatus,
     RetryPolicy, StatusKind, StepKind, StepRecord, StepState, StepStore, StepStoreExt,
-    StorageError, StorageErrorKind, WorkflowMetadata, decode_value, encode_value, type_tag,
+    StorageError, StorageErrorKind, WorkflowMetadata, decode_record, encode_value, type_tag,
     validate_user_key,
 };
 use live::{LiveInstances, RunRequest, Triggered};
@@ -733,7 +733,7 @@ impl Engine {
             )
             .into());
         };
-        decode_value(OUTPUT_KEY, &record.type_tag, &record.value)
+        decode_record(OUTPUT_KEY, &record)
     }
 }
 

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::context::Context;
 use crate::{
     EngineError, MetadataStatus, StepKind, StepRecord, StepState, StepStoreExt, SuspendOutcome,
-    WorkflowState, decode_value, type_tag,
+    WorkflowState, decode_record, type_tag,
 };
 
 /// A typed suspend point: a step key and the type of value that resumes it.
@@ -211,7 +211,7 @@ fn resolved<T: DeserializeOwned + 'static>(
     if record.kind == StepKind::Timer {
         return Ok(None);
     }
-    decode_value(key, &record.type_tag, &record.value).map(Some)
+    decode_record(key, &record).map(Some)
 }
 
 impl<'a, T: DeserializeOwned + Send + 'static> IntoFuture for SuspendBuilder<'a, T> {
@@ -284,7 +284,7 @@ impl Context {
         let key = key.into();
         let deadline = match self.enter_step(&key)?.record {
             Some(record) if record.state == StepState::Completed => {
-                return decode_value(&key, &record.type_tag, &record.value);
+                return decode_record(&key, &record);
             }
             Some(record)
                 if record.state == StepState::Suspended && record.deadline_ms.is_some() =>
@@ -307,7 +307,7 @@ impl Context {
             Some(deadline),
         );
         if let Some(completed) = self.suspend_at(&key, record, status).await? {
-            return decode_value(&key, &completed.type_tag, &completed.value);
+            return decode_record(&key, &completed);
         }
         self.run.env.timers.scheduled(deadline);
         Err(EngineError::Suspended { key })
