@@ -93,7 +93,7 @@ pub mod store {
 
     pub use memable_core::transitions::{self, Transaction, apply};
     pub use memable_core::{
-        CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, InstanceSnapshot,
+        CancelOutcome, ClaimOutcome, Codec, CommitOutcome, Finish, FinishOutcome, InstanceSnapshot,
         MemoryStore, ReviveOutcome, StartOutcome, StepKind, StepRecord, StepState, StepStore,
         StepStoreExt, SuspendOutcome, TimerEntry, WriteOp, WriteOutcome, decode_record,
         decode_value, encode_value, type_tag,
