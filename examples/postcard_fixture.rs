@@ -147,7 +147,12 @@ async fn engine(backend: &str, path: &Path) -> Result<Engine, EngineError> {
     Ok(engine)
 }
 
-async fn suspend_review(engine: &Engine, id: &str, who: &str, amount: u64) -> Result<(), EngineError> {
+async fn suspend_review(
+    engine: &Engine,
+    id: &str,
+    who: &str,
+    amount: u64,
+) -> Result<(), EngineError> {
     let state = engine
         .invoke("review")
         .id(id)

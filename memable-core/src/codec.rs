@@ -70,8 +70,8 @@ use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
 use foldhash::fast::RandomState;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::{EngineError, StepRecord};
 
@@ -149,7 +149,11 @@ impl Codec {
     /// assert_eq!(Codec::Json.encode("k", &[1u8, 2]).unwrap(), b"[1,2]");
     /// assert_eq!(Codec::Postcard.encode("k", &7u32).unwrap(), [7]);
     /// ```
-    pub fn encode<T: Serialize + ?Sized>(self, key: &str, value: &T) -> Result<Vec<u8>, EngineError> {
+    pub fn encode<T: Serialize + ?Sized>(
+        self,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, EngineError> {
         let encoded = match self {
             Self::Postcard => postcard::to_allocvec(value).map_err(boxed),
             Self::Json => serde_json::to_vec(value).map_err(boxed),
@@ -381,8 +385,13 @@ mod tests {
     #[test]
     fn a_renamed_type_of_the_same_shape_is_a_mismatch() {
         let bytes = encode_value("k", &old_home::Order { id: 3 }).unwrap();
-        let err = decode_value::<new_home::Invoice>("k", Codec::Json, type_tag::<old_home::Order>(), &bytes)
-            .unwrap_err();
+        let err = decode_value::<new_home::Invoice>(
+            "k",
+            Codec::Json,
+            type_tag::<old_home::Order>(),
+            &bytes,
+        )
+        .unwrap_err();
         match err {
             EngineError::TypeMismatch {
                 key,

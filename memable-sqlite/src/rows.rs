@@ -77,14 +77,17 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
 
 /// The codec of a stored id (column `codec`, schema migration 4).
 fn codec(id: i64) -> rusqlite::Result<Codec> {
-    u8::try_from(id).ok().and_then(Codec::from_id).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            9,
-            rusqlite::types::Type::Integer,
-            format!("unknown value codec id {id} in the database: written by a newer memable?")
-                .into(),
-        )
-    })
+    u8::try_from(id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                9,
+                rusqlite::types::Type::Integer,
+                format!("unknown value codec id {id} in the database: written by a newer memable?")
+                    .into(),
+            )
+        })
 }
 
 fn missing_value() -> rusqlite::Error {

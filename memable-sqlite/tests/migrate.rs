@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use memable_core::{
-    Context, Engine, InstanceFilter, InstanceKey, ManualClock, MetadataStatus, StepError, StepKind,
-    StepRecord, StepState, StepStore, StorageErrorKind, SuspendPoint, TimerEntry, WorkflowState,
-    type_tag, Codec,
+    Codec, Context, Engine, InstanceFilter, InstanceKey, ManualClock, MetadataStatus, StepError,
+    StepKind, StepRecord, StepState, StepStore, StorageErrorKind, SuspendPoint, TimerEntry,
+    WorkflowState, type_tag,
 };
 use memable_sqlite::{SCHEMA_VERSION, SqliteStore};
 

@@ -646,14 +646,14 @@ fn every_power_loss_during_the_upgrade_leaves_a_readable_journal() {
     journal.reset();
     journal.append(6, &record(6).ops).unwrap();
     let images = file.disk().images.clone();
-    assert!(images.len() >= 3, "zeroing, header and record are synced apart");
+    assert!(
+        images.len() >= 3,
+        "zeroing, header and record are synced apart"
+    );
     for image in images {
         let (_, records) = open(&SimFile::with(image.clone())).unwrap();
         // The stale format-1 record is never read; the new one, if synced, is.
-        assert!(
-            records.is_empty() || records == [record(6)],
-            "{records:?}"
-        );
+        assert!(records.is_empty() || records == [record(6)], "{records:?}");
     }
 }
 
