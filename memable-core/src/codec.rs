@@ -7,7 +7,7 @@
 //! payloads) carries the id of the [`Codec`] that wrote it
 //! ([`StepRecord::codec`]), and is read back with that codec
 //! ([`decode_record`]). Values are written with [`Codec::Json`]
-//! (serde_json), which is self-describing: fields are found by name.
+//! (`serde_json`), which is self-describing: fields are found by name.
 //! [`Codec::Postcard`] is the encoding of memable before codec ids; records
 //! it wrote stay readable, and nothing writes it any more. (postcard remains
 //! the encoding of the engine's own envelopes and of the journal.)
@@ -95,7 +95,7 @@ pub enum Codec {
     /// postcard, the encoding of memable before codec ids (id 0): compact
     /// but not self-describing. Read only for records written then.
     Postcard,
-    /// JSON through serde_json (id 1): self-describing, the encoding of every
+    /// JSON through `serde_json` (id 1): self-describing, the encoding of every
     /// value written now.
     #[default]
     Json,

@@ -176,7 +176,7 @@ impl Context {
     /// ```
     pub fn input<T: DeserializeOwned + 'static>(&self) -> Result<T, EngineError> {
         match self.run.steps.get(INPUT_KEY) {
-            Some(record) => decode_record(INPUT_KEY, &record),
+            Some(record) => decode_record(INPUT_KEY, record),
             None => Err(EngineError::TypeMismatch {
                 key: INPUT_KEY.to_owned(),
                 expected: type_tag::<T>().to_owned(),

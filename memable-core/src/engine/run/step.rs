@@ -248,7 +248,7 @@ impl Context {
             ))
         };
         match record.state {
-            StepState::Completed => Some(decode_record(key, &record)),
+            StepState::Completed => Some(decode_record(key, record)),
             StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
                 key: key.to_owned(),
             })),

@@ -211,7 +211,7 @@ fn resolved<T: DeserializeOwned + 'static>(
     if record.kind == StepKind::Timer {
         return Ok(None);
     }
-    decode_record(key, &record).map(Some)
+    decode_record(key, record).map(Some)
 }
 
 impl<'a, T: DeserializeOwned + Send + 'static> IntoFuture for SuspendBuilder<'a, T> {
@@ -284,7 +284,7 @@ impl Context {
         let key = key.into();
         let deadline = match self.enter_step(&key)?.record {
             Some(record) if record.state == StepState::Completed => {
-                return decode_record(&key, &record);
+                return decode_record(&key, record);
             }
             Some(record)
                 if record.state == StepState::Suspended && record.deadline_ms.is_some() =>
