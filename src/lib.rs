@@ -94,10 +94,10 @@ pub mod store {
 
     pub use memable_core::transitions::{self, Transaction, apply};
     pub use memable_core::{
-        CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome,
+        CancelOutcome, ClaimOutcome, Codec, CommitOutcome, Finish, FinishOutcome, FireOutcome,
         InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome,
         StepKind, StepRecord, StepState, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
-        WaitOutcome, WriteOp, WriteOutcome, decode_value, encode_value, type_tag,
+        WaitOutcome, WriteOp, WriteOutcome, decode_record, decode_value, encode_value, type_tag,
     };
 }
 

@@ -17,8 +17,10 @@ pub struct Observations {
     pub lateness_ms: Mutex<Vec<u64>>,
 }
 
-/// Bytes of each value of the `steps_1k` workflow: with postcard's 2-byte
-/// length prefix, every stored value is 1,024 bytes.
+/// Bytes of each value of the `steps_1k` workflow (a `Vec<u8>`). Values
+/// were postcard (a 2-byte length prefix: 1,024 bytes stored); they are JSON
+/// now, where a `Vec<u8>` is an array of decimal numbers, about 3.6 bytes a
+/// byte.
 pub const KIB_VALUE_LEN: usize = 1_022;
 
 /// Registers every benchmark workflow:

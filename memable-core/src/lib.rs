@@ -10,8 +10,8 @@
 //! Each layer uses only the ones above it:
 //!
 //! 1. **Values, keys, codec, records** — [`InstanceKey`] and key validation
-//!    (`key`), the value codec ([`encode_value`], [`decode_value`],
-//!    [`type_tag`]; `codec`), and the stored records ([`StepRecord`],
+//!    (`key`), the value codecs ([`Codec`], [`encode_value`],
+//!    [`decode_record`], [`decode_value`], [`type_tag`]; `codec`), and the stored records ([`StepRecord`],
 //!    [`WorkflowMetadata`]; `record`).
 //! 2. **Errors, clock, retry** — [`EngineError`] and [`StorageError`]
 //!    (`error`), the [`Clock`] (`clock`), [`RetryPolicy`] (`retry`).
@@ -44,14 +44,16 @@ mod store;
 #[cfg(feature = "test-util")]
 pub use clock::ManualClock;
 pub use clock::{Clock, Sleep, SystemClock};
-pub use codec::{decode_value, encode_value, type_tag};
+pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
     Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
     StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
-pub use record::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
+pub use record::{
+    MetadataStatus, StatusKind, StepKind, StepRecord, StepRecordV1, StepState, WorkflowMetadata,
+};
 pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};

@@ -3,13 +3,27 @@
 //! Backends may store these as columns (SQL) or as the compact byte
 //! encodings [`StepRecord::encode`] and [`WorkflowMetadata::encode`] (key-value
 //! stores). Both encodings start with a format byte so they can evolve.
+//!
+//! # Record formats
+//!
+//! | format | written by | content after the format byte |
+//! |---|---|---|
+//! | 1 | memable before codec ids (still the format of [`WorkflowMetadata`]) | postcard of the record without its codec ([`StepRecordV1`]); read as [`Codec::Postcard`] |
+//! | 2 | [`StepRecord::encode`] now | postcard of the [`StepRecord`], its [`codec`](StepRecord::codec) id included |
+//!
+//! An unknown format byte or codec id is a
+//! [`StorageErrorKind::NewerFormat`] error; bytes that do not decode are
+//! [`StorageErrorKind::Corrupt`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
+use crate::{Codec, EngineError, StorageError, StorageErrorKind};
 
-/// Format byte at the start of every encoded record.
-const RECORD_FORMAT: u8 = 1;
+/// The format byte of records written before codec ids, and of metadata.
+const FORMAT_V1: u8 = 1;
+
+/// The format byte of step records carrying their codec id.
+const STEP_FORMAT: u8 = 2;
 
 /// The state of one step record.
 ///
@@ -81,16 +95,16 @@ pub enum StepKind {
     Member,
 }
 
-/// One persisted step: its state, the type tag and postcard bytes of its
+/// One persisted step: its state, the type tag, codec and bytes of its
 /// value, and bookkeeping for retries, timers and status.
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_core::{StepKind, StepRecord, StepState};
+/// use memable_core::{Codec, StepKind, StepRecord, StepState};
 ///
-/// let rec = StepRecord::completed(StepKind::Step, "u32", vec![42], None);
-/// assert_eq!(rec.state, StepState::Completed);
+/// let rec = StepRecord::completed(StepKind::Step, "u32", b"42".to_vec(), None);
+/// assert_eq!((rec.state, rec.codec), (StepState::Completed, Codec::Json));
 /// assert_eq!(StepRecord::decode(&rec.encode()).unwrap(), rec);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,8 +116,11 @@ pub struct StepRecord {
     /// The type tag of `value` (see [`type_tag`](crate::type_tag)); for a
     /// suspended record, the type the signal must carry.
     pub type_tag: String,
-    /// Postcard bytes of the value (empty unless completed).
+    /// The bytes of the value in [`codec`](Self::codec) (empty unless
+    /// completed).
     pub value: Vec<u8>,
+    /// The codec `value` is written in (see [`decode_record`](crate::decode_record)).
+    pub codec: Codec,
     /// The workflow's status message current when the record was written.
     pub status: Option<String>,
     /// Attempts made so far (retrying and failed records).
@@ -115,7 +132,9 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    /// A completed record holding `value`.
+    /// A completed record holding `value`, written in the default codec
+    /// ([`Codec::Json`], as by [`encode_value`](crate::encode_value)); see
+    /// [`with_codec`](Self::with_codec) for another.
     ///
     /// # Examples
     ///
@@ -137,6 +156,7 @@ impl StepRecord {
             kind,
             type_tag: type_tag.into(),
             value,
+            codec: Codec::default(),
             status,
             attempts: 0,
             error: None,
@@ -168,6 +188,7 @@ impl StepRecord {
             kind,
             type_tag: type_tag.into(),
             value: Vec::new(),
+            codec: Codec::default(),
             status,
             attempts: 0,
             error: None,
@@ -194,6 +215,7 @@ impl StepRecord {
             kind: StepKind::Step,
             type_tag: String::new(),
             value: Vec::new(),
+            codec: Codec::default(),
             status: None,
             attempts,
             error: Some(error.into()),
@@ -201,22 +223,43 @@ impl StepRecord {
         }
     }
 
-    /// Encodes the record as bytes (format byte + postcard).
+    /// The record with its value's codec set to `codec`: for a record whose
+    /// bytes were written by [`Codec::encode`] in a codec other than the
+    /// default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Codec, StepKind, StepRecord};
+    ///
+    /// let bytes = Codec::Postcard.encode("k", &7u32).unwrap();
+    /// let rec = StepRecord::completed(StepKind::Step, "u32", bytes, None).with_codec(Codec::Postcard);
+    /// assert_eq!(rec.codec, Codec::Postcard);
+    /// ```
+    #[must_use]
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Encodes the record as bytes (format byte 2 + postcard, the codec id
+    /// included; see the [module docs](self)).
     ///
     /// # Examples
     ///
     /// ```
     /// use memable_core::{StepKind, StepRecord};
     ///
-    /// let bytes = StepRecord::completed(StepKind::Step, "()", vec![], None).encode();
-    /// assert_eq!(bytes[0], 1);
+    /// let bytes = StepRecord::completed(StepKind::Step, "()", b"null".to_vec(), None).encode();
+    /// assert_eq!(bytes[0], 2);
     /// ```
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        encode_with_format(self)
+        encode_with_format(STEP_FORMAT, self)
     }
 
-    /// Decodes bytes written by [`encode`](Self::encode).
+    /// Decodes bytes written by [`encode`](Self::encode), or by memable
+    /// before codec ids (format 1, read as [`Codec::Postcard`]).
     ///
     /// # Examples
     ///
@@ -226,7 +269,69 @@ impl StepRecord {
     /// assert!(StepRecord::decode(b"not a record").is_err());
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
-        decode_with_format(bytes, "decode step record")
+        const OPERATION: &str = "decode step record";
+        match bytes.split_first() {
+            Some((&FORMAT_V1, rest)) => postcard::from_bytes::<StepRecordV1>(rest)
+                .map(Self::from)
+                .map_err(|e| corrupt(OPERATION, e)),
+            Some((&STEP_FORMAT, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| step_error(OPERATION, rest, e))
+            }
+            Some((format, _)) => Err(newer_format(OPERATION, *format)),
+            None => Err(corrupt(OPERATION, "empty record")),
+        }
+    }
+}
+
+/// The layout of a [`StepRecord`] before codec ids: what record format 1 and
+/// journal format 1 hold. Only read, and only to convert into a
+/// [`StepRecord`] of [`Codec::Postcard`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Codec, StepKind, StepRecord, StepRecordV1, StepState};
+///
+/// let old = StepRecordV1 {
+///     state: StepState::Completed,
+///     kind: StepKind::Step,
+///     type_tag: "u32".into(),
+///     value: vec![7],
+///     status: None,
+///     attempts: 0,
+///     error: None,
+///     deadline_ms: None,
+/// };
+/// let rec = StepRecord::from(old);
+/// assert_eq!(rec.codec, Codec::Postcard);
+/// assert_eq!(memable_core::decode_record::<u32>("k", &rec).unwrap(), 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // The fields of StepRecord, less its codec.
+pub struct StepRecordV1 {
+    pub state: StepState,
+    pub kind: StepKind,
+    pub type_tag: String,
+    pub value: Vec<u8>,
+    pub status: Option<String>,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub deadline_ms: Option<u64>,
+}
+
+impl From<StepRecordV1> for StepRecord {
+    fn from(old: StepRecordV1) -> Self {
+        Self {
+            state: old.state,
+            kind: old.kind,
+            type_tag: old.type_tag,
+            value: old.value,
+            codec: Codec::Postcard,
+            status: old.status,
+            attempts: old.attempts,
+            error: old.error,
+            deadline_ms: old.deadline_ms,
+        }
     }
 }
 
@@ -439,7 +544,7 @@ impl WorkflowMetadata {
         crate::InstanceKey::new(&self.workflow_name, &self.instance_id)
     }
 
-    /// Encodes the metadata as bytes (format byte + postcard).
+    /// Encodes the metadata as bytes (format byte 1 + postcard).
     ///
     /// # Examples
     ///
@@ -451,7 +556,7 @@ impl WorkflowMetadata {
     /// ```
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        encode_with_format(self)
+        encode_with_format(FORMAT_V1, self)
     }
 
     /// Decodes bytes written by [`encode`](Self::encode).
@@ -468,8 +573,8 @@ impl WorkflowMetadata {
     }
 }
 
-fn encode_with_format<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![RECORD_FORMAT];
+fn encode_with_format<T: Serialize>(format: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![format];
     // Serializing these plain structs into a Vec cannot fail.
     postcard::to_io(value, &mut out).expect("record encoding into a Vec is infallible");
     out
@@ -480,14 +585,49 @@ fn decode_with_format<T: for<'de> Deserialize<'de>>(
     operation: &'static str,
 ) -> Result<T, EngineError> {
     match bytes.split_first() {
-        Some((&RECORD_FORMAT, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| EngineError::storage(operation, e))
-        }
-        Some((format, _)) => Err(EngineError::storage(
+        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(operation, e)),
+        Some((format, _)) => Err(newer_format(operation, *format)),
+        None => Err(corrupt(operation, "empty record")),
+    }
+}
+
+fn corrupt(operation: &'static str, source: impl std::fmt::Display) -> EngineError {
+    StorageError::new(StorageErrorKind::Corrupt, operation, source.to_string()).into()
+}
+
+fn newer_format(operation: &'static str, format: u8) -> EngineError {
+    StorageError::new(
+        StorageErrorKind::NewerFormat,
+        operation,
+        format!("unknown record format {format}: written by a newer memable?"),
+    )
+    .into()
+}
+
+/// A format-2 record that did not decode: an unknown codec id (the codec
+/// follows the value, so a record written by a newer memable with a new
+/// codec fails there) is [`StorageErrorKind::NewerFormat`], anything else
+/// [`StorageErrorKind::Corrupt`].
+fn step_error(operation: &'static str, rest: &[u8], e: postcard::Error) -> EngineError {
+    #[derive(Deserialize)]
+    struct Head {
+        _state: StepState,
+        _kind: StepKind,
+        _type_tag: String,
+        _value: Vec<u8>,
+        codec: u8,
+    }
+    match postcard::from_bytes::<Head>(rest) {
+        Ok(head) if Codec::from_id(head.codec).is_none() => StorageError::new(
+            StorageErrorKind::NewerFormat,
             operation,
-            format!("unknown record format {format}: written by a newer memable?"),
-        )),
-        None => Err(EngineError::storage(operation, "empty record")),
+            format!(
+                "unknown value codec id {}: written by a newer memable?",
+                head.codec
+            ),
+        )
+        .into(),
+        _ => corrupt(operation, e),
     }
 }
 
@@ -514,6 +654,51 @@ mod tests {
                 .unwrap_err()
                 .is_storage()
         );
+    }
+
+    #[test]
+    fn format_1_records_read_as_postcard() {
+        let old = StepRecordV1 {
+            state: StepState::Completed,
+            kind: StepKind::Engine,
+            type_tag: "String".into(),
+            value: postcard::to_allocvec("hi").unwrap(),
+            status: Some("st".into()),
+            attempts: 0,
+            error: None,
+            deadline_ms: Some(9),
+        };
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let rec = StepRecord::decode(&bytes).unwrap();
+        assert_eq!(rec.codec, Codec::Postcard);
+        assert_eq!(rec, StepRecord::from(old));
+        assert_eq!(crate::decode_record::<String>("k", &rec).unwrap(), "hi");
+    }
+
+    #[test]
+    fn the_codec_round_trips_through_format_2() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            let rec = StepRecord::completed(StepKind::Step, "u8", vec![1], None).with_codec(codec);
+            let bytes = rec.encode();
+            assert_eq!(bytes[0], 2);
+            assert_eq!(StepRecord::decode(&bytes).unwrap().codec, codec);
+        }
+    }
+
+    #[test]
+    fn an_unknown_codec_id_is_a_newer_format() {
+        let rec = StepRecord::completed(StepKind::Step, "u8", vec![1], None);
+        let mut bytes = rec.encode();
+        // format, state, kind, tag (len + 2 bytes), value (len + 1 byte), codec
+        let at = 1 + 1 + 1 + 3 + 2;
+        assert_eq!(bytes[at], Codec::Json.id());
+        bytes[at] = 9;
+        let err = StepRecord::decode(&bytes).unwrap_err();
+        assert_eq!(err.storage_kind(), Some(StorageErrorKind::NewerFormat));
+        bytes[0] = 3;
+        let err = StepRecord::decode(&bytes).unwrap_err();
+        assert_eq!(err.storage_kind(), Some(StorageErrorKind::NewerFormat));
     }
 
     #[test]

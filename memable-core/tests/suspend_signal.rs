@@ -223,7 +223,7 @@ async fn a_signal_to_a_regular_step_is_rejected() {
     assert!(matches!(err, EngineError::SignalRejected { .. }), "{err:?}");
     let record = step_record(&store, "review", "r", "prepare").await.unwrap();
     assert_eq!(
-        memable_core::decode_value::<u32>("prepare", &record.type_tag, &record.value).unwrap(),
+        memable_core::decode_record::<u32>("prepare", &record).unwrap(),
         1
     );
 }

@@ -20,7 +20,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `instances` | `(workflow, instance)` | `status` (`running`, `suspended`, `completed`, `failed`, `cancelled`), `suspended_key`, `message` (status message or error), `created_at_ms`, `updated_at_ms`, `completed_at_ms`; index `instances_by_status (status, workflow, instance)` |
-//! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (postcard bytes, empty when `value_id` is set), `status`, `attempts`, `error`, `deadline_ms`, `value_id` (the `step_values` row of a value longer than 256 bytes); foreign key to `instances` |
+//! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (the value's bytes in its `codec`, empty when `value_id` is set), `status`, `attempts`, `error`, `deadline_ms`, `value_id` (the `step_values` row of a value longer than 256 bytes), `codec` (the value's [`Codec`](memable_core::Codec) id: 1 JSON, written now; 0 postcard, every row written before schema 4); foreign key to `instances` |
 //! | `step_values` | `id` (rowid) | `value`: a long step value, deleted with its step row by triggers |
 //! | `timers` | `(deadline_ms, workflow, instance, step_key)` | — |
 //! | `memable_journal` | `key` | `value`: `lsn` (last journaled batch committed), `journal_id` (the id the journal file must carry), `checkpoints`, `dirty` (1 from open to a clean close: the journal may hold work the database lacks) |
@@ -28,7 +28,8 @@
 //! Deadlines (`steps.deadline_ms`, `timers.deadline_ms`) span all of `u64`, so they are stored offset by 2^63 (deadline = stored value + 9223372036854775808); times in `instances` are plain milliseconds since the Unix epoch.
 //!
 //! To read a step's value with plain SQL: `coalesce((select value from
-//! step_values where id = steps.value_id), steps.value)`.
+//! step_values where id = steps.value_id), steps.value)`; a value of codec 1
+//! is JSON text (`cast(value as text)`, or SQLite's `json()` functions).
 //!
 //! Any SQLite client can inspect a database, even while the engine runs:
 //!

@@ -1,6 +1,8 @@
 //! Conversions between rows and memable's records.
 
-use memable_core::{MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata};
+use memable_core::{
+    Codec, MetadataStatus, StatusKind, StepKind, StepRecord, StepState, WorkflowMetadata,
+};
 use rusqlite::Row;
 
 /// Integers are stored as SQLite's signed 64-bit; times never reach the sign bit.
@@ -77,6 +79,21 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
+/// The codec of a stored id (column `codec`, schema migration 4).
+fn codec(id: i64) -> rusqlite::Result<Codec> {
+    u8::try_from(id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                9,
+                rusqlite::types::Type::Integer,
+                format!("unknown value codec id {id} in the database: written by a newer memable?")
+                    .into(),
+            )
+        })
+}
+
 fn missing_value() -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         4,
@@ -141,7 +158,7 @@ macro_rules! step_columns {
         "step_key, state, kind, type_tag, \
          CASE WHEN value_id IS NULL THEN value \
          ELSE (SELECT step_values.value FROM step_values WHERE step_values.id = steps.value_id) END, \
-         status, attempts, error, deadline_ms"
+         status, attempts, error, deadline_ms, codec"
     };
 }
 
@@ -167,6 +184,7 @@ pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
             attempts: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(u32::MAX),
             error: row.get(7)?,
             deadline_ms: row.get::<_, Option<i64>>(8)?.map(deadline_from_sql),
+            codec: codec(row.get(9)?)?,
         },
     ))
 }

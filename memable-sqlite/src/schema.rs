@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
         WHERE steps.workflow = moved.workflow AND steps.instance = moved.instance
           AND steps.step_key = moved.step_key;
     DROP TABLE temp.memable_moved_values;",
+    // 4: the codec id of each step's value (`memable_core::Codec::id`).
+    // Every row written before is postcard, id 0.
+    "ALTER TABLE steps ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -101,12 +104,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 3);
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 4);
 /// ```
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 3,
+    MIGRATIONS.len() == 4,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 

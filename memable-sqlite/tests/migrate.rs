@@ -1,5 +1,5 @@
 //! A database written by the schema-2 code (`tests/fixtures/schema-v2.db`)
-//! is upgraded to schema 3 on open: every instance, step, timer and value
+//! is upgraded to the current schema on open: every instance, step, timer and value
 //! is still there, the workflows in it continue, and a database newer than
 //! this build is still refused.
 //!
@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use memable_core::{
-    Context, Engine, InstanceFilter, InstanceKey, ManualClock, MetadataStatus, StepError, StepKind,
-    StepRecord, StepState, StepStore, StorageErrorKind, SuspendPoint, TimerEntry, WorkflowState,
-    encode_value, type_tag,
+    Codec, Context, Engine, InstanceFilter, InstanceKey, ManualClock, MetadataStatus, StepError,
+    StepKind, StepRecord, StepState, StepStore, StorageErrorKind, SuspendPoint, TimerEntry,
+    WorkflowState, type_tag,
 };
 use memable_sqlite::{SCHEMA_VERSION, SqliteStore};
 
@@ -71,23 +71,25 @@ fn key(workflow: &str, instance: &str) -> InstanceKey {
     InstanceKey::new(workflow, instance).unwrap()
 }
 
-/// A completed record of `value` (of type `$t`), encoded as the engine
-/// encodes it.
+/// A completed record of `value` (of type `$t`), encoded as the schema-2
+/// engine encoded it (postcard, before codec ids: codec id 0 after the
+/// upgrade).
 macro_rules! completed {
     ($kind:expr, $key:expr, $value:expr, $t:ty) => {
         StepRecord::completed(
             $kind,
             type_tag::<$t>(),
-            encode_value::<$t>($key, &$value).unwrap(),
+            Codec::Postcard.encode::<$t>($key, &$value).unwrap(),
             None,
         )
+        .with_codec(Codec::Postcard)
     };
 }
 
 /// The steps of `key` with their records, as a schema-2 store returned them.
 fn expected_steps(workflow: &str, instance: &str) -> Vec<(String, StepRecord)> {
     let suspended = |kind: StepKind, tag: &str, deadline_ms: Option<u64>| {
-        StepRecord::suspended(kind, tag, None, deadline_ms)
+        StepRecord::suspended(kind, tag, None, deadline_ms).with_codec(Codec::Postcard)
     };
     let mut steps: Vec<(String, StepRecord)> = match (workflow, instance) {
         ("order", "waiting") => vec![
@@ -382,7 +384,7 @@ async fn the_workflows_of_an_upgraded_database_continue() {
         big.map(|r| (r.state, r.value)),
         Some((
             StepState::Completed,
-            encode_value("blob", &blob(1)).unwrap()
+            Codec::Postcard.encode("blob", &blob(1)).unwrap()
         ))
     );
     assert_eq!(store.next_timer_deadline().await.unwrap(), None);

@@ -13,7 +13,7 @@ use super::live::{LiveInstance, RunEnd, RunRequest};
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
-    StepStoreExt, StorageError, WorkflowState, decode_value, encode_value, type_tag, validate_key,
+    StepStoreExt, StorageError, WorkflowState, decode_record, encode_value, type_tag, validate_key,
     validate_user_key,
 };
 
@@ -349,7 +349,7 @@ impl Invocation {
     ///
     /// See [`Engine`].
     pub async fn wait_output<O: DeserializeOwned + 'static>(self) -> Result<O, EngineError> {
-        let state = self.wait_idle().await?;
+        let state = self.wait().await?;
         // A run that ended while this handle watched left what it knows
         // beyond its state in the live entry: no store read needed.
         let end = self.stream.run_end();
@@ -372,7 +372,7 @@ impl Invocation {
                 Err(StorageError::new(kind, "wait_output", error).into())
             }
             (WorkflowState::Completed { .. }, Some(RunEnd::Completed(output))) => {
-                decode_value(OUTPUT_KEY, &output.type_tag, &output.value)
+                decode_record(OUTPUT_KEY, &output)
             }
             _ => {
                 self.engine

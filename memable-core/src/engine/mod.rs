@@ -37,7 +37,7 @@ use crate::key::{OUTPUT_KEY, SIGNAL_PREFIX};
 use crate::{
     CancelOutcome, Clock, EngineError, InstanceFilter, InstanceKey, MetadataStatus, RetryPolicy,
     SignalOutcome, StatusKind, StepKind, StepRecord, StepStore, StepStoreExt, StorageError,
-    StorageErrorKind, WorkflowMetadata, decode_value, encode_value, type_tag, validate_user_key,
+    StorageErrorKind, WorkflowMetadata, decode_record, encode_value, type_tag, validate_user_key,
 };
 use live::{LiveInstances, RunRequest, Triggered};
 use registry::Registry;
@@ -807,7 +807,7 @@ impl Engine {
             )
             .into());
         };
-        decode_value(OUTPUT_KEY, &record.type_tag, &record.value)
+        decode_record(OUTPUT_KEY, &record)
     }
 }
 

@@ -921,10 +921,21 @@ fn signal(
             )
     };
     if meta.status.is_terminal() {
-        // A late duplicate of a delivered signal is still "superseded".
-        return Ok(match existing {
-            Some(r) if resolved_point(&r) => SignalOutcome::Superseded,
-            _ => SignalOutcome::Finished(meta.status),
+        // A late duplicate of a delivered signal, or a signal to a point of
+        // a group another point won, is still "superseded".
+        let superseded = match &existing {
+            Some(r) if resolved_point(r) => true,
+            Some(r) if r.kind == StepKind::Member => group_of(r)
+                .map(|group| txn.step(key, &group))
+                .transpose()?
+                .flatten()
+                .is_some_and(|g| g.state == StepState::Completed),
+            _ => false,
+        };
+        return Ok(if superseded {
+            SignalOutcome::Superseded
+        } else {
+            SignalOutcome::Finished(meta.status)
         });
     }
     let Some(existing) = existing else {

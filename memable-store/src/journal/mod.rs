@@ -11,7 +11,7 @@
 //! (they carry their own clock readings), so re-applying a batch reproduces
 //! exactly what was acknowledged.
 //!
-//! # File format (version 1)
+//! # File format (version 2)
 //!
 //! All integers little-endian.
 //!
@@ -30,6 +30,20 @@
 //! | 4 | `len`: payload length |
 //! | 4 | CRC-32 (IEEE) of `lsn`, `len` and the payload |
 //! | `len` | the batch's ops, postcard-encoded as a sequence of [`WriteOp`] |
+//!
+//! # Version 1
+//!
+//! Version 1 (memable before values carried a codec id) differs only in the
+//! layout of the step records inside the ops (no codec id). A version-1
+//! journal is read as such: its ops come back with records of
+//! [`Codec::Postcard`](memable_core::Codec::Postcard). Appends continue in
+//! version 2 only from the file's start (an empty chain, or after a
+//! [`reset`](Journal::reset), when every record in the file is stale): the
+//! first such append first zeroes the first record's header and syncs (so a
+//! stale version-1 record is never read under the new header), then writes a
+//! version-2 header and syncs. Appending to a version-1 chain in place is
+//! refused ([`StorageErrorKind::Unsupported`]); the file-backed stores never
+//! do, as they reset the journal right after replaying it.
 //!
 //! # The valid chain
 //!
@@ -98,6 +112,7 @@ mod file;
 mod files;
 #[cfg(test)]
 mod tests;
+mod v1;
 
 pub use file::JournalFile;
 pub use files::{
@@ -122,9 +137,12 @@ pub const MAGIC: [u8; 8] = *b"MEMABLEJ";
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_store::journal::FORMAT_VERSION, 1);
+/// assert_eq!(memable_store::journal::FORMAT_VERSION, 2);
 /// ```
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build reads (see the module docs, "Version 1").
+const OLDEST_VERSION: u32 = 1;
 
 /// Length of the file header in bytes (magic, version, owner id, CRC).
 ///
@@ -201,6 +219,10 @@ pub struct Journal<F> {
     failed: bool,
     /// The file's length as far as this journal knows.
     file_len: u64,
+    /// The format version in the file's header.
+    version: u32,
+    /// The owner id in the file's header.
+    owner: u64,
 }
 
 fn error(name: &str, kind: StorageErrorKind, message: impl std::fmt::Display) -> EngineError {
@@ -263,9 +285,13 @@ pub enum NewFile {
 }
 
 fn header(owner: u64) -> [u8; HEADER] {
+    header_of(FORMAT_VERSION, owner)
+}
+
+fn header_of(version: u32, owner: u64) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..20].copy_from_slice(&owner.to_le_bytes());
     let sum = crc(&[&h[..20]]);
     h[20..].copy_from_slice(&sum.to_le_bytes());
@@ -284,13 +310,14 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Checks the file header; `Ok(false)` for a file that holds no header yet
-/// (empty, or a header torn while the file was being created).
-fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineError> {
+/// Checks the file header and returns its format version; `Ok(None)` for a
+/// file that holds no header yet (empty, or a header torn while the file was
+/// being created).
+fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<Option<u32>, EngineError> {
     if bytes.len() < HEADER {
         let n = bytes.len().min(MAGIC.len());
         if bytes[..n] == MAGIC[..n] {
-            return Ok(false);
+            return Ok(None);
         }
         return Err(error(
             name,
@@ -315,7 +342,7 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
             ),
         ));
     }
-    if version != FORMAT_VERSION {
+    if version < OLDEST_VERSION {
         return Err(error(
             name,
             StorageErrorKind::Corrupt,
@@ -341,7 +368,7 @@ fn check_header(bytes: &[u8], name: &str, owner: u64) -> Result<bool, EngineErro
             ),
         ));
     }
-    Ok(true)
+    Ok(Some(version))
 }
 
 /// The record at `pos` if it is complete and its checksum matches:
@@ -360,8 +387,9 @@ fn verified(bytes: &[u8], pos: usize) -> Option<(u64, &[u8])> {
     (crc(&[&bytes[pos..pos + 12], payload]) == u32_at(bytes, pos + 12)).then_some((lsn, payload))
 }
 
-/// Reads the valid chain after the header; returns it and where it ends.
-fn read_chain(bytes: &[u8], name: &str) -> Result<(Vec<Record>, usize), EngineError> {
+/// Reads the valid chain after the header of a file of format `version`;
+/// returns it and where it ends.
+fn read_chain(bytes: &[u8], name: &str, version: u32) -> Result<(Vec<Record>, usize), EngineError> {
     let mut records: Vec<Record> = Vec::new();
     let mut pos = HEADER;
     while let Some((lsn, payload)) = verified(bytes, pos) {
@@ -370,7 +398,12 @@ fn read_chain(bytes: &[u8], name: &str) -> Result<(Vec<Record>, usize), EngineEr
         {
             break; // a stale record of an earlier cycle
         }
-        let ops: Vec<WriteOp> = postcard::from_bytes(payload).map_err(|e| {
+        let ops = if version == OLDEST_VERSION {
+            v1::decode(payload)
+        } else {
+            postcard::from_bytes::<Vec<WriteOp>>(payload)
+        };
+        let ops = ops.map_err(|e| {
             error(
                 name,
                 StorageErrorKind::Corrupt,
@@ -495,8 +528,9 @@ impl<F: JournalFile> Journal<F> {
         let bytes = file
             .read_all()
             .map_err(|e| error(name, StorageErrorKind::Io, format!("read: {e}")))?;
-        let (records, end) = if check_header(&bytes, name, owner)? {
-            let (records, end) = read_chain(&bytes, name)?;
+        let found = check_header(&bytes, name, owner)?;
+        let (records, end) = if let Some(version) = found {
+            let (records, end) = read_chain(&bytes, name, version)?;
             // A torn tail can only follow the last record appended, whose
             // lsn is the chain's last (or, for an empty chain, above the
             // database's, which a reset journal restarts from).
@@ -539,6 +573,8 @@ impl<F: JournalFile> Journal<F> {
                 next_lsn,
                 failed: false,
                 file_len,
+                version: found.unwrap_or(FORMAT_VERSION),
+                owner,
             },
             records,
         ))
@@ -583,6 +619,9 @@ impl<F: JournalFile> Journal<F> {
                 format!("append of lsn {lsn} where lsn {expected} was expected"),
             ));
         }
+        if self.version != FORMAT_VERSION {
+            self.upgrade(lsn)?;
+        }
         let payload = postcard::to_allocvec(ops).map_err(|e| {
             error(
                 &self.name,
@@ -619,6 +658,44 @@ impl<F: JournalFile> Journal<F> {
         self.file_len = self.file_len.max(self.end);
         self.written += record.len() as u64;
         self.next_lsn = lsn.checked_add(1);
+        Ok(())
+    }
+
+    /// Before the first append to a journal of an older format: makes the
+    /// file a version-2 journal (see the module docs, "Version 1").
+    fn upgrade(&mut self, lsn: u64) -> Result<(), EngineError> {
+        if self.end != HEADER_LEN {
+            return Err(error(
+                &self.name,
+                StorageErrorKind::Unsupported,
+                format!(
+                    "append of lsn {lsn} to a chain of journal format version {} (this build appends version {FORMAT_VERSION} only from the file's start: reset first)",
+                    self.version
+                ),
+            ));
+        }
+        let written = self
+            .file
+            .write_at(HEADER_LEN, &[0u8; RECORD_HEADER])
+            .and_then(|()| self.file.sync())
+            .and_then(|()| self.file.write_at(0, &header(self.owner)))
+            .and_then(|()| self.file.sync());
+        if let Err(e) = written {
+            self.failed = true;
+            return Err(error(
+                &self.name,
+                StorageErrorKind::Io,
+                format!("upgrade to journal format version {FORMAT_VERSION}: {e}"),
+            ));
+        }
+        self.file_len = self.file_len.max(HEADER_LEN + RECORD_HEADER_LEN);
+        tracing::info!(
+            journal = %self.name,
+            from = self.version,
+            to = FORMAT_VERSION,
+            "memable journal format upgraded"
+        );
+        self.version = FORMAT_VERSION;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use memable_core::StepStoreExt;
 use memable_core::{
-    CommitOutcome, Finish, MetadataStatus, StepKind, StepRecord, StepState, StepStore,
+    Codec, CommitOutcome, Finish, MetadataStatus, StepKind, StepRecord, StepState, StepStore,
 };
 
 use crate::StoreFactory;
@@ -60,6 +60,12 @@ pub async fn every_record_field_round_trips(factory: &dyn StoreFactory) {
                 kind,
                 type_tag: format!("tag<{i},{j}>"),
                 value: vec![u8::try_from(i * 4 + j).unwrap_or(0); i + j],
+                // Every store keeps the codec id of each record.
+                codec: if (i + j) % 2 == 0 {
+                    Codec::Json
+                } else {
+                    Codec::Postcard
+                },
                 status: (j % 2 == 0).then(|| format!("status {i}")),
                 attempts: u32::try_from(i * 1000 + j).unwrap_or(u32::MAX),
                 error: (i > 0).then(|| "boom: ünïcode".to_owned()),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use memable_core::{Engine, EngineError, InstanceKey, decode_value};
+use memable_core::{Engine, EngineError, InstanceKey, decode_record};
 
 use super::child::{STORE_FILE, WORKFLOW, expected_output, input_of, instance_id, step_keys};
 use super::log::{Event, read_events};
@@ -135,10 +135,10 @@ pub(crate) fn verify(
                 for (step, plain) in step_keys(config.steps) {
                     report.steps += 1;
                     let stored = match store.get_step(&key, &step).await? {
-                        Some(record) if plain => decode_value::<(u64, u64)>(&step, &record.type_tag, &record.value)
+                        Some(record) if plain => decode_record::<(u64, u64)>(&step, &record)
                             .map(|(v, n)| format!("{v}:{n}"))
                             .ok(),
-                        Some(record) => decode_value::<u64>(&step, &record.type_tag, &record.value)
+                        Some(record) => decode_record::<u64>(&step, &record)
                             .map(|v| v.to_string())
                             .ok(),
                         None => None,

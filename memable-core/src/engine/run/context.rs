@@ -15,7 +15,7 @@ use super::suspend::{SuspendBuilder, SuspendPoint};
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ReviveOutcome, StepRecord,
-    StepStoreExt, WorkflowState, decode_value, type_tag, validate_user_key,
+    StepStoreExt, WorkflowState, decode_record, type_tag, validate_user_key,
 };
 
 /// The handle a workflow receives: runs [`step`](Context::step)s, suspends
@@ -190,7 +190,7 @@ impl Context {
     /// ```
     pub fn input<T: DeserializeOwned + 'static>(&self) -> Result<T, EngineError> {
         match self.run.steps.get(INPUT_KEY) {
-            Some(record) => decode_value(INPUT_KEY, &record.type_tag, &record.value),
+            Some(record) => decode_record(INPUT_KEY, record),
             None => Err(EngineError::TypeMismatch {
                 key: INPUT_KEY.to_owned(),
                 expected: type_tag::<T>().to_owned(),

@@ -11,7 +11,7 @@ use super::context::{Context, lock};
 use super::memo::Entered;
 use crate::{
     CommitOutcome, EngineError, RetryPolicy, StepError, StepKind, StepRecord, StepState,
-    StepStoreExt, decode_value, encode_value, type_tag,
+    StepStoreExt, decode_record, encode_value, type_tag,
 };
 
 /// A step being configured; finish with [`run`](StepBuilder::run).
@@ -170,7 +170,7 @@ impl StepBuilder<'_> {
                     return match ctx.commit(&key, record).await? {
                         CommitOutcome::Committed => Ok(value),
                         CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
-                            decode_value(&key, &existing.type_tag, &existing.value)
+                            decode_record(&key, &existing)
                         }
                         CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict { key }),
                         CommitOutcome::InstanceMissing => Err(ctx.not_found()),
@@ -250,7 +250,7 @@ impl Context {
             ))
         };
         match record.state {
-            StepState::Completed => Some(decode_value(key, &record.type_tag, &record.value)),
+            StepState::Completed => Some(decode_record(key, record)),
             StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
                 key: key.to_owned(),
             })),

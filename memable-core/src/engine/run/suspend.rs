@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::context::Context;
 use crate::{
     EngineError, MetadataStatus, StepKind, StepRecord, StepState, StepStoreExt, StorageError,
-    StorageErrorKind, WaitOutcome, decode_value, type_tag, validate_user_key,
+    StorageErrorKind, WaitOutcome, decode_record, type_tag, validate_user_key,
 };
 
 /// A typed suspend point: a step key and the type of value that resumes it.
@@ -195,7 +195,7 @@ fn resolved<T: DeserializeOwned + 'static>(
     if record.kind == StepKind::Timer {
         return Ok(None);
     }
-    decode_value(key, &record.type_tag, &record.value).map(Some)
+    decode_record(key, record).map(Some)
 }
 
 impl<'a, T: DeserializeOwned + Send + 'static> IntoFuture for SuspendBuilder<'a, T> {
@@ -404,9 +404,7 @@ impl FirstOf {
         point: &SuspendPoint<T>,
     ) -> Result<Option<T>, EngineError> {
         match &self.winner {
-            Some((won, record)) if won == point.key() => {
-                decode_value(won, &record.type_tag, &record.value).map(Some)
-            }
+            Some((won, record)) if won == point.key() => decode_record(won, record).map(Some),
             _ => Ok(None),
         }
     }
@@ -503,7 +501,7 @@ impl Context {
         let key = key.into();
         let deadline = match self.enter_step(&key)?.record {
             Some(record) if record.state == StepState::Completed => {
-                return decode_value(&key, &record.type_tag, &record.value);
+                return decode_record(&key, record);
             }
             Some(record)
                 if record.state == StepState::Suspended && record.deadline_ms.is_some() =>
@@ -526,7 +524,7 @@ impl Context {
             Some(deadline),
         );
         match self.wait_at(&key, record, Vec::new(), status).await? {
-            Some((completed, _)) => decode_value(&key, &completed.type_tag, &completed.value),
+            Some((completed, _)) => decode_record(&key, &completed),
             None => Err(EngineError::Suspended { key }),
         }
     }
