@@ -10,6 +10,7 @@
 //! shared state ([`Inner`]); a run reaches exactly what its
 //! [`RunEnv`](run::RunEnv) holds.
 
+mod activity;
 mod builder;
 mod invocation;
 mod live;
@@ -61,6 +62,8 @@ struct Inner {
     registry: Registry,
     live: Arc<LiveInstances>,
     active_runs: Arc<watch::Sender<usize>>,
+    /// What the clock sees of this engine's work (see [`activity`]).
+    activity: Arc<activity::Activity>,
     timers: Arc<TimerWakeup>,
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -130,6 +133,8 @@ impl Engine {
         resume_on_start: bool,
         strict_keys: bool,
     ) -> Self {
+        let activity = activity::Activity::new();
+        clock.attach(activity.subscribe());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -142,7 +147,8 @@ impl Engine {
                 registry: Registry::default(),
                 live: Arc::default(),
                 active_runs: Arc::new(watch::Sender::new(0)),
-                timers: Arc::new(TimerWakeup::default()),
+                timers: Arc::new(TimerWakeup::new(Arc::clone(&activity))),
+                activity,
                 scheduler: std::sync::Mutex::new(None),
             }),
         }
@@ -766,6 +772,7 @@ impl Inner {
             Triggered::Queued(entry) => entry,
             Triggered::Spawn(entry) => {
                 self.active_runs.send_modify(|n| *n += 1);
+                self.activity.enter();
                 tokio::spawn(run::run_loop(
                     Arc::clone(self),
                     key.clone(),
@@ -780,6 +787,10 @@ impl Inner {
 
     fn active_runs(&self) -> Arc<watch::Sender<usize>> {
         Arc::clone(&self.active_runs)
+    }
+
+    fn activity(&self) -> Arc<activity::Activity> {
+        Arc::clone(&self.activity)
     }
 }
 

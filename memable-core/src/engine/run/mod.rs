@@ -59,6 +59,7 @@ pub use step::StepBuilder;
 pub use suspend::{SuspendBuilder, SuspendPoint, SuspendTimeout};
 
 use super::Inner;
+use super::activity::Activity;
 #[cfg(feature = "test-util")]
 use super::live::LiveInstances;
 use super::live::{LiveInstance, RunEnd, RunRequest};
@@ -82,15 +83,18 @@ pub(crate) struct RunEnv {
     pub entry: Arc<LiveInstance>,
     /// Tells the timer scheduler about a new deadline.
     pub timers: Arc<TimerWakeup>,
+    /// The engine's busy count (a retry backoff pauses it).
+    pub activity: Arc<Activity>,
 }
 
-/// Decrements the engine's active-run count when the run task ends, even
-/// when it is dropped. It holds the counter, not the engine, so the engine
-/// (and its store) can be released before `wait_all` returns.
-struct ActiveRun(Arc<watch::Sender<usize>>);
+/// Decrements the engine's active-run and busy counts when the run task
+/// ends, even when it is dropped. It holds the counters, not the engine, so
+/// the engine (and its store) can be released before `wait_all` returns.
+struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>);
 
 impl Drop for ActiveRun {
     fn drop(&mut self) {
+        self.1.leave();
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
@@ -102,7 +106,7 @@ pub(crate) async fn run_loop(
     entry: Arc<LiveInstance>,
     mut request: RunRequest,
 ) {
-    let _active = ActiveRun(inner.active_runs());
+    let _active = ActiveRun(inner.active_runs(), inner.activity());
     loop {
         if !inner.is_aborted() {
             run_once(&inner, &key, &entry, request).await;
@@ -163,6 +167,7 @@ async fn run_once(
         strict_keys: inner.strict_keys,
         entry: Arc::clone(entry),
         timers: Arc::clone(&inner.timers),
+        activity: inner.activity(),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught

@@ -212,10 +212,12 @@ impl StepBuilder<'_> {
                         .clock
                         .now_ms()
                         .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                    let backoff = ctx.run.env.activity.pause();
                     tokio::select! {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
                         () = ctx.run.env.entry.cancelled() => {}
                     }
+                    drop(backoff);
                     ctx.check_cancelled()?;
                 }
             }
