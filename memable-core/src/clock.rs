@@ -20,7 +20,7 @@ mod auto;
 mod manual;
 
 #[cfg(feature = "test-util")]
-pub use auto::{AutoAdvanceClock, Hold};
+pub use auto::{AutoAdvanceClock, ClockHold};
 #[cfg(feature = "test-util")]
 pub use manual::ManualClock;
 

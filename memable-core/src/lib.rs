@@ -43,7 +43,7 @@ mod retry;
 mod store;
 
 #[cfg(feature = "test-util")]
-pub use clock::{AutoAdvanceClock, Hold, ManualClock};
+pub use clock::{AutoAdvanceClock, ClockHold, ManualClock};
 pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{decode_value, encode_value, type_tag};
 pub use engine::{

@@ -13,7 +13,7 @@
 //! - the *attached engines*: the [`EngineActivity`] each engine built on the
 //!   clock handed over ([`Clock::attach`]); their busy counts are summed
 //!   (an engine that is gone counts zero and is forgotten);
-//! - the *holds*: [`Hold`] guards the test took to keep time still.
+//! - the *holds*: [`ClockHold`] guards the test took to keep time still.
 //!
 //! **When time moves.** A driver task (spawned on the current tokio
 //! runtime on the first attach or sleep, respawned if its runtime went
@@ -279,17 +279,17 @@ impl Drop for Pending {
 /// drop(hold); // time may move again
 /// ```
 #[must_use = "time is held only while the guard lives"]
-pub struct Hold {
+pub struct ClockHold {
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for Hold {
+impl fmt::Debug for ClockHold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hold").finish_non_exhaustive()
+        f.debug_struct("ClockHold").finish_non_exhaustive()
     }
 }
 
-impl Drop for Hold {
+impl Drop for ClockHold {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.holds = state.holds.saturating_sub(1);
@@ -376,11 +376,11 @@ impl AutoAdvanceClock {
     /// assert_eq!(clock.now_ms(), 1_000);
     /// # }
     /// ```
-    pub fn hold(&self) -> Hold {
+    pub fn hold(&self) -> ClockHold {
         let mut state = self.shared.lock();
         state.holds += 1;
         self.shared.changed(&mut state);
-        Hold {
+        ClockHold {
             shared: Arc::clone(&self.shared),
         }
     }
