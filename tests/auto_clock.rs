@@ -129,4 +129,69 @@ backend_tests! {
         );
         assert_eq!(clock.now_ms(), START + 2 * HOUR);
     }
+
+    #[tokio::test]
+    async fn a_timer_set_while_a_later_one_is_pending_fires_first(backend) {
+        let clock = AutoAdvanceClock::new(START);
+        let engine = Engine::builder().store(backend.store()).clock(clock.clone()).build();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let (log, probe) = (Arc::clone(&fired), clock.clone());
+        let (open, gate) = tokio::sync::oneshot::channel::<()>();
+        let gate = Arc::new(Mutex::new(Some(gate)));
+        engine
+            .register("nap", move |ctx: Context| {
+                let (log, probe, gate) = (Arc::clone(&log), probe.clone(), Arc::clone(&gate));
+                async move {
+                    let hours: u64 = ctx.input()?;
+                    // The gated instance does real work before its timer.
+                    ctx.step("work")
+                        .run(|| {
+                            let gate = if hours == 1 {
+                                gate.lock().unwrap().take()
+                            } else {
+                                None
+                            };
+                            async move {
+                                if let Some(gate) = gate {
+                                    gate.await.map_err(StepError::permanent)?;
+                                }
+                                Ok::<_, StepError>(())
+                            }
+                        })
+                        .await?;
+                    ctx.timer("nap", Duration::from_secs(hours * 3_600)).await?;
+                    let id = ctx.instance_id().to_string();
+                    ctx.step("woke")
+                        .run(|| {
+                            log.lock().unwrap().push((id.clone(), probe.now_ms()));
+                            async { Ok::<_, StepError>(()) }
+                        })
+                        .await
+                }
+            })
+            .unwrap();
+        engine.start().await.unwrap();
+
+        let hold = clock.hold();
+        engine.invoke("nap").id("two").input(2u64).await.unwrap().wait().await.unwrap();
+        engine.invoke("nap").id("one").input(1u64).await.unwrap();
+        drop(hold);
+        // "one" is busy in its step: the two hours of "two" must not pass.
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(clock.now_ms(), START);
+        // Its run now commits a one-hour timer, earlier than the pending one.
+        open.send(()).unwrap();
+
+        finished::<()>(&engine, "nap", "one").await;
+        finished::<()>(&engine, "nap", "two").await;
+        assert_eq!(
+            *fired.lock().unwrap(),
+            [
+                ("one".to_string(), START + HOUR),
+                ("two".to_string(), START + 2 * HOUR),
+            ]
+        );
+    }
 }
