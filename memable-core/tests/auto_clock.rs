@@ -337,3 +337,61 @@ async fn time_moved_by_hand_is_never_moved_back() {
     clock.set(1_000);
     assert_eq!(clock.now_ms(), 20_000);
 }
+
+#[tokio::test]
+async fn a_backoff_does_not_move_time_while_a_parallel_step_of_its_run_works() {
+    let clock = AutoAdvanceClock::new(START);
+    let engine = engine(&clock);
+    let (done, work) = oneshot::channel::<u32>();
+    let work = Arc::new(Mutex::new(Some(work)));
+    let tries = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&tries);
+    engine
+        .register("both", move |ctx: Context| {
+            let (work, counted) = (Arc::clone(&work), Arc::clone(&counted));
+            async move {
+                let flaky = ctx
+                    .step("flaky")
+                    .retry(RetryPolicy::fixed(2, Duration::from_secs(60)))
+                    .run(|| {
+                        let mut n = counted.lock().unwrap();
+                        *n += 1;
+                        let n = *n;
+                        async move {
+                            if n < 2 {
+                                Err(StepError::retryable("first attempt fails"))
+                            } else {
+                                Ok(n)
+                            }
+                        }
+                    });
+                let real = ctx.step("real-work").run(|| {
+                    let receiver = work.lock().unwrap().take();
+                    async move {
+                        match receiver {
+                            Some(receiver) => receiver.await.map_err(StepError::permanent),
+                            None => Err(StepError::permanent("the work ran twice")),
+                        }
+                    }
+                });
+                let (flaky, real) = tokio::join!(flaky, real);
+                Ok((flaky?, real?))
+            }
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+
+    engine.invoke("both").id("b").await.unwrap();
+    for _ in 0..500 {
+        tokio::task::yield_now().await;
+    }
+    // One step sleeps in its backoff, the other works: the minute must not pass.
+    assert_eq!(*tries.lock().unwrap(), 1);
+    assert_eq!(clock.now_ms(), START);
+
+    done.send(5).unwrap();
+    let out: (u32, u32) = finished(&engine, "both", "b").await;
+    assert_eq!(out, (2, 5));
+    assert_eq!(*tries.lock().unwrap(), 2);
+    assert_eq!(clock.now_ms(), START + 60_000);
+}

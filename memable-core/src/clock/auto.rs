@@ -34,8 +34,9 @@
 //! [`set`](AutoAdvanceClock::set)), as with a `ManualClock`.
 //!
 //! **What it cannot see.** Work outside the engines — the test's own task
-//! awaiting `invoke` or `signal`, another task of the test — is not
-//! counted: while the engines are idle and a timer is pending, time may jump
+//! awaiting `invoke` or `signal`, another task of the test, and work a
+//! workflow does outside its steps while all of its steps in flight sleep
+//! in a backoff — is not counted: while the engines are idle and a timer is pending, time may jump
 //! under it. Take a [`hold`](AutoAdvanceClock::hold) around such set-up
 //! (for example, starting several instances that must see the same "now").
 //! With no engine attached, the clock advances whenever something sleeps on

@@ -8,9 +8,11 @@
 //!   that was just triggered is already busy) until its task ends (the
 //!   `ActiveRun` guard's drop, also when the task is aborted). Queued reruns
 //!   belong to the run in progress and add nothing.
-//! - **A retry backoff** uncounts its run while it sleeps on the clock
-//!   ([`Activity::pause`], a guard): a run that is only waiting for time is
-//!   not busy.
+//! - **A retry backoff** uncounts its run while it sleeps on the clock, if
+//!   every step of that run in flight is sleeping in a backoff too
+//!   ([`RunActivity`]: steps in flight and steps backing off, counted by
+//!   guards): a run that is only waiting for time is not busy, one whose
+//!   parallel step still works is.
 //! - **The timer scheduler** counts while it is awake: from its start until
 //!   it sleeps on the clock (or waits for a new timer), and again from the
 //!   moment a run tells it of a new timer (`TimerWakeup::scheduled`, called
@@ -21,8 +23,8 @@
 //! Every change goes through the watch channel's lock, so increments and
 //! decrements never interleave; decrements saturate at zero.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
@@ -59,13 +61,6 @@ impl Activity {
         self.busy.send_modify(|n| *n = n.saturating_sub(1));
     }
 
-    /// Uncounts one piece of work until the guard drops (a run sleeping in
-    /// a retry backoff).
-    pub fn pause(self: &Arc<Self>) -> Paused {
-        self.leave();
-        Paused(Arc::clone(self))
-    }
-
     /// Counts the scheduler (`true`) or stops counting it (`false`); a
     /// repeated call changes nothing.
     pub fn scheduler_awake(&self, awake: bool) {
@@ -83,12 +78,65 @@ impl Activity {
     }
 }
 
-/// Counts its piece of work again when dropped; see [`Activity::pause`].
-pub(crate) struct Paused(Arc<Activity>);
+/// One run's share of the busy count: the run counts (through its
+/// `ActiveRun`) unless it has steps in flight and all of them are sleeping
+/// in a retry backoff.
+pub(crate) struct RunActivity {
+    engine: Arc<Activity>,
+    /// (steps in flight, steps backing off); changed only under the lock.
+    steps: Mutex<(usize, usize)>,
+}
 
-impl Drop for Paused {
+impl RunActivity {
+    pub fn new(engine: Arc<Activity>) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            steps: Mutex::new((0, 0)),
+        })
+    }
+
+    /// Applies `change` to (in flight, backing off) and moves the engine's
+    /// count when the run turns idle or busy.
+    fn update(&self, change: impl FnOnce(&mut (usize, usize))) {
+        let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = |&(flight, backoff): &(usize, usize)| flight > 0 && backoff >= flight;
+        let was = idle(&steps);
+        change(&mut steps);
+        match (was, idle(&steps)) {
+            (false, true) => self.engine.leave(),
+            (true, false) => self.engine.enter(),
+            _ => {}
+        }
+    }
+
+    /// A step of this run executes until the guard drops.
+    pub fn step(self: &Arc<Self>) -> StepInFlight {
+        self.update(|s| s.0 += 1);
+        StepInFlight(Arc::clone(self))
+    }
+
+    /// A step of this run sleeps in a retry backoff until the guard drops.
+    pub fn backoff(self: &Arc<Self>) -> Backoff {
+        self.update(|s| s.1 += 1);
+        Backoff(Arc::clone(self))
+    }
+}
+
+/// See [`RunActivity::step`].
+pub(crate) struct StepInFlight(Arc<RunActivity>);
+
+impl Drop for StepInFlight {
     fn drop(&mut self) {
-        self.0.enter();
+        self.0.update(|s| s.0 = s.0.saturating_sub(1));
+    }
+}
+
+/// See [`RunActivity::backoff`].
+pub(crate) struct Backoff(Arc<RunActivity>);
+
+impl Drop for Backoff {
+    fn drop(&mut self) {
+        self.0.update(|s| s.1 = s.1.saturating_sub(1));
     }
 }
 

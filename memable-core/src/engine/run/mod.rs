@@ -59,7 +59,7 @@ pub use step::StepBuilder;
 pub use suspend::{SuspendBuilder, SuspendPoint, SuspendTimeout};
 
 use super::Inner;
-use super::activity::Activity;
+use super::activity::{Activity, RunActivity};
 #[cfg(feature = "test-util")]
 use super::live::LiveInstances;
 use super::live::{LiveInstance, RunEnd, RunRequest};
@@ -83,8 +83,9 @@ pub(crate) struct RunEnv {
     pub entry: Arc<LiveInstance>,
     /// Tells the timer scheduler about a new deadline.
     pub timers: Arc<TimerWakeup>,
-    /// The engine's busy count (a retry backoff pauses it).
-    pub activity: Arc<Activity>,
+    /// This run's share of the engine's busy count (steps in flight, steps
+    /// in a retry backoff).
+    pub activity: Arc<RunActivity>,
 }
 
 /// Decrements the engine's active-run and busy counts when the run task
@@ -167,7 +168,7 @@ async fn run_once(
         strict_keys: inner.strict_keys,
         entry: Arc::clone(entry),
         timers: Arc::clone(&inner.timers),
-        activity: inner.activity(),
+        activity: RunActivity::new(inner.activity()),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
