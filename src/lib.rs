@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `redb` (default) | `memable::redb::RedbStore`, a file store over redb |
 //! | `sqlite` | `memable::sqlite::SqliteStore`, a file store over SQLite |
-//! | `test-util` | `ManualClock` (time moved by hand) and `Engine::abort` (a simulated crash), for tests |
+//! | `test-util` | `ManualClock` (time moved by hand), `AutoAdvanceClock` (time that jumps to the next deadline while the engine is idle) and `Engine::abort` (a simulated crash), for tests |
 //!
 //! Writing a store of your own: the contract is in [`store`] (and the
 //! conformance suite in the `memable-testkit` crate).
@@ -58,8 +58,8 @@ pub use memable_core::{
 };
 // Time.
 #[cfg(feature = "test-util")]
-pub use memable_core::ManualClock;
-pub use memable_core::{Clock, Sleep, SystemClock};
+pub use memable_core::{AutoAdvanceClock, ClockHold, ManualClock};
+pub use memable_core::{Clock, EngineActivity, Sleep, SystemClock};
 // Stores a user picks from.
 pub use memable_core::{MemoryStore, StepStore};
 

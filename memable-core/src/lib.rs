@@ -29,7 +29,8 @@
 //! # Features
 //!
 //! - `test-util`: items only tests need — `ManualClock` (time that moves
-//!   by hand) and `Engine::abort` (a simulated crash).
+//!   by hand), `AutoAdvanceClock` (time that jumps to the next deadline
+//!   whenever the engine is idle) and `Engine::abort` (a simulated crash).
 #![forbid(unsafe_code)]
 
 mod clock;
@@ -42,8 +43,8 @@ mod retry;
 mod store;
 
 #[cfg(feature = "test-util")]
-pub use clock::ManualClock;
-pub use clock::{Clock, Sleep, SystemClock};
+pub use clock::{AutoAdvanceClock, ClockHold, ManualClock};
+pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
     Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,

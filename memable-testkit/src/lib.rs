@@ -18,7 +18,8 @@
 //! `SKIPPED <case> ...` and returns.
 //!
 //! Helpers: [`FaultyStore`] wraps any store and injects failures or delays;
-//! [`ManualClock`] moves time by hand; [`crash`] kills a child process
+//! [`ManualClock`] moves time by hand and [`AutoAdvanceClock`] moves it by
+//! itself to the next deadline whenever the engine is idle; [`crash`] kills a child process
 //! that writes to a file store, for tests of what survives.
 #![forbid(unsafe_code)]
 
@@ -37,4 +38,4 @@ pub mod __private;
 
 pub use factory::{Capabilities, MemoryFactory, StoreFactory, StoreFixture};
 pub use faulty::{FaultKind, FaultyStore, FaultyStoreBuilder, StoreOp};
-pub use memable_core::ManualClock;
+pub use memable_core::{AutoAdvanceClock, ClockHold, ManualClock};

@@ -10,6 +10,7 @@
 //! shared state ([`Inner`]); a run reaches exactly what its
 //! [`RunEnv`](run::RunEnv) holds.
 
+mod activity;
 mod builder;
 mod invocation;
 mod live;
@@ -65,6 +66,8 @@ struct Inner {
     /// `true` once [`Engine::stop`] was called: waits on suspended
     /// instances end.
     stopped: watch::Sender<bool>,
+    /// What the clock sees of this engine's work (see [`activity`]).
+    activity: Arc<activity::Activity>,
     timers: Arc<TimerWakeup>,
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -134,6 +137,8 @@ impl Engine {
         resume_on_start: bool,
         strict_keys: bool,
     ) -> Self {
+        let activity = activity::Activity::new();
+        clock.attach(activity.subscribe());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -147,7 +152,8 @@ impl Engine {
                 live: Arc::default(),
                 active_runs: Arc::new(watch::Sender::new(0)),
                 stopped: watch::Sender::new(false),
-                timers: Arc::new(TimerWakeup::default()),
+                timers: Arc::new(TimerWakeup::new(Arc::clone(&activity))),
+                activity,
                 scheduler: std::sync::Mutex::new(None),
             }),
         }
@@ -840,6 +846,7 @@ impl Inner {
             Triggered::Queued(entry) => entry,
             Triggered::Spawn(entry) => {
                 self.active_runs.send_modify(|n| *n += 1);
+                self.activity.enter();
                 tokio::spawn(run::run_loop(
                     Arc::clone(self),
                     key.clone(),
@@ -854,6 +861,10 @@ impl Inner {
 
     fn active_runs(&self) -> Arc<watch::Sender<usize>> {
         Arc::clone(&self.active_runs)
+    }
+
+    fn activity(&self) -> Arc<activity::Activity> {
+        Arc::clone(&self.activity)
     }
 }
 

@@ -3,6 +3,9 @@
 //!
 //! It holds only a weak reference to the engine, so dropping every engine
 //! handle ends it and releases the store.
+//!
+//! It counts in the engine's busy count (see [`activity`](super::activity))
+//! while awake, and not while it sleeps on the clock or waits for a timer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -12,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::Inner;
+use super::activity::{Activity, SchedulerAwake};
 use super::live::RunRequest;
 use crate::{
     EngineError, FireOutcome, StepKind, StepRecord, StepStoreExt, TimerEntry, encode_value,
@@ -25,21 +29,36 @@ const BATCH: usize = 4096;
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// Wakes the scheduler when a timer earlier than its current target appears.
-#[derive(Default)]
 pub(crate) struct TimerWakeup {
     notify: Notify,
     /// The deadline the scheduler sleeps until; 0 while it is computing one
     /// (every new timer then wakes it).
     target_ms: AtomicU64,
     shut_down: AtomicBool,
+    /// The engine's busy count: the scheduler counts while awake.
+    activity: Arc<Activity>,
 }
 
 impl TimerWakeup {
+    pub fn new(activity: Arc<Activity>) -> Self {
+        Self {
+            notify: Notify::new(),
+            target_ms: AtomicU64::new(0),
+            shut_down: AtomicBool::new(false),
+            activity,
+        }
+    }
+
     /// A timer with `deadline_ms` was just committed.
     pub fn scheduled(&self, deadline_ms: u64) {
         if deadline_ms < self.target_ms.load(Ordering::Acquire)
             || self.target_ms.load(Ordering::Acquire) == 0
         {
+            // Counted busy before the caller (a run) stops counting, so the
+            // engine never looks idle between this timer and the sleep until it.
+            if !self.is_shut_down() {
+                self.activity.scheduler_awake(true);
+            }
             self.notify.notify_one();
         }
     }
@@ -61,7 +80,12 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(inner);
     let wakeup = Arc::clone(&inner.timers);
     let clock = Arc::clone(&inner.clock);
+    let activity = Arc::clone(&inner.activity);
+    activity.scheduler_awake(true);
+    // Dropped with the task, even one that never ran.
+    let awake = SchedulerAwake(Arc::clone(&activity));
     tokio::spawn(async move {
+        let _awake = awake;
         loop {
             wakeup.target_ms.store(0, Ordering::Release);
             let next = match tick(&weak).await {
@@ -75,10 +99,12 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
             if wakeup.is_shut_down() {
                 return;
             }
+            activity.scheduler_awake(false);
             tokio::select! {
                 () = clock.sleep_until(target), if next.is_some() => {}
                 () = wakeup.notify.notified() => {}
             }
+            activity.scheduler_awake(true);
             if wakeup.is_shut_down() {
                 return;
             }

@@ -59,6 +59,7 @@ pub use step::StepBuilder;
 pub use suspend::{FirstOf, FirstOfBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
 
 use super::Inner;
+use super::activity::{Activity, RunActivity};
 use super::live::{LiveInstance, RunEnd, RunRequest};
 use super::scheduler::TimerWakeup;
 use crate::{
@@ -80,15 +81,19 @@ pub(crate) struct RunEnv {
     pub entry: Arc<LiveInstance>,
     /// Tells the timer scheduler about a new deadline.
     pub timers: Arc<TimerWakeup>,
+    /// This run's share of the engine's busy count (steps in flight, steps
+    /// in a retry backoff).
+    pub activity: Arc<RunActivity>,
 }
 
-/// Decrements the engine's active-run count when the run task ends, even
-/// when it is dropped. It holds the counter, not the engine, so the engine
-/// (and its store) can be released before `wait_all` returns.
-struct ActiveRun(Arc<watch::Sender<usize>>);
+/// Decrements the engine's active-run and busy counts when the run task
+/// ends, even when it is dropped. It holds the counters, not the engine, so
+/// the engine (and its store) can be released before `wait_all` returns.
+struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>);
 
 impl Drop for ActiveRun {
     fn drop(&mut self) {
+        self.1.leave();
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
@@ -100,7 +105,7 @@ pub(crate) async fn run_loop(
     entry: Arc<LiveInstance>,
     mut request: RunRequest,
 ) {
-    let _active = ActiveRun(inner.active_runs());
+    let _active = ActiveRun(inner.active_runs(), inner.activity());
     loop {
         if !inner.is_aborted() {
             run_once(&inner, &key, &entry, request).await;
@@ -161,6 +166,7 @@ async fn run_once(
         strict_keys: inner.strict_keys,
         entry: Arc::clone(entry),
         timers: Arc::clone(&inner.timers),
+        activity: RunActivity::new(inner.activity()),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught

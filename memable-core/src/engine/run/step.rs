@@ -144,6 +144,7 @@ impl StepBuilder<'_> {
         }
         ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
+        let _in_flight = ctx.run.env.activity.step();
         loop {
             ctx.check_active()?;
             let result = match self.timeout {
@@ -214,10 +215,12 @@ impl StepBuilder<'_> {
                         .clock
                         .now_ms()
                         .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                    let backoff = ctx.run.env.activity.backoff();
                     tokio::select! {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
                         () = ctx.run.env.entry.cancelled() => {}
                     }
+                    drop(backoff);
                     ctx.check_active()?;
                 }
             }
