@@ -206,12 +206,14 @@ impl StepBuilder<'_> {
                     }
                     let delay = policy.jittered_delay_for(attempts);
                     tracing::debug!(instance = %ctx.run.key, step = %key, attempts, ?delay, error = %source, "retrying step");
+                    // Rounded up to the clock's millisecond: never shorter than the policy.
+                    let delay_ms = delay.as_nanos().div_ceil(1_000_000);
                     let wake = ctx
                         .run
                         .env
                         .clock
                         .now_ms()
-                        .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                        .saturating_add(u64::try_from(delay_ms).unwrap_or(u64::MAX));
                     tokio::select! {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
                         () = ctx.run.env.entry.cancelled() => {}
