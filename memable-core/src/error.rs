@@ -310,6 +310,31 @@ pub enum EngineError {
         key: InstanceKey,
     },
 
+    /// [`invoke(..).id(..)`](crate::InvokeBuilder::id) named an instance
+    /// that already exists with another input (another type or value): an
+    /// idempotent start never silently drops the new input. The stored
+    /// instance is unchanged; use another id for another input.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("charge", |ctx: Context| async move { ctx.input::<u32>() })?;
+    /// engine.start().await?;
+    /// engine.invoke("charge").id("order-1").input(10u32).await?;
+    /// let err = engine.invoke("charge").id("order-1").input(20u32).await.unwrap_err();
+    /// assert!(matches!(err, EngineError::InputConflict { .. }));
+    /// # Ok(()) }
+    /// ```
+    #[error("instance {key} already exists with another input")]
+    InputConflict {
+        /// The instance.
+        key: InstanceKey,
+    },
+
     /// A step key was used twice in one run while
     /// [`EngineBuilder::strict_keys`](crate::EngineBuilder::strict_keys) is on.
     #[error(
@@ -413,7 +438,8 @@ impl EngineError {
             | Self::WorkflowFailed { key, .. }
             | Self::WorkflowPanicked { key, .. }
             | Self::InvalidState { key, .. }
-            | Self::StaleRunning { key } => Some(key),
+            | Self::StaleRunning { key }
+            | Self::InputConflict { key } => Some(key),
             _ => None,
         }
     }
