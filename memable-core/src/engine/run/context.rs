@@ -80,6 +80,10 @@ pub(super) struct RunState {
     /// Set once the run reaches new work (or suspends): from then on status
     /// messages are published.
     pub(super) live: AtomicBool,
+    /// The snapshot holds no user step (a fresh instance, not a resumed
+    /// finished one): nothing can be replayed, so status messages are
+    /// published from the first one.
+    fresh_run: bool,
     /// Set once the run wrote (or found) a suspension: it ends suspended.
     pub(super) suspended: AtomicBool,
     status: Mutex<Option<String>>,
@@ -109,14 +113,16 @@ impl Context {
         snapshot: InstanceSnapshot,
         retry_dead_letters: bool,
     ) -> Self {
+        let pending_revive = retry_dead_letters && snapshot.metadata.status.is_terminal();
+        let fresh_run =
+            !pending_revive && snapshot.steps.iter().all(|(step, _)| step.starts_with('_'));
         Self {
             run: Arc::new(RunState {
                 env,
                 key,
                 steps: Memo::new(snapshot.steps),
-                pending_revive: AtomicBool::new(
-                    retry_dead_letters && snapshot.metadata.status.is_terminal(),
-                ),
+                pending_revive: AtomicBool::new(pending_revive),
+                fresh_run,
                 metadata_status: snapshot.metadata.status,
                 retry_dead_letters,
                 live: AtomicBool::new(false),
@@ -186,9 +192,15 @@ impl Context {
     }
 
     /// Sets the status message observers see (`Invocation::status`,
-    /// `Engine::subscribe`). While the run is replaying committed steps, the
-    /// message is recorded silently; observers see the latest one when the
-    /// run reaches new work, so replays do not flood them.
+    /// `Engine::subscribe`).
+    ///
+    /// It is published at once unless the run is replaying. The rule: a run
+    /// is replaying from its start until it reaches a step (or suspension,
+    /// or timer) with no committed result; while it does, messages are
+    /// recorded silently and observers see the latest one when the run
+    /// reaches new work, so replays do not flood them. A run whose snapshot
+    /// holds no user step at all (a fresh instance) has nothing to replay:
+    /// every message is published at once, even before its first step.
     ///
     /// # Examples
     ///
@@ -196,7 +208,7 @@ impl Context {
     pub fn set_status(&self, message: impl Into<String>) {
         let message = message.into();
         *lock(&self.run.status) = Some(message.clone());
-        if self.run.live.load(Ordering::Acquire) {
+        if self.run.fresh_run || self.run.live.load(Ordering::Acquire) {
             self.run.env.entry.publish(WorkflowState::Running {
                 status: Some(message),
             });
