@@ -5,7 +5,7 @@
 
 mod support;
 
-use memable::{Context, Engine, EngineError};
+use memable::{Context, Engine, EngineError, MetadataStatus, StepError};
 
 use support::backend_tests;
 
@@ -44,6 +44,38 @@ backend_tests! {
         );
         // The stored instance is untouched.
         assert_eq!(engine.output::<u32>("charge", "order-1").await.unwrap(), 10);
+        engine.shutdown().await;
+    }
+}
+
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crashed_instance_of_an_unregistered_workflow_is_not_reported_running(backend) {
+        let engine = Engine::builder().store(backend.store()).build();
+        engine
+            .register("job", |ctx: Context| async move {
+                ctx.step("hang")
+                    .run(|| std::future::pending::<Result<(), StepError>>())
+                    .await
+            })
+            .unwrap();
+        engine.start().await.unwrap();
+        engine.invoke("job").id("x").await.unwrap();
+        engine.abort(); // a crash: the instance stays Running in the store
+        engine.wait_all().await;
+        drop(engine);
+
+        // A new engine without the workflow: no run of it can be in progress.
+        let engine = Engine::builder().store(backend.store()).build();
+        engine.start().await.unwrap();
+        let state = engine.state("job", "x").await;
+        assert!(
+            matches!(state, Err(EngineError::StaleRunning { ref key }) if key.instance() == "x"),
+            "{backend}: {state:?}"
+        );
+        // The store still says Running: nothing was rewritten.
+        let meta = engine.get_metadata("job", "x").await.unwrap().unwrap();
+        assert_eq!(meta.status, MetadataStatus::Running, "{backend}");
         engine.shutdown().await;
     }
 }

@@ -299,7 +299,9 @@ pub enum EngineError {
 
     /// The store says the instance is `Running`, but no run of it is in
     /// progress in this process: a crash (or a run whose end could not be
-    /// recorded) left it. [`Engine::resume`](crate::Engine::resume) runs it
+    /// recorded) left it. [`Engine::subscribe`](crate::Engine::subscribe)
+    /// reports it, and [`Engine::state`](crate::Engine::state) does for a
+    /// workflow not registered in the engine. [`Engine::resume`](crate::Engine::resume) runs it
     /// again; [`Engine::start`](crate::Engine::start) does so for every such
     /// instance unless `resume_on_start(false)`.
     #[error(

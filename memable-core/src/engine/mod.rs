@@ -561,8 +561,17 @@ impl Engine {
     /// The instance's live state: the in-process state while a run is in
     /// progress (with its status message), else the persisted status.
     ///
-    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound), key
-    /// errors, storage errors.
+    /// `Running` always means a run may be in progress. An instance the
+    /// store says is `Running` whose workflow is not registered in this
+    /// engine (a crash left it, and no run of it can start here) is not
+    /// reported `Running`: it is the error
+    /// [`StaleRunning`](EngineError::StaleRunning), as
+    /// [`subscribe`](Engine::subscribe) reports it; register the workflow
+    /// and [`resume`](Engine::resume) it (or restart the engine).
+    ///
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound),
+    /// [`StaleRunning`](EngineError::StaleRunning), key errors, storage
+    /// errors.
     ///
     /// # Examples
     ///
@@ -586,6 +595,13 @@ impl Engine {
             return Ok(entry.state.borrow().clone());
         }
         match self.inner.store.get_metadata(&key).await? {
+            Some(meta)
+                if meta.status == MetadataStatus::Running
+                    && self.inner.registry.get(key.workflow()).is_none()
+                    && !self.inner.live.is_active(&key) =>
+            {
+                Err(EngineError::StaleRunning { key })
+            }
             Some(meta) => Ok(WorkflowState::from(&meta.status)),
             None => Err(EngineError::InstanceNotFound { key }),
         }
