@@ -312,6 +312,24 @@ pub enum EngineError {
         key: InstanceKey,
     },
 
+    /// A workflow registered with
+    /// [`Engine::register_with_error`](crate::Engine::register_with_error)
+    /// returned its own error; `message` is that error's `Display`, and is
+    /// the message the instance fails with (waiters get
+    /// [`WorkflowFailed`](EngineError::WorkflowFailed)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = memable_core::EngineError::Workflow { message: "out of stock".into() };
+    /// assert_eq!(err.to_string(), "out of stock");
+    /// ```
+    #[error("{message}")]
+    Workflow {
+        /// The workflow error's message.
+        message: String,
+    },
+
     /// [`invoke(..).id(..)`](crate::InvokeBuilder::id) named an instance
     /// that already exists with another input (another type or value): an
     /// idempotent start never silently drops the new input. The stored
@@ -709,8 +727,14 @@ impl From<StorageError> for EngineError {
 /// - [`Permanent`](StepError::Permanent) — unrecoverable failure, propagated
 ///   immediately without retrying.
 ///
-/// There is intentionally no blanket [`From`] implementation. Callers must
-/// choose explicitly whether a given error is retryable or permanent.
+/// Any [`std::error::Error`]` + Send + Sync + 'static` converts into a
+/// [`Retryable`](StepError::Retryable) one, so `?` works inside a step
+/// closure on `io::Error`, `ParseIntError` and the like; mark a failure
+/// that retrying cannot fix with [`StepError::permanent`].
+///
+/// Because of that conversion `StepError` is not itself a
+/// [`std::error::Error`] (it would convert into itself); it is `Display`
+/// and `Debug`, and [`source`](StepError::source) gives the wrapped error.
 ///
 /// # Examples
 ///
@@ -719,6 +743,11 @@ impl From<StorageError> for EngineError {
 ///
 /// let err = StepError::permanent("invalid input");
 /// assert!(err.to_string().contains("permanent"));
+///
+/// fn parse(s: &str) -> Result<u32, StepError> {
+///     Ok(s.parse::<u32>()?) // a ParseIntError: retryable
+/// }
+/// assert!(matches!(parse("x"), Err(StepError::Retryable(_))));
 /// ```
 #[derive(Debug)]
 pub enum StepError {
@@ -767,11 +796,36 @@ impl fmt::Display for StepError {
     }
 }
 
-impl std::error::Error for StepError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl StepError {
+    /// The wrapped error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = memable_core::StepError::retryable("503");
+    /// assert_eq!(err.source().to_string(), "503");
+    /// ```
+    #[must_use]
+    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
-            Self::Retryable(e) | Self::Permanent(e) => Some(e.as_ref()),
+            Self::Retryable(e) | Self::Permanent(e) => e.as_ref(),
         }
+    }
+}
+
+/// Any error converts into a [`Retryable`](StepError::Retryable) step error,
+/// for `?` in step closures.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StepError;
+/// let err: StepError = std::io::Error::other("connection reset").into();
+/// assert!(matches!(err, StepError::Retryable(_)));
+/// ```
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
+    fn from(error: E) -> Self {
+        Self::Retryable(Box::new(error))
     }
 }
 
