@@ -55,7 +55,7 @@ backend_tests! {
         engine
             .register("job", |ctx: Context| async move {
                 ctx.step("hang")
-                    .run(|| std::future::pending::<Result<(), StepError>>())
+                    .run(std::future::pending::<Result<(), StepError>>)
                     .await
             })
             .unwrap();
