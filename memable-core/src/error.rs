@@ -321,13 +321,58 @@ pub enum EngineError {
 
     /// The store says the instance is `Running`, but no run of it is in
     /// progress in this process: a crash (or a run whose end could not be
-    /// recorded) left it. [`Engine::resume`](crate::Engine::resume) runs it
+    /// recorded) left it. [`Engine::subscribe`](crate::Engine::subscribe)
+    /// reports it, and [`Engine::state`](crate::Engine::state) does for a
+    /// workflow not registered in the engine. [`Engine::resume`](crate::Engine::resume) runs it
     /// again; [`Engine::start`](crate::Engine::start) does so for every such
     /// instance unless `resume_on_start(false)`.
     #[error(
         "instance {key} is running in the store with no live run (left by a crash); call resume"
     )]
     StaleRunning {
+        /// The instance.
+        key: InstanceKey,
+    },
+
+    /// A workflow registered with
+    /// [`Engine::register_with_error`](crate::Engine::register_with_error)
+    /// returned its own error; `message` is that error's `Display`, and is
+    /// the message the instance fails with (waiters get
+    /// [`WorkflowFailed`](EngineError::WorkflowFailed)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = memable_core::EngineError::Workflow { message: "out of stock".into() };
+    /// assert_eq!(err.to_string(), "out of stock");
+    /// ```
+    #[error("{message}")]
+    Workflow {
+        /// The workflow error's message.
+        message: String,
+    },
+
+    /// [`invoke(..).id(..)`](crate::InvokeBuilder::id) named an instance
+    /// that already exists with another input (another type or value): an
+    /// idempotent start never silently drops the new input. The stored
+    /// instance is unchanged; use another id for another input.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("charge", |ctx: Context| async move { ctx.input::<u32>() })?;
+    /// engine.start().await?;
+    /// engine.invoke("charge").id("order-1").input(10u32).await?;
+    /// let err = engine.invoke("charge").id("order-1").input(20u32).await.unwrap_err();
+    /// assert!(matches!(err, EngineError::InputConflict { .. }));
+    /// # Ok(()) }
+    /// ```
+    #[error("instance {key} already exists with another input")]
+    InputConflict {
         /// The instance.
         key: InstanceKey,
     },
@@ -436,7 +481,8 @@ impl EngineError {
             | Self::WorkflowFailed { key, .. }
             | Self::WorkflowPanicked { key, .. }
             | Self::InvalidState { key, .. }
-            | Self::StaleRunning { key } => Some(key),
+            | Self::StaleRunning { key }
+            | Self::InputConflict { key } => Some(key),
             _ => None,
         }
     }
@@ -704,8 +750,14 @@ impl From<StorageError> for EngineError {
 /// - [`Permanent`](StepError::Permanent) — unrecoverable failure, propagated
 ///   immediately without retrying.
 ///
-/// There is intentionally no blanket [`From`] implementation. Callers must
-/// choose explicitly whether a given error is retryable or permanent.
+/// Any [`std::error::Error`]` + Send + Sync + 'static` converts into a
+/// [`Retryable`](StepError::Retryable) one, so `?` works inside a step
+/// closure on `io::Error`, `ParseIntError` and the like; mark a failure
+/// that retrying cannot fix with [`StepError::permanent`].
+///
+/// Because of that conversion `StepError` is not itself a
+/// [`std::error::Error`] (it would convert into itself); it is `Display`
+/// and `Debug`, and [`source`](StepError::source) gives the wrapped error.
 ///
 /// # Examples
 ///
@@ -714,6 +766,11 @@ impl From<StorageError> for EngineError {
 ///
 /// let err = StepError::permanent("invalid input");
 /// assert!(err.to_string().contains("permanent"));
+///
+/// fn parse(s: &str) -> Result<u32, StepError> {
+///     Ok(s.parse::<u32>()?) // a ParseIntError: retryable
+/// }
+/// assert!(matches!(parse("x"), Err(StepError::Retryable(_))));
 /// ```
 #[derive(Debug)]
 pub enum StepError {
@@ -762,11 +819,36 @@ impl fmt::Display for StepError {
     }
 }
 
-impl std::error::Error for StepError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl StepError {
+    /// The wrapped error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = memable_core::StepError::retryable("503");
+    /// assert_eq!(err.source().to_string(), "503");
+    /// ```
+    #[must_use]
+    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
-            Self::Retryable(e) | Self::Permanent(e) => Some(e.as_ref()),
+            Self::Retryable(e) | Self::Permanent(e) => e.as_ref(),
         }
+    }
+}
+
+/// Any error converts into a [`Retryable`](StepError::Retryable) step error,
+/// for `?` in step closures.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::StepError;
+/// let err: StepError = std::io::Error::other("connection reset").into();
+/// assert!(matches!(err, StepError::Retryable(_)));
+/// ```
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
+    fn from(error: E) -> Self {
+        Self::Retryable(Box::new(error))
     }
 }
 

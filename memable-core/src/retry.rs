@@ -8,6 +8,11 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 /// How a step whose closure returns [`StepError::Retryable`](crate::StepError::Retryable)
 /// is retried. `max_attempts` counts every attempt, the first included.
 ///
+/// The engine waits at least the delay before the next attempt: its clock
+/// counts milliseconds, so a fractional delay is rounded up (1.5 ms waits
+/// 2 ms, 300 µs waits 1 ms), never down. Jitter, when configured, shortens
+/// a delay by design (see [`with_jitter`](Self::with_jitter)).
+///
 /// The engine default (see `EngineBuilder::default_retry`) is
 /// `RetryPolicy::exponential(3, 100 ms)`; a step overrides it with
 /// `.retry(policy)` or `.no_retry()`.

@@ -214,3 +214,126 @@ async fn a_crash_left_running_instance_is_stale_running() {
     assert_eq!(err.instance(), Some(&key("wf", "1")));
     gate.open(1);
 }
+
+#[derive(Debug)]
+struct OutOfStock(u32);
+
+impl std::fmt::Display for OutOfStock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "item {} is out of stock", self.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_may_fail_with_its_own_error_type() {
+    let (_store, _clock, engine) = common::fresh();
+    engine
+        .register_with_error("order", |ctx: Context| async move {
+            let item: u32 = ctx.input().map_err(|_| OutOfStock(0))?;
+            if item == 7 {
+                return Err(OutOfStock(item));
+            }
+            Ok(item)
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+    let run = engine.invoke("order").id("a").input(7u32).await.unwrap();
+    match common::guarded(run.wait_output::<u32>()).await {
+        Err(EngineError::WorkflowFailed { error, .. }) => {
+            assert_eq!(error, OutOfStock(7).to_string());
+        }
+        other => panic!("expected WorkflowFailed, got {other:?}"),
+    }
+    let run = engine.invoke("order").id("b").input(3u32).await.unwrap();
+    assert_eq!(common::guarded(run.wait_output::<u32>()).await.unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_may_fail_with_a_boxed_error() {
+    let (_store, _clock, engine) = common::fresh();
+    engine
+        .register_with_error("parse", |ctx: Context| async move {
+            let text: String = ctx.input()?;
+            let n: u32 = text.parse()?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(n)
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+    let run = engine.invoke("parse").input("x".to_string()).await.unwrap();
+    let expected = "x".parse::<u32>().unwrap_err().to_string();
+    match common::guarded(run.wait_output::<u32>()).await {
+        Err(EngineError::WorkflowFailed { error, .. }) => assert_eq!(error, expected),
+        other => panic!("expected WorkflowFailed, got {other:?}"),
+    }
+}
+
+static CONFIRM: memable_core::SuspendPoint<u8> = memable_core::SuspendPoint::new("confirm");
+
+#[tokio::test(start_paused = true)]
+async fn an_engine_error_through_register_with_error_still_suspends() {
+    let (_store, _clock, engine) = common::fresh();
+    engine
+        .register_with_error("ask", |ctx: Context| async move {
+            let v: u8 = ctx.suspend(&CONFIRM).await?;
+            Ok::<_, EngineError>(v)
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+    let run = engine.invoke("ask").id("1").await.unwrap();
+    let state = common::guarded(run.wait()).await.unwrap();
+    assert!(
+        matches!(state, WorkflowState::Suspended { .. }),
+        "{state:?}"
+    );
+    let run = engine.signal("ask", "1", &CONFIRM, 4).await.unwrap();
+    assert_eq!(common::guarded(run.wait_output::<u8>()).await.unwrap(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn question_mark_on_any_error_in_a_step_closure_is_a_retryable_failure() {
+    let (_store, _clock, engine) = common::fresh();
+    let calls = common::counter();
+    engine
+        .register("wf", {
+            let calls = calls.clone();
+            move |ctx: Context| {
+                let calls = calls.clone();
+                async move {
+                    let parsed = ctx
+                        .step("parse")
+                        .retry(memable_core::RetryPolicy::fixed(
+                            3,
+                            std::time::Duration::ZERO,
+                        ))
+                        .run(|| {
+                            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            async { Ok::<u32, StepError>("not a number".parse::<u32>()?) }
+                        })
+                        .await;
+                    let io = ctx
+                        .step("read")
+                        .retry(memable_core::RetryPolicy::fixed(
+                            2,
+                            std::time::Duration::ZERO,
+                        ))
+                        .run(|| {
+                            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            async {
+                                Err(std::io::Error::other("disk unplugged"))?;
+                                Ok::<u32, StepError>(0)
+                            }
+                        })
+                        .await;
+                    Ok(matches!(
+                        parsed,
+                        Err(EngineError::RetriesExhausted { attempts: 3, .. })
+                    ) && matches!(io, Err(EngineError::RetriesExhausted { attempts: 2, .. })))
+                }
+            }
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+    let run = engine.invoke("wf").id("1").await.unwrap();
+    assert!(common::guarded(run.wait_output::<bool>()).await.unwrap());
+    assert_eq!(common::get(&calls), 5, "the failures were not retried");
+}

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{counter, fresh, get, guarded, tick};
-use memable_core::{Context, InstanceFilter, SuspendPoint, WorkflowState};
+use memable_core::{Context, EngineError, InstanceFilter, SuspendPoint, WorkflowState};
 
 static GO: SuspendPoint<()> = SuspendPoint::new("go");
 
@@ -43,7 +43,7 @@ async fn invoking_an_existing_id_returns_the_existing_instance() {
     let again = engine
         .invoke("greet")
         .id("order-42")
-        .input("bob".to_string())
+        .input("ada".to_string())
         .await
         .unwrap();
     assert!(!again.is_new());
@@ -51,6 +51,16 @@ async fn invoking_an_existing_id_returns_the_existing_instance() {
     assert_eq!(
         guarded(again.wait_output::<String>()).await.unwrap(),
         "hello ada"
+    );
+    // Another input under the same id is refused, never silently dropped.
+    let other = engine
+        .invoke("greet")
+        .id("order-42")
+        .input("bob".to_string())
+        .await;
+    assert!(
+        matches!(other, Err(EngineError::InputConflict { .. })),
+        "{other:?}"
     );
     assert_eq!(get(&runs), 1);
     let all = engine.list_instances(&InstanceFilter::new()).await.unwrap();

@@ -430,3 +430,41 @@ async fn a_dead_lettered_key_reused_in_the_same_run_is_not_attempted_again() {
     assert!(guarded(run.wait_output::<bool>()).await.unwrap());
     assert_eq!(get(&calls), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fractional_millisecond_backoff_is_rounded_up_not_down() {
+    let (_store, clock, engine) = fresh();
+    let calls = counter();
+    register_flaky(&engine, &calls, 1, |s| {
+        s.retry(RetryPolicy::fixed(2, Duration::from_micros(1_500)))
+    });
+    engine.start().await.unwrap();
+    engine.invoke("wf").id("1").await.unwrap();
+    until("first attempt", || get(&calls) == 1).await;
+    clock.advance(MS(1));
+    quiesce().await;
+    assert_eq!(get(&calls), 1, "retried 1 ms into a 1.5 ms backoff");
+    clock.advance(MS(1));
+    until("second attempt", || get(&calls) == 2).await;
+    let state = common::settled(&engine, "wf", "1").await;
+    assert!(state.is_terminal(), "{state:?}");
+    assert_eq!(engine.output::<usize>("wf", "1").await.unwrap(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_backoff_still_waits_for_the_clock() {
+    let (_store, clock, engine) = fresh();
+    let calls = counter();
+    register_flaky(&engine, &calls, 1, |s| {
+        s.retry(RetryPolicy::fixed(2, Duration::from_micros(300)))
+    });
+    engine.start().await.unwrap();
+    engine.invoke("wf").id("1").await.unwrap();
+    until("first attempt", || get(&calls) == 1).await;
+    quiesce().await;
+    assert_eq!(get(&calls), 1, "a 300 µs backoff did not wait at all");
+    clock.advance(MS(1));
+    until("second attempt", || get(&calls) == 2).await;
+    let state = common::settled(&engine, "wf", "1").await;
+    assert!(state.is_terminal(), "{state:?}");
+}

@@ -437,3 +437,37 @@ fn workflow_state_helpers() {
         }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_run_publishes_its_status_before_its_first_step() {
+    let (_store, _clock, engine) = fresh();
+    let gate = Gate::new();
+    engine
+        .register("wf", {
+            let gate = gate.clone();
+            move |ctx: Context| {
+                let gate = gate.clone();
+                async move {
+                    ctx.set_status("preparing");
+                    // Not a step: the run has reached no step yet.
+                    gate.pass().await;
+                    ctx.step("work")
+                        .run(|| async { Ok::<_, StepError>(()) })
+                        .await
+                }
+            }
+        })
+        .unwrap();
+    engine.start().await.unwrap();
+    let run = engine.invoke("wf").id("1").await.unwrap();
+    common::state_until(&engine, "wf", "1", |s| *s == running("preparing")).await;
+    assert_eq!(run.status(), running("preparing"));
+    gate.open(1);
+    let state = guarded(run.wait()).await.unwrap();
+    assert_eq!(
+        state,
+        WorkflowState::Completed {
+            status: Some("preparing".into())
+        }
+    );
+}

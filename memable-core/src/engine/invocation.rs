@@ -21,16 +21,18 @@ use crate::{
 /// Await it (or call [`start`](Self::start)) to start the instance.
 ///
 /// **Idempotent ids:** with [`id`](Self::id), starting an id that already
-/// exists never starts it twice: the existing instance's [`Invocation`] is
-/// returned ([`Invocation::is_new`] is `false`) and the new input is ignored.
-/// If that instance is `Running` in the store with no run in this process
-/// (a crash left it), it is run again.
+/// exists never starts it twice. With the same input (same type, same
+/// value) as the stored one, the existing instance's [`Invocation`] is
+/// returned ([`Invocation::is_new`] is `false`); with a different input the
+/// start fails with [`EngineError::InputConflict`] — the stored instance is
+/// not touched. If that instance is `Running` in the store with no run in
+/// this process (a crash left it), it is run again.
 /// Without an id, a fresh time-ordered id (UUID v7) is generated.
 ///
 /// # Examples
 ///
 /// ```
-/// use memable_core::{Context, Engine};
+/// use memable_core::{Context, Engine, EngineError};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), memable_core::EngineError> {
 /// let engine = Engine::builder().build();
@@ -40,9 +42,11 @@ use crate::{
 /// })?;
 /// engine.start().await?;
 /// let first = engine.invoke("greet").id("order-42").input("ada".to_string()).await?;
-/// let again = engine.invoke("greet").id("order-42").input("bob".to_string()).await?;
+/// let again = engine.invoke("greet").id("order-42").input("ada".to_string()).await?;
 /// assert!(first.is_new() && !again.is_new());
 /// assert_eq!(again.wait_output::<String>().await?, "hello ada");
+/// let other = engine.invoke("greet").id("order-42").input("bob".to_string()).await;
+/// assert!(matches!(other, Err(EngineError::InputConflict { .. })));
 /// # Ok(()) }
 /// ```
 #[must_use = "an invocation does nothing until it is awaited"]
@@ -87,6 +91,12 @@ impl InvokeBuilder {
 
     /// Starts the instance (or finds the existing one with this id).
     ///
+    /// Errors: [`InputConflict`](EngineError::InputConflict) when an
+    /// instance with this id exists with another input;
+    /// [`NotStarted`](EngineError::NotStarted),
+    /// [`WorkflowNotFound`](EngineError::WorkflowNotFound), key errors,
+    /// storage errors.
+    ///
     /// # Examples
     ///
     /// ```
@@ -112,11 +122,21 @@ impl InvokeBuilder {
         };
         let key = InstanceKey::new(&self.workflow, &id)?;
         let input = self.input?;
+        let given = (input.type_tag.clone(), input.value.clone());
         let now = inner.clock.now_ms();
         match inner.store.start_instance(key.clone(), input, now).await? {
             StartOutcome::Started => {
                 let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
+            }
+            StartOutcome::Exists(_)
+                if inner
+                    .store
+                    .get_step(&key, INPUT_KEY)
+                    .await?
+                    .is_some_and(|stored| (stored.type_tag, stored.value) != given) =>
+            {
+                Err(EngineError::InputConflict { key })
             }
             StartOutcome::Exists(meta)
                 if meta.status == MetadataStatus::Running && !inner.live.is_active(&key) =>

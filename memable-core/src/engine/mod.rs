@@ -182,6 +182,63 @@ impl Engine {
         Fut: Future<Output = Result<O, EngineError>> + Send + 'static,
         O: Serialize + Send + 'static,
     {
+        self.register_with_error(name, workflow)
+    }
+
+    /// [`register`](Engine::register) for a workflow that returns its own
+    /// error type `E` (anything that is `Display`: an error enum, a
+    /// `Box<dyn Error + Send + Sync>`, `anyhow::Error`). When it returns
+    /// `Err(e)`, the instance fails with `e.to_string()` as its message
+    /// (waiters get [`WorkflowFailed`](EngineError::WorkflowFailed) with
+    /// it). An `E` that is [`EngineError`] is kept as it is, so `?` on a
+    /// suspension or a cancellation still suspends or cancels; for
+    /// `E = EngineError` this is exactly `register`.
+    ///
+    /// `register` itself stays specific to `EngineError` so that a workflow
+    /// ending in `Ok(value)` needs no type annotation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    ///
+    /// #[derive(Debug)]
+    /// enum RefundError { TooLarge(u32), Engine(EngineError) }
+    /// impl std::fmt::Display for RefundError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         match self {
+    ///             Self::TooLarge(n) => write!(f, "refund of {n} is too large"),
+    ///             Self::Engine(e) => e.fmt(f),
+    ///         }
+    ///     }
+    /// }
+    /// impl From<EngineError> for RefundError {
+    ///     fn from(e: EngineError) -> Self { Self::Engine(e) }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register_with_error("refund", |ctx: Context| async move {
+    ///     let amount: u32 = ctx.input()?;
+    ///     if amount > 100 { return Err(RefundError::TooLarge(amount)); }
+    ///     Ok(amount)
+    /// })?;
+    /// engine.start().await?;
+    /// let err = engine.invoke("refund").input(500u32).await?.wait_output::<u32>().await.unwrap_err();
+    /// assert!(matches!(err, EngineError::WorkflowFailed { error, .. } if error == "refund of 500 is too large"));
+    /// # Ok(()) }
+    /// ```
+    pub fn register_with_error<F, Fut, O, E>(
+        &self,
+        name: &str,
+        workflow: F,
+    ) -> Result<(), EngineError>
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         validate_user_key("workflow_name", name)?;
         if self.inner.registry.insert(name, registry::erase(workflow)) {
             tracing::debug!(workflow = name, "workflow registration replaced");
@@ -641,8 +698,17 @@ impl Engine {
     /// The instance's live state: the in-process state while a run is in
     /// progress (with its status message), else the persisted status.
     ///
-    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound), key
-    /// errors, storage errors.
+    /// `Running` always means a run may be in progress. An instance the
+    /// store says is `Running` whose workflow is not registered in this
+    /// engine (a crash left it, and no run of it can start here) is not
+    /// reported `Running`: it is the error
+    /// [`StaleRunning`](EngineError::StaleRunning), as
+    /// [`subscribe`](Engine::subscribe) reports it; register the workflow
+    /// and [`resume`](Engine::resume) it (or restart the engine).
+    ///
+    /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound),
+    /// [`StaleRunning`](EngineError::StaleRunning), key errors, storage
+    /// errors.
     ///
     /// # Examples
     ///
@@ -666,6 +732,13 @@ impl Engine {
             return Ok(entry.state.borrow().clone());
         }
         match self.inner.store.get_metadata(&key).await? {
+            Some(meta)
+                if meta.status == MetadataStatus::Running
+                    && self.inner.registry.get(key.workflow()).is_none()
+                    && !self.inner.live.is_active(&key) =>
+            {
+                Err(EngineError::StaleRunning { key })
+            }
             Some(meta) => Ok(WorkflowState::from(&meta.status)),
             None => Err(EngineError::InstanceNotFound { key }),
         }

@@ -1,5 +1,6 @@
 //! Registered workflow functions, type-erased.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,17 +19,21 @@ pub(crate) type WorkflowFuture =
 /// A registered workflow function.
 pub(crate) type WorkflowFn = Arc<dyn Fn(Context) -> WorkflowFuture + Send + Sync>;
 
-/// Wraps a typed workflow function so its output is encoded with its type tag.
-pub(crate) fn erase<F, Fut, O>(workflow: F) -> WorkflowFn
+/// Wraps a typed workflow function so its output is encoded with its type
+/// tag and its error becomes an [`EngineError`]: an `EngineError` is kept as
+/// it is (so suspension, cancellation and panics are still recognised), any
+/// other error type becomes [`EngineError::Workflow`] with its message.
+pub(crate) fn erase<F, Fut, O, E>(workflow: F) -> WorkflowFn
 where
     F: Fn(Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<O, EngineError>> + Send + 'static,
+    Fut: Future<Output = Result<O, E>> + Send + 'static,
     O: Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     Arc::new(move |ctx: Context| -> WorkflowFuture {
         let run = workflow(ctx);
         Box::pin(async move {
-            let output = run.await?;
+            let output = run.await.map_err(into_engine_error)?;
             let bytes = encode_value(OUTPUT_KEY, &output)?;
             Ok(StepRecord::completed(
                 StepKind::Engine,
@@ -38,6 +43,19 @@ where
             ))
         })
     })
+}
+
+/// A workflow's own error as an [`EngineError`]: itself if it is one.
+fn into_engine_error<E: std::fmt::Display + 'static>(error: E) -> EngineError {
+    let mut slot = Some(error);
+    if let Some(engine) = (&mut slot as &mut dyn Any).downcast_mut::<Option<EngineError>>()
+        && let Some(engine) = engine.take()
+    {
+        return engine;
+    }
+    EngineError::Workflow {
+        message: slot.map(|e| e.to_string()).unwrap_or_default(),
+    }
 }
 
 /// Workflow functions by name.

@@ -80,6 +80,10 @@ pub(super) struct RunState {
     /// Set once the run reaches new work (or suspends): from then on status
     /// messages are published.
     pub(super) live: AtomicBool,
+    /// The snapshot holds no user step (a fresh instance, not a resumed
+    /// finished one): nothing can be replayed, so status messages are
+    /// published from the first one.
+    fresh_run: bool,
     /// Set once the run waits at a point (or a timer, or a group): it ends
     /// parked there.
     pub(super) suspended: AtomicBool,
@@ -117,18 +121,21 @@ impl Context {
         snapshot: InstanceSnapshot,
         retry_dead_letters: bool,
     ) -> Self {
+        let revive_finished = retry_dead_letters && snapshot.metadata.status.is_terminal();
+        // A resumed finished instance, and a suspended one whose run reaches
+        // new work (changed code, or a resume), are set `Running` before the
+        // run writes anything else.
+        let pending_revive = revive_finished
+            || matches!(snapshot.metadata.status, MetadataStatus::Suspended { .. });
+        let fresh_run =
+            !revive_finished && snapshot.steps.iter().all(|(step, _)| step.starts_with('_'));
         Self {
             run: Arc::new(RunState {
                 env,
                 key,
                 steps: Memo::new(snapshot.steps),
-                // A resumed finished instance, and a suspended one whose run
-                // reaches new work (changed code, or a resume), are set
-                // `Running` before the run writes anything else.
-                pending_revive: AtomicBool::new(
-                    (retry_dead_letters && snapshot.metadata.status.is_terminal())
-                        || matches!(snapshot.metadata.status, MetadataStatus::Suspended { .. }),
-                ),
+                pending_revive: AtomicBool::new(pending_revive),
+                fresh_run,
                 metadata_status: snapshot.metadata.status,
                 retry_dead_letters,
                 live: AtomicBool::new(false),
@@ -200,9 +207,15 @@ impl Context {
     }
 
     /// Sets the status message observers see (`Invocation::status`,
-    /// `Engine::subscribe`). While the run is replaying committed steps, the
-    /// message is recorded silently; observers see the latest one when the
-    /// run reaches new work, so replays do not flood them.
+    /// `Engine::subscribe`).
+    ///
+    /// It is published at once unless the run is replaying. The rule: a run
+    /// is replaying from its start until it reaches a step (or suspension,
+    /// or timer) with no committed result; while it does, messages are
+    /// recorded silently and observers see the latest one when the run
+    /// reaches new work, so replays do not flood them. A run whose snapshot
+    /// holds no user step at all (a fresh instance) has nothing to replay:
+    /// every message is published at once, even before its first step.
     ///
     /// # Examples
     ///
@@ -210,7 +223,7 @@ impl Context {
     pub fn set_status(&self, message: impl Into<String>) {
         let message = message.into();
         *lock(&self.run.status) = Some(message.clone());
-        if self.run.live.load(Ordering::Acquire) {
+        if self.run.fresh_run || self.run.live.load(Ordering::Acquire) {
             self.run.env.entry.publish(WorkflowState::Running {
                 status: Some(message),
             });

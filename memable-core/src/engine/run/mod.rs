@@ -13,7 +13,9 @@
 //!    the run at once with its stored state.
 //! 2. **Replay.** The workflow is called from the top; every step whose key
 //!    has a committed record returns it from the snapshot ([`memo`]) without
-//!    touching the store, and nothing is published.
+//!    touching the store, and nothing is published (a run whose snapshot
+//!    holds no user step has nothing to replay: its status messages are
+//!    published at once).
 //! 3. **Live.** At the first step with no committed result the run goes
 //!    live: a resumed finished instance is revived (`Running` again) and
 //!    `Running` is published. Each step commits its result (or its retry

@@ -1,5 +1,6 @@
 //! [`StepBuilder`]: running one step — replay from the snapshot, attempts
-//! with retry and timeout, and the commit of the result.
+//! with retry and timeout (a timed-out attempt is a retryable failure), and
+//! the commit of the result.
 
 use std::future::Future;
 use std::time::Duration;
@@ -86,10 +87,15 @@ impl StepBuilder<'_> {
         self.retry(RetryPolicy::none())
     }
 
-    /// Bounds each attempt to `duration`. An attempt that takes longer fails
-    /// the step with [`StepTimeout`](EngineError::StepTimeout) — not
-    /// retried, nothing persisted, since whether its side effect happened is
-    /// unknown; the workflow decides what to do.
+    /// Bounds each attempt to `duration`. An attempt that takes longer is
+    /// dropped and counts as a **retryable failure**: it is recorded as a
+    /// retry (like a [`StepError::Retryable`]) and attempted again after the
+    /// policy's backoff. When the attempts run out the step is dead-lettered
+    /// and fails with [`RetriesExhausted`](EngineError::RetriesExhausted),
+    /// whose `source` is a [`StepTimeout`](EngineError::StepTimeout) (so the
+    /// cause stays visible). A step that must not run twice after a timeout
+    /// (its side effect may have happened) uses
+    /// [`no_retry`](Self::no_retry): one attempt, then the dead letter.
     ///
     /// # Examples
     ///
@@ -100,9 +106,14 @@ impl StepBuilder<'_> {
     /// # async fn main() -> Result<(), EngineError> {
     /// let engine = Engine::builder().build();
     /// engine.register("slow", |ctx: Context| async move {
-    ///     let r = ctx.step("slow").timeout(Duration::from_millis(10))
+    ///     let r = ctx.step("slow").timeout(Duration::from_millis(10)).no_retry()
     ///         .run(|| async { std::future::pending::<Result<(), StepError>>().await }).await;
-    ///     Ok(matches!(r, Err(EngineError::StepTimeout { .. })))
+    ///     Ok(match r {
+    ///         Err(EngineError::RetriesExhausted { attempts: 1, source, .. }) => {
+    ///             matches!(source.downcast_ref(), Some(EngineError::StepTimeout { .. }))
+    ///         }
+    ///         _ => false,
+    ///     })
     /// })?;
     /// engine.start().await?;
     /// assert!(engine.invoke("slow").await?.wait_output::<bool>().await?);
@@ -120,8 +131,8 @@ impl StepBuilder<'_> {
     ///
     /// Errors: [`StepFailed`](EngineError::StepFailed) for a permanent
     /// failure, [`RetriesExhausted`](EngineError::RetriesExhausted) (and a
-    /// dead-letter record) when retries run out,
-    /// [`StepTimeout`](EngineError::StepTimeout),
+    /// dead-letter record) when retries run out (also when the attempts timed
+    /// out: the source is then a [`StepTimeout`](EngineError::StepTimeout)),
     /// [`TypeMismatch`](EngineError::TypeMismatch) when the committed result
     /// has another type, [`SuspendedStepConflict`](EngineError::SuspendedStepConflict)
     /// when the key belongs to a suspend point, key errors, storage errors.
@@ -150,12 +161,11 @@ impl StepBuilder<'_> {
             let result = match self.timeout {
                 Some(limit) => match tokio::time::timeout(limit, attempt()).await {
                     Ok(result) => result,
-                    Err(_) => {
-                        return Err(EngineError::StepTimeout {
-                            key,
-                            duration: limit,
-                        });
-                    }
+                    // A timed-out attempt is a retryable failure like any other.
+                    Err(_) => Err(StepError::Retryable(Box::new(EngineError::StepTimeout {
+                        key: key.clone(),
+                        duration: limit,
+                    }))),
                 },
                 None => attempt().await,
             };
@@ -209,12 +219,14 @@ impl StepBuilder<'_> {
                     }
                     let delay = policy.jittered_delay_for(attempts);
                     tracing::debug!(instance = %ctx.run.key, step = %key, attempts, ?delay, error = %source, "retrying step");
+                    // Rounded up to the clock's millisecond: never shorter than the policy.
+                    let delay_ms = delay.as_nanos().div_ceil(1_000_000);
                     let wake = ctx
                         .run
                         .env
                         .clock
                         .now_ms()
-                        .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                        .saturating_add(u64::try_from(delay_ms).unwrap_or(u64::MAX));
                     let backoff = ctx.run.env.activity.backoff();
                     tokio::select! {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
