@@ -173,7 +173,7 @@ backend_tests! {
         engine.start().await.unwrap();
 
         let hold = clock.hold();
-        engine.invoke("nap").id("two").input(2u64).await.unwrap().wait().await.unwrap();
+        engine.invoke("nap").id("two").input(2u64).await.unwrap().wait_idle().await.unwrap();
         engine.invoke("nap").id("one").input(1u64).await.unwrap();
         drop(hold);
         // "one" is busy in its step: the two hours of "two" must not pass.

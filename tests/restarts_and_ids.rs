@@ -79,3 +79,59 @@ backend_tests! {
         engine.shutdown().await;
     }
 }
+
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_handle_serves_one_engine_at_a_time(backend) {
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let build = || {
+            let engine = Engine::builder().store(backend.store()).build();
+            let runs = runs.clone();
+            engine
+                .register("count", move |ctx: Context| {
+                    let runs = runs.clone();
+                    async move {
+                        ctx.step("once")
+                            .run(|| async {
+                                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                Ok::<_, StepError>(())
+                            })
+                            .await
+                    }
+                })
+                .unwrap();
+            engine
+        };
+        let first = build();
+        first.start().await.unwrap();
+        let second = build();
+        let err = second.start().await.unwrap_err();
+        assert!(matches!(err, EngineError::StoreInUse { .. }), "{err:?}");
+        // Refused to start, it accepts no work either.
+        assert!(matches!(
+            second.invoke("count").id("c").await,
+            Err(EngineError::NotStarted)
+        ));
+        first
+            .invoke("count")
+            .id("c")
+            .await
+            .unwrap()
+            .wait_output::<()>()
+            .await
+            .unwrap();
+        first.shutdown().await;
+        drop(first);
+        // Free again once the first is shut down.
+        second.start().await.unwrap();
+        second
+            .invoke("count")
+            .id("d")
+            .await
+            .unwrap()
+            .wait_output::<()>()
+            .await
+            .unwrap();
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}

@@ -246,6 +246,30 @@ pub enum EngineError {
         key: InstanceKey,
     },
 
+    /// Another engine runs on this store handle (or a clone of it): one
+    /// store handle serves one engine at a time, so an instance never runs
+    /// twice at once. Shut the other engine down (or drop it) first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use memable_core::{Engine, EngineError, MemoryStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let first = Engine::builder().store(store.clone()).build();
+    /// first.start().await.unwrap();
+    /// let second = Engine::builder().store(store).build();
+    /// assert!(matches!(second.start().await, Err(EngineError::StoreInUse { .. })));
+    /// # }
+    /// ```
+    #[error("the {store} store is in use by another engine; one store handle serves one engine")]
+    StoreInUse {
+        /// The store's name.
+        store: &'static str,
+    },
+
     /// A [`Context`](crate::Context) was used after its run ended (for
     /// example a clone moved into a spawned task that outlived the
     /// workflow): the step neither ran nor committed. Steps belong to the

@@ -59,7 +59,7 @@ pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome, InstanceFilter,
-    InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome,
-    StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome,
+    CancelOutcome, ClaimOutcome, CommitOutcome, EngineLease, EngineSlot, Finish, FinishOutcome,
+    FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome,
+    SignalOutcome, StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome,
 };

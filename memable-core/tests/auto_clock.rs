@@ -177,7 +177,7 @@ async fn time_stands_still_while_a_step_does_real_work() {
 
     engine.invoke("work").id("w").await.unwrap();
     let nap = engine.invoke("nap").id("n").await.unwrap();
-    let state = nap.wait().await.unwrap();
+    let state = nap.wait_idle().await.unwrap();
     assert!(
         matches!(state, WorkflowState::Suspended { .. }),
         "{state:?}"
@@ -278,7 +278,7 @@ async fn two_engines_on_one_clock_both_count() {
         .id("u1")
         .await
         .unwrap()
-        .wait()
+        .wait_idle()
         .await
         .unwrap();
     for _ in 0..500 {

@@ -280,7 +280,7 @@ async fn an_engine_error_through_register_with_error_still_suspends() {
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("ask").id("1").await.unwrap();
-    let state = common::guarded(run.wait()).await.unwrap();
+    let state = common::guarded(run.wait_idle()).await.unwrap();
     assert!(
         matches!(state, WorkflowState::Suspended { .. }),
         "{state:?}"

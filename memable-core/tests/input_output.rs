@@ -217,24 +217,27 @@ async fn the_output_of_a_failed_instance_is_workflow_failed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_output_of_a_suspended_instance_is_unavailable() {
+async fn the_output_of_a_suspended_instance_is_waited_for_not_returned() {
     let (_store, _clock, engine) = fresh();
     engine
         .register("wf", |ctx: Context| async move { ctx.suspend(&GO).await })
         .unwrap();
     engine.start().await.unwrap();
     let run = engine.invoke("wf").id("1").await.unwrap();
-    let err = guarded(run.wait_output::<u32>()).await.unwrap_err();
+    let output = tokio::spawn(run.wait_output::<u32>());
+    common::state_until(&engine, "wf", "1", |s| {
+        matches!(s, WorkflowState::Suspended { .. })
+    })
+    .await;
+    common::quiesce().await;
     assert!(
-        matches!(&err, EngineError::Suspended { key } if key == "go"),
-        "{err:?}"
+        !output.is_finished(),
+        "wait_output returned while the instance waits"
     );
     let err = engine.output::<u32>("wf", "1").await.unwrap_err();
     assert!(matches!(err, EngineError::InvalidState { .. }), "{err:?}");
-    assert!(matches!(
-        engine.state("wf", "1").await.unwrap(),
-        WorkflowState::Suspended { .. }
-    ));
+    engine.signal("wf", "1", &GO, 5).await.unwrap();
+    assert_eq!(guarded(output).await.unwrap().unwrap(), 5);
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,6 +50,7 @@ const READER_THREADS: usize = 2;
 #[derive(Clone, Debug)]
 pub struct RedbStore {
     inner: Arc<Inner>,
+    slot: memable_core::EngineSlot,
 }
 
 #[derive(Debug)]
@@ -140,6 +141,7 @@ impl RedbStore {
                 durability,
                 path,
             }),
+            slot: memable_core::EngineSlot::new(),
         })
     }
 
@@ -265,6 +267,10 @@ impl RedbStore {
 
 #[async_trait]
 impl StepStore for RedbStore {
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        &self.slot
+    }
+
     fn name(&self) -> &'static str {
         "redb"
     }

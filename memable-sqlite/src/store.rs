@@ -46,6 +46,7 @@ use crate::writer::Writer;
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    slot: memable_core::EngineSlot,
 }
 
 /// The parts of a store; dropped in declaration order: the readers (their
@@ -77,6 +78,7 @@ impl SqliteStore {
     pub(crate) fn from_shared(shared: Shared) -> Self {
         Self {
             shared: Arc::new(shared),
+            slot: memable_core::EngineSlot::new(),
         }
     }
 
@@ -220,6 +222,10 @@ fn read_metadata(
 
 #[async_trait]
 impl StepStore for SqliteStore {
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        &self.slot
+    }
+
     fn name(&self) -> &'static str {
         "sqlite"
     }

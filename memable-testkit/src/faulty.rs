@@ -592,6 +592,10 @@ impl<S: StepStore> FaultyStore<S> {
 
 #[async_trait]
 impl<S: StepStore> StepStore for FaultyStore<S> {
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        self.inner.engine_slot()
+    }
+
     fn name(&self) -> &'static str {
         self.inner.name()
     }

@@ -161,6 +161,10 @@ impl Broken {
 
 #[async_trait]
 impl StepStore for Broken {
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        self.inner.engine_slot()
+    }
+
     fn name(&self) -> &'static str {
         "broken"
     }

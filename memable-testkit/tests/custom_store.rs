@@ -92,6 +92,7 @@ impl Transaction for Rows {
 #[derive(Clone, Debug, Default)]
 struct RowStore {
     rows: Arc<Mutex<Rows>>,
+    slot: memable_core::EngineSlot,
 }
 
 impl RowStore {
@@ -104,6 +105,9 @@ impl RowStore {
 impl StepStore for RowStore {
     fn name(&self) -> &'static str {
         "rows"
+    }
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        &self.slot
     }
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
         apply(&op, &mut *self.rows())
@@ -204,6 +208,9 @@ struct WrongAnswers(MemoryStore);
 impl StepStore for WrongAnswers {
     fn name(&self) -> &'static str {
         "wrong-answers"
+    }
+    fn engine_slot(&self) -> &memable_core::EngineSlot {
+        self.0.engine_slot()
     }
     async fn write(&self, _op: WriteOp) -> Result<WriteOutcome, EngineError> {
         Ok(WriteOutcome::Delete(true))

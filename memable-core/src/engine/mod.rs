@@ -13,6 +13,7 @@
 mod activity;
 mod builder;
 mod invocation;
+mod lease;
 mod live;
 mod registry;
 mod run;
@@ -66,6 +67,8 @@ struct Inner {
     /// `true` once [`Engine::stop`] was called: waits on suspended
     /// instances end.
     stopped: watch::Sender<bool>,
+    /// The store's slot (see [`lease`]): one engine per store handle.
+    lease: Arc<lease::StoreLease>,
     /// What the clock sees of this engine's work (see [`activity`]).
     activity: Arc<activity::Activity>,
     timers: Arc<TimerWakeup>,
@@ -152,6 +155,7 @@ impl Engine {
                 live: Arc::default(),
                 active_runs: Arc::new(watch::Sender::new(0)),
                 stopped: watch::Sender::new(false),
+                lease: Arc::default(),
                 timers: Arc::new(TimerWakeup::new(Arc::clone(&activity))),
                 activity,
                 scheduler: std::sync::Mutex::new(None),
@@ -250,7 +254,10 @@ impl Engine {
     /// once) and, unless [`EngineBuilder::resume_on_start`] is `false`,
     /// re-runs every instance left `Running` by a crash. Calling it again is
     /// a no-op; after [`stop`](Engine::stop) it fails with
-    /// [`EngineError::Stopped`].
+    /// [`EngineError::Stopped`]. The engine holds its store handle from here
+    /// until it is shut down, dropped, or stopped with no run in progress: another
+    /// engine started on the same handle or a clone of it fails with
+    /// [`EngineError::StoreInUse`].
     ///
     /// # Examples
     ///
@@ -263,6 +270,13 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub async fn start(&self) -> Result<(), EngineError> {
+        if self.inner.lifecycle.load(Ordering::Acquire) == NOT_STARTED
+            && !self.inner.lease.take(self.inner.store.engine_slot())
+        {
+            return Err(EngineError::StoreInUse {
+                store: self.inner.store.name(),
+            });
+        }
         match self.inner.lifecycle.compare_exchange(
             NOT_STARTED,
             STARTED,
@@ -333,6 +347,10 @@ impl Engine {
         self.inner.lifecycle.store(STOPPED, Ordering::Release);
         self.inner.timers.shut_down();
         self.inner.stopped.send_replace(true);
+        self.inner.lease.stop();
+        if *self.inner.active_runs.borrow() == 0 {
+            self.inner.lease.release_if_idle();
+        }
     }
 
     /// Simulates a crash: stops the engine and aborts every run at its next
@@ -354,6 +372,7 @@ impl Engine {
         self.inner.aborted.store(true, Ordering::Release);
         self.stop();
         self.inner.live.abort_all();
+        self.inner.lease.release();
     }
 
     /// Stops the engine and waits until every run and the timer scheduler
@@ -383,6 +402,7 @@ impl Engine {
             // It ends at its next wake-up, which `stop` triggered.
             let _ = scheduler.await;
         }
+        self.inner.lease.release();
     }
 
     /// Waits until no run is in progress (suspended instances are not
@@ -930,6 +950,10 @@ impl Inner {
             }
         };
         (entry, receiver)
+    }
+
+    fn lease(&self) -> Arc<lease::StoreLease> {
+        Arc::clone(&self.lease)
     }
 
     fn active_runs(&self) -> Arc<watch::Sender<usize>> {

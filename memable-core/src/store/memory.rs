@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::transitions::{self, Transaction, WriteOp, WriteOutcome};
-use super::{InstanceFilter, InstanceSnapshot, StepStore, TimerEntry};
+use super::{EngineSlot, InstanceFilter, InstanceSnapshot, StepStore, TimerEntry};
 use crate::{EngineError, InstanceKey, StatusKind, StepRecord, WorkflowMetadata};
 
 /// A [`StepStore`] that keeps everything in process memory.
@@ -36,6 +36,7 @@ use crate::{EngineError, InstanceKey, StatusKind, StepRecord, WorkflowMetadata};
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<MemoryState>>,
+    slot: EngineSlot,
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +171,10 @@ impl Transaction for MemoryState {
 impl StepStore for MemoryStore {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn engine_slot(&self) -> &EngineSlot {
+        &self.slot
     }
 
     /// Applies `op` with [`transitions::apply`] under the store's lock:

@@ -28,12 +28,14 @@
 
 mod ext;
 mod memory;
+mod slot;
 pub mod transitions;
 
 use async_trait::async_trait;
 
 pub use ext::StepStoreExt;
 pub use memory::MemoryStore;
+pub use slot::{EngineLease, EngineSlot};
 
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StatusKind, StepKind, StepRecord, WorkflowMetadata,
@@ -520,6 +522,7 @@ pub enum CancelOutcome {
 ///     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<WorkflowMetadata>, EngineError> { self.inner.list_instances(filter).await }
 ///     async fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerEntry>, EngineError> { self.inner.due_timers(now_ms, limit).await }
 ///     async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> { self.inner.next_timer_deadline().await }
+///     fn engine_slot(&self) -> &memable_core::EngineSlot { self.inner.engine_slot() }
 /// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -579,6 +582,11 @@ pub trait StepStore: Send + Sync + 'static {
 
     /// The earliest timer deadline, if any timer is pending.
     async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError>;
+
+    /// The slot this handle and its clones share, so only one engine runs
+    /// on them at a time (see [`EngineSlot`]). A wrapper store returns the
+    /// slot of the store it wraps.
+    fn engine_slot(&self) -> &EngineSlot;
 }
 
 macro_rules! forward_store {
@@ -608,6 +616,9 @@ macro_rules! forward_store {
             }
             async fn next_timer_deadline(&self) -> Result<Option<u64>, EngineError> {
                 (**self).next_timer_deadline().await
+            }
+            fn engine_slot(&self) -> &EngineSlot {
+                (**self).engine_slot()
             }
         }
     )*};

@@ -125,8 +125,8 @@ impl Context {
         // A resumed finished instance, and a suspended one whose run reaches
         // new work (changed code, or a resume), are set `Running` before the
         // run writes anything else.
-        let pending_revive = revive_finished
-            || matches!(snapshot.metadata.status, MetadataStatus::Suspended { .. });
+        let pending_revive =
+            revive_finished || matches!(snapshot.metadata.status, MetadataStatus::Suspended { .. });
         let fresh_run =
             !revive_finished && snapshot.steps.iter().all(|(step, _)| step.starts_with('_'));
         Self {

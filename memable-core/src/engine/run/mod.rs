@@ -62,6 +62,7 @@ pub use suspend::{FirstOf, FirstOfBuilder, SuspendBuilder, SuspendPoint, Suspend
 
 use super::Inner;
 use super::activity::{Activity, RunActivity};
+use super::lease::StoreLease;
 use super::live::{LiveInstance, RunEnd, RunRequest};
 use super::scheduler::TimerWakeup;
 use crate::{
@@ -91,12 +92,19 @@ pub(crate) struct RunEnv {
 /// Decrements the engine's active-run and busy counts when the run task
 /// ends, even when it is dropped. It holds the counters, not the engine, so
 /// the engine (and its store) can be released before `wait_all` returns.
-struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>);
+struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>, Arc<StoreLease>);
 
 impl Drop for ActiveRun {
     fn drop(&mut self) {
         self.1.leave();
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        let mut idle = false;
+        self.0.send_modify(|n| {
+            *n = n.saturating_sub(1);
+            idle = *n == 0;
+        });
+        if idle {
+            self.2.release_if_idle();
+        }
     }
 }
 
@@ -107,7 +115,7 @@ pub(crate) async fn run_loop(
     entry: Arc<LiveInstance>,
     mut request: RunRequest,
 ) {
-    let _active = ActiveRun(inner.active_runs(), inner.activity());
+    let _active = ActiveRun(inner.active_runs(), inner.activity(), inner.lease());
     loop {
         if !inner.is_aborted() {
             run_once(&inner, &key, &entry, request).await;
