@@ -1,4 +1,4 @@
-//! The storage contract: [`StepStore`] (one write entry point, six reads),
+//! The storage contract: [`StepStore`] (one write entry point, six reads, the engine slot),
 //! the typed transitions on top of it ([`StepStoreExt`]), their outcomes,
 //! and the in-memory reference store.
 //!
@@ -487,7 +487,7 @@ pub enum CancelOutcome {
     NotActive(Option<MetadataStatus>),
 }
 
-/// The storage contract: one write entry point and six reads.
+/// The storage contract: one write entry point, six reads and the engine slot.
 ///
 /// A store implements [`name`](Self::name), [`write`](Self::write) and the
 /// reads; the typed transitions the engine calls (`start_instance`,
