@@ -236,8 +236,9 @@ pub enum WriteOp {
     /// Otherwise, a buffered signal (`_signal:<key>`) for the point — or,
     /// for a group, for its first member (in `members` order) that has one —
     /// whose type tag matches is consumed: the point (or the member and the
-    /// group) is completed with it, the buffered row removed, and it is
-    /// answered `Resolved`. Otherwise `record` (state `Suspended`) is
+    /// group, the other members written as for a wait) is completed with
+    /// it, the buffered row removed, and it is answered `Resolved`. A
+    /// durable timer ([`StepKind::Timer`]) never consumes a buffered signal. Otherwise `record` (state `Suspended`) is
     /// written, with its timer row if it has a deadline (replacing the row
     /// of an earlier deadline), and each member record that has no
     /// `Completed` record; answers [`WaitOutcome::Waiting`]. The instance's
@@ -803,7 +804,11 @@ fn wait(
         return resolution(txn, key, done.clone());
     }
     // A signal that arrived before the workflow got here.
-    let candidates: Vec<(&str, &str)> = if members.is_empty() {
+    // A timer is resolved by its deadline only: a signal sent to its key
+    // before it was reached stays buffered.
+    let candidates: Vec<(&str, &str)> = if record.kind == StepKind::Timer {
+        Vec::new()
+    } else if members.is_empty() {
         vec![(step_key, record.type_tag.as_str())]
     } else {
         members
@@ -838,6 +843,17 @@ fn wait(
                 record: payload,
                 winner: None,
             });
+        }
+        // The other members are written too, so a later signal to one of
+        // them finds the group won (superseded) instead of being buffered.
+        for (member, member_record) in members {
+            if member != point
+                && txn
+                    .step(key, member)?
+                    .is_none_or(|r| r.state != StepState::Completed)
+            {
+                txn.put_step(key, member, member_record)?;
+            }
         }
         let group = group_won_by(point, record.status.clone());
         txn.put_step(key, step_key, &group)?;
