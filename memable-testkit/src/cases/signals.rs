@@ -1092,3 +1092,64 @@ pub async fn buffered_signals_follow_delete_and_cancel(factory: &dyn StoreFactor
         "a cancelled instance was written"
     );
 }
+
+/// A signal sent to a durable timer's key before the workflow reached the
+/// timer must not resolve the timer: a timer is not a point (a signal to a
+/// waiting timer is `NotAPoint(Timer)`), so the wait registers the timer
+/// and its row.
+///
+/// Not in `conformance_tests!` yet: `transitions::apply` consumes the
+/// buffered signal into the timer (see `tests/known_bugs.rs`).
+pub async fn buffered_signal_does_not_resolve_a_timer(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let k = key("wf", "1");
+    start(&*store, &k, 1).await;
+    let unit = StepRecord::completed(StepKind::Suspend, "()", b"null".to_vec(), None);
+    // Buffered or refused are both fine here; resolving the timer is not.
+    let sent = signal(&*store, &k, "nap", unit, 2).await;
+    assert!(
+        matches!(sent, SignalOutcome::Buffered | SignalOutcome::NotAPoint(_)),
+        "{sent:?}"
+    );
+    assert_eq!(
+        wait(&*store, &k, "nap", crate::support::timer(100), vec![], 3).await,
+        WaitOutcome::Waiting,
+        "a signal resolved a durable timer"
+    );
+    let got = dump(&*store).await;
+    assert_eq!(got.timers, vec![entry(100, &k, "nap")]);
+    assert_eq!(
+        got.instance(&k).and_then(|s| s.step("nap")),
+        Some(&crate::support::timer(100))
+    );
+}
+
+/// Once a group is resolved by a buffered member signal, a signal to
+/// another member is `Superseded`, as it is when the group was resolved by
+/// a delivered signal: of the signals to the members of one group only one
+/// is `Delivered` or `Buffered`.
+///
+/// Not in `conformance_tests!` yet: the other members get no record when
+/// the wait consumes a buffered signal, so the later signal is buffered
+/// (see `tests/known_bugs.rs`).
+pub async fn member_signal_after_buffered_win_is_superseded(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let k = key("wf", "1");
+    start(&*store, &k, 1).await;
+    assert_eq!(
+        signal(&*store, &k, "m1", payload(b"early"), 2).await,
+        SignalOutcome::Buffered
+    );
+    let outcome = wait(&*store, &k, "g", group(None), members("g", 2), 3).await;
+    assert!(
+        matches!(outcome, WaitOutcome::Resolved { .. }),
+        "{outcome:?}"
+    );
+    let before = dump(&*store).await;
+    assert_eq!(
+        signal(&*store, &k, "m0", payload(b"late"), 4).await,
+        SignalOutcome::Superseded,
+        "a second member of a won group"
+    );
+    assert_eq!(dump(&*store).await, before, "a losing member signal wrote");
+}
