@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use memable_core::{
-    ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, InstanceFilter, InstanceKey,
-    InstanceSnapshot, MemoryStore, StartOutcome, StepKind, StepRecord, StepStore, StepStoreExt,
-    SuspendOutcome, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
+    ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, FireOutcome, InstanceFilter,
+    InstanceKey, InstanceSnapshot, MemoryStore, SignalOutcome, StartOutcome, StepKind, StepRecord,
+    StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WorkflowMetadata, WriteOp, WriteOutcome,
 };
 use memable_testkit::{Capabilities, StoreFactory, StoreFixture, cases};
 
@@ -44,6 +44,14 @@ enum Bug {
     LoseOnReopen,
     /// atomicity: a commit to a missing instance creates the instance.
     CommitCreatesInstance,
+    /// signals: a second signal to a point not reached is answered
+    /// `Buffered` instead of `Superseded`.
+    SignalBuffersTwice,
+    /// signals: a losing signal to a group member is answered `Delivered`.
+    MemberSignalAlwaysWins,
+    /// signals: `Fire` ignores the deadline check (a row of an old deadline
+    /// fires the point).
+    FireIgnoresDeadline,
 }
 
 struct Broken {
@@ -140,6 +148,51 @@ impl Broken {
         };
         self.inner.finish_instance(key, finish, now_ms).await
     }
+    async fn signal(
+        &self,
+        key: InstanceKey,
+        step_key: String,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> Result<SignalOutcome, EngineError> {
+        let existing = self.inner.get_step(&key, &step_key).await?;
+        let outcome = self
+            .inner
+            .deliver_signal(key, step_key, payload, now_ms)
+            .await?;
+        Ok(match (self.bug, outcome, existing) {
+            (Bug::SignalBuffersTwice, SignalOutcome::Superseded, None) => SignalOutcome::Buffered,
+            (Bug::MemberSignalAlwaysWins, SignalOutcome::Superseded, Some(rec))
+                if rec.kind == StepKind::Member =>
+            {
+                SignalOutcome::Delivered
+            }
+            (_, outcome, _) => outcome,
+        })
+    }
+    async fn fire(
+        &self,
+        mut timer: TimerEntry,
+        payload: StepRecord,
+        now_ms: u64,
+    ) -> Result<FireOutcome, EngineError> {
+        if self.bug == Bug::FireIgnoresDeadline
+            && let Some(deadline) = self
+                .inner
+                .get_step(&timer.instance, &timer.step_key)
+                .await?
+                .and_then(|rec| rec.deadline_ms)
+            && deadline != timer.deadline_ms
+        {
+            // The row of the old deadline is removed, and the point fired
+            // as if it were due.
+            self.inner
+                .fire_timer(timer.clone(), payload.clone(), now_ms)
+                .await?;
+            timer.deadline_ms = deadline;
+        }
+        self.inner.fire_timer(timer, payload, now_ms).await
+    }
     async fn delete(&self, key: InstanceKey) -> Result<bool, EngineError> {
         if self.bug == Bug::PrefixDelete {
             let all = self
@@ -196,13 +249,22 @@ impl StepStore for Broken {
                 finish,
                 now_ms,
             } => WriteOutcome::Finish(self.finish(key, finish, now_ms).await?),
+            WriteOp::Signal {
+                key,
+                step_key,
+                payload,
+                now_ms,
+            } => WriteOutcome::Signal(self.signal(key, step_key, payload, now_ms).await?),
+            WriteOp::Fire {
+                timer,
+                payload,
+                now_ms,
+            } => WriteOutcome::Fire(self.fire(timer, payload, now_ms).await?),
             // These have no bug of their own here.
             op @ (WriteOp::Revive { .. }
             | WriteOp::Cancel { .. }
             | WriteOp::Wait { .. }
-            | WriteOp::Park { .. }
-            | WriteOp::Signal { .. }
-            | WriteOp::Fire { .. }) => self.inner.write(op).await?,
+            | WriteOp::Park { .. }) => self.inner.write(op).await?,
             WriteOp::Delete { key } => WriteOutcome::Delete(self.delete(key).await?),
         })
     }
@@ -339,4 +401,9 @@ catches! {
     model_catches_exclusive_boundary: Bug::DueExclusive => model::model_random_sequences;
     model_catches_claim_lies: Bug::ClaimAlwaysWins => model::model_random_sequences;
     model_catches_lost_status: Bug::SuspendDropsStatus => model::model_random_sequences;
+    signals_catch_second_buffered: Bug::SignalBuffersTwice => signals::signal_before_wait_is_buffered_once;
+    signals_catch_two_buffered_of_32: Bug::SignalBuffersTwice => signals::buffered_exactly_one_of_32;
+    signals_catch_two_group_winners: Bug::MemberSignalAlwaysWins => signals::group_exactly_one_winner_of_32;
+    signals_catch_superseded_member_reported_won: Bug::MemberSignalAlwaysWins => signals::group_first_member_signal_wins;
+    signals_catch_fire_ignoring_deadline: Bug::FireIgnoresDeadline => signals::fire_stale_row_only_removes_it;
 }

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod listing;
 pub mod model;
 pub mod persistence;
+pub mod signals;
 pub mod snapshot;
 pub mod start;
 pub mod steps;
