@@ -139,6 +139,8 @@ macro_rules! conformance_tests {
                 fire_due_timer_completes_point,
                 fire_stale_row_only_removes_it,
                 buffered_signals_follow_delete_and_cancel,
+                buffered_signal_does_not_resolve_a_timer,
+                member_signal_after_buffered_win_is_superseded,
             ],
             values: [
                 empty_values_round_trip,

@@ -697,8 +697,8 @@ pub async fn group_first_member_signal_wins(factory: &dyn StoreFactory) {
 }
 
 /// A wait at a group whose second member has a buffered signal resolves
-/// the group with it: member and group completed, the buffered row gone,
-/// no timer row.
+/// the group with it: member and group completed, the other members
+/// registered, the buffered row gone, no timer row.
 pub async fn group_wait_consumes_buffered_member_signal(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let k = key("wf", "1");
@@ -721,14 +721,10 @@ pub async fn group_wait_consumes_buffered_member_signal(factory: &dyn StoreFacto
     let mut expected = before;
     set_step(&mut expected, &k, "g", Some(won_by("m1")));
     set_step(&mut expected, &k, "m1", Some(winner_record));
-    // The other members may or may not be registered; nothing else may be.
+    // The other members are registered (so their later signals are
+    // superseded); nothing else is written.
     for other in ["m0", "m2"] {
-        let rec = got.instance(&k).and_then(|s| s.step(other)).cloned();
-        assert!(
-            rec.is_none() || rec == Some(member("g")),
-            "{other}: {rec:?}"
-        );
-        set_step(&mut expected, &k, other, rec);
+        set_step(&mut expected, &k, other, Some(member("g")));
     }
     assert_eq!(got, expected);
 }
@@ -1097,9 +1093,6 @@ pub async fn buffered_signals_follow_delete_and_cancel(factory: &dyn StoreFactor
 /// timer must not resolve the timer: a timer is not a point (a signal to a
 /// waiting timer is `NotAPoint(Timer)`), so the wait registers the timer
 /// and its row.
-///
-/// Not in `conformance_tests!` yet: `transitions::apply` consumes the
-/// buffered signal into the timer (see `tests/known_bugs.rs`).
 pub async fn buffered_signal_does_not_resolve_a_timer(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let k = key("wf", "1");
@@ -1128,10 +1121,6 @@ pub async fn buffered_signal_does_not_resolve_a_timer(factory: &dyn StoreFactory
 /// another member is `Superseded`, as it is when the group was resolved by
 /// a delivered signal: of the signals to the members of one group only one
 /// is `Delivered` or `Buffered`.
-///
-/// Not in `conformance_tests!` yet: the other members get no record when
-/// the wait consumes a buffered signal, so the later signal is buffered
-/// (see `tests/known_bugs.rs`).
 pub async fn member_signal_after_buffered_win_is_superseded(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let k = key("wf", "1");
