@@ -305,3 +305,52 @@ pub(crate) fn verify(
         Ok(report)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soak::log::LOG_FILE;
+
+    fn history(lines: &str) -> History {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOG_FILE), lines).unwrap();
+        History::read(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn a_run_in_a_child_started_after_the_cancel_ack_is_a_violation() {
+        let h = history(
+            "run r0-w0001 s0 1\ngot r0-w0001 s0 1:9 1\ncancelled r0-w0001 1\n\
+             run r0-w0001 s1 1\nrun r0-w0001 s2 2\ngot r0-w0001 s2 2:9 2\n",
+        );
+        // `s1` ran in the acknowledging child (a race the store refuses);
+        // `s2`'s run and got came from a later child.
+        assert_eq!(h.runs_after_cancel, 2);
+        let ack = h.acks["r0-w0001"];
+        assert_eq!((ack.at, ack.generation), (2, 1));
+        let first_run = |key: &str| h.steps[&("r0-w0001".to_owned(), key.to_owned())].first_run;
+        assert!(first_run("s0").is_some_and(|at| at < ack.at));
+        assert!(first_run("s1").is_some_and(|at| at > ack.at));
+    }
+
+    #[test]
+    fn the_first_ack_counts_and_other_instances_are_unaffected() {
+        let h = history(
+            "cancelled r0-w0003 1\nrun r0-w0000 s0 2\ncancelled r0-w0003 2\nrun r0-w0003 s0 1\n",
+        );
+        assert_eq!(h.acks["r0-w0003"].at, 0);
+        assert!(!h.acks.contains_key("r0-w0000"));
+        assert_eq!(h.runs_after_cancel, 0);
+    }
+
+    #[test]
+    fn a_malformed_line_is_a_corrupt_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOG_FILE), "cancelled r0-w0001 x\n").unwrap();
+        let error = History::read(dir.path()).err().unwrap();
+        assert_eq!(
+            error.storage_kind(),
+            Some(memable_core::StorageErrorKind::Corrupt)
+        );
+    }
+}
