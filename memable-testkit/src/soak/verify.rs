@@ -4,10 +4,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use memable_core::{Engine, EngineError, InstanceKey, MetadataStatus, StepState, decode_record};
+use memable_core::{
+    Engine, EngineError, InstanceKey, MetadataStatus, StepRecord, StepState, decode_record,
+};
 
 use super::child::{
-    Fate, STORE_FILE, WORKFLOW, expected_output, fate_of, input_of, instance_id, step_specs,
+    Fate, STORE_FILE, StepSpec, WORKFLOW, expected_output, fate_of, input_of, instance_id,
+    step_specs,
 };
 use super::log::{Event, read_events};
 use super::{SoakBackend, SoakConfig};
@@ -235,58 +238,8 @@ pub(crate) fn verify(
                         // Never reached, or dropped in flight by the cancel.
                         continue;
                     }
-                    report.steps += 1;
-                    if spec.parallel {
-                        report.parallel_steps += 1;
-                    }
-                    let stored = record.and_then(|record| {
-                        if spec.plain {
-                            decode_record::<(u64, u64)>(&spec.key, &record).ok()
-                        } else {
-                            decode_record::<u64>(&spec.key, &record).ok().map(|v| (v, 0))
-                        }
-                    });
-                    parts += stored.map_or(0, |(v, _)| v);
-                    let stored_text = stored.map(|(v, n)| if spec.plain { format!("{v}:{n}") } else { v.to_string() });
                     let seen = history.steps.get(&(id.clone(), spec.key.clone()));
-                    let value_right = stored.is_some_and(|(v, _)| v == spec.value);
-                    // A cancelled instance may hold a step whose commit
-                    // won the race with the cancel but whose `got` line the
-                    // cancel pre-empted.
-                    let consistent = seen.is_some_and(|h| {
-                        !h.values_differ
-                            && if cancelled && h.first_got.is_none() {
-                                stored_text.is_some()
-                            } else {
-                                h.first_got.is_some() && h.first_got == stored_text
-                            }
-                    });
-                    if !consistent || !value_right {
-                        eprintln!(
-                            "crash-soak: {id}/{}: stored {stored_text:?} (must be {}), first read {:?}, values differ: {:?}",
-                            spec.key,
-                            spec.value,
-                            seen.and_then(|h| h.first_got.clone()),
-                            seen.map(|h| h.values_differ)
-                        );
-                        report.lost += 1;
-                    }
-                    // A step whose closure first ran after the cancel was
-                    // acknowledged committed after it: it must not exist.
-                    if let Some(ack) = ack
-                        && spec.plain
-                        && seen.and_then(|h| h.first_run).is_none_or(|run| run > ack.at)
-                    {
-                        eprintln!(
-                            "crash-soak: {id}/{}: committed, but first ran after the cancel was acknowledged",
-                            spec.key
-                        );
-                        report.cancel_violations += 1;
-                    }
-                    if cancelled && !spec.plain {
-                        eprintln!("crash-soak: {id}: a cancelled instance was signalled");
-                        report.cancel_violations += 1;
-                    }
+                    parts += check_step(&mut report, &id, &spec, record.as_ref(), seen, cancelled, ack);
                 }
                 if matches!(status, Some(MetadataStatus::Completed(_))) {
                     let expected = expected_output(input, config.steps);
@@ -304,6 +257,77 @@ pub(crate) fn verify(
         }
         Ok(report)
     })
+}
+
+/// Checks one step record of instance `id` (`None`: missing or not
+/// completed) against what the log saw; returns its value.
+fn check_step(
+    report: &mut SoakReport,
+    id: &str,
+    spec: &StepSpec,
+    record: Option<&StepRecord>,
+    seen: Option<&StepHistory>,
+    cancelled: bool,
+    ack: Option<Ack>,
+) -> u64 {
+    report.steps += 1;
+    if spec.parallel {
+        report.parallel_steps += 1;
+    }
+    let stored = record.and_then(|record| {
+        if spec.plain {
+            decode_record::<(u64, u64)>(&spec.key, record).ok()
+        } else {
+            decode_record::<u64>(&spec.key, record).ok().map(|v| (v, 0))
+        }
+    });
+    let stored_text = stored.map(|(v, n)| {
+        if spec.plain {
+            format!("{v}:{n}")
+        } else {
+            v.to_string()
+        }
+    });
+    let value_right = stored.is_some_and(|(v, _)| v == spec.value);
+    // A cancelled instance may hold a step whose commit won the race with
+    // the cancel but whose `got` line the cancel pre-empted.
+    let consistent = seen.is_some_and(|h| {
+        !h.values_differ
+            && if cancelled && h.first_got.is_none() {
+                stored_text.is_some()
+            } else {
+                h.first_got.is_some() && h.first_got == stored_text
+            }
+    });
+    if !consistent || !value_right {
+        eprintln!(
+            "crash-soak: {id}/{}: stored {stored_text:?} (must be {}), first read {:?}, values differ: {:?}",
+            spec.key,
+            spec.value,
+            seen.and_then(|h| h.first_got.clone()),
+            seen.map(|h| h.values_differ)
+        );
+        report.lost += 1;
+    }
+    // A step whose closure first ran after the cancel was acknowledged
+    // committed after it: it must not exist.
+    if let Some(ack) = ack
+        && spec.plain
+        && seen
+            .and_then(|h| h.first_run)
+            .is_none_or(|run| run > ack.at)
+    {
+        eprintln!(
+            "crash-soak: {id}/{}: committed, but first ran after the cancel was acknowledged",
+            spec.key
+        );
+        report.cancel_violations += 1;
+    }
+    if cancelled && !spec.plain {
+        eprintln!("crash-soak: {id}: a cancelled instance was signalled");
+        report.cancel_violations += 1;
+    }
+    stored.map_or(0, |(v, _)| v)
 }
 
 #[cfg(test)]
