@@ -1,5 +1,7 @@
 //! A short crash soak per backend: the `crash-soak` binary is run with 20
-//! kills and must report nothing lost, re-executed or wrong.
+//! kills and must report nothing lost, re-executed or wrong, no cancel
+//! breached, and that its workload did cancel instances and run parallel
+//! steps.
 
 use std::process::Command;
 
@@ -23,6 +25,17 @@ fn soak(backend: &str) {
         line.ends_with("lost=0 reexecuted_after_commit=0 wrong_output=0"),
         "{line}"
     );
+    assert!(line.contains(" cancel_violations=0 "), "{line}");
+    assert!(field(line, "cancelled") > 0, "{line}");
+    assert!(field(line, "parallel_steps") > 0, "{line}");
+}
+
+/// The number after `name=` in the report line.
+fn field(line: &str, name: &str) -> u64 {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Prints, last, one line
-//! `crash-soak backend=<b> kills=<K> workflows=<W> steps=<N> lost=<L> reexecuted_after_commit=<R> wrong_output=<O>`
-//! and exits non-zero if L, R or O is not 0.
+//! `crash-soak backend=<b> kills=<K> workflows=<W> cancelled=<C> steps=<N> parallel_steps=<P> cancel_violations=<V> lost=<L> reexecuted_after_commit=<R> wrong_output=<O>`
+//! and exits non-zero if V, L, R or O is not 0.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use memable_core::EngineError;
+use memable_core::{EngineError, StorageError, StorageErrorKind};
 
 /// The log file's name inside the soak directory.
 pub const LOG_FILE: &str = "side-effects.log";
@@ -49,21 +49,49 @@ impl EventLog {
     }
 }
 
-/// One parsed log line.
+/// One parsed log line; `generation` is the child process that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A step closure is about to run.
-    Run { instance: String, key: String },
+    Run {
+        instance: String,
+        key: String,
+        generation: u64,
+    },
     /// A step returned `value` to the workflow.
     Got {
         instance: String,
         key: String,
         value: String,
+        generation: u64,
     },
+    /// `Engine::cancel` of `instance` returned `Ok`: the cancel is
+    /// acknowledged (durable) from this line on.
+    Cancelled { instance: String, generation: u64 },
 }
 
-/// Parses the log; lines that are not well-formed (there should be none)
-/// are returned as errors.
+impl Event {
+    /// The instance the event is about.
+    pub fn instance(&self) -> &str {
+        match self {
+            Self::Run { instance, .. }
+            | Self::Got { instance, .. }
+            | Self::Cancelled { instance, .. } => instance,
+        }
+    }
+
+    /// The child process that wrote the event.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Self::Run { generation, .. }
+            | Self::Got { generation, .. }
+            | Self::Cancelled { generation, .. } => *generation,
+        }
+    }
+}
+
+/// Parses the log, in the order it was written; lines that are not
+/// well-formed (there should be none) are returned as errors.
 pub fn read_events(dir: &Path) -> Result<Vec<Event>, EngineError> {
     let text = std::fs::read_to_string(dir.join(LOG_FILE))
         .map_err(|e| EngineError::storage("read side-effect log", e))?;
@@ -71,20 +99,31 @@ pub fn read_events(dir: &Path) -> Result<Vec<Event>, EngineError> {
         .filter(|line| !line.is_empty())
         .map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
+            let malformed = || {
+                EngineError::from(StorageError::new(
+                    StorageErrorKind::Corrupt,
+                    "read side-effect log",
+                    format!("malformed line {line:?}"),
+                ))
+            };
+            let generation = |g: &str| g.parse::<u64>().map_err(|_| malformed());
             match fields.as_slice() {
-                ["run", instance, key, _gen] => Ok(Event::Run {
+                ["run", instance, key, g] => Ok(Event::Run {
                     instance: (*instance).to_owned(),
                     key: (*key).to_owned(),
+                    generation: generation(g)?,
                 }),
-                ["got", instance, key, value, _gen] => Ok(Event::Got {
+                ["got", instance, key, value, g] => Ok(Event::Got {
                     instance: (*instance).to_owned(),
                     key: (*key).to_owned(),
                     value: (*value).to_owned(),
+                    generation: generation(g)?,
                 }),
-                _ => Err(EngineError::storage(
-                    "read side-effect log",
-                    format!("malformed line {line:?}"),
-                )),
+                ["cancelled", instance, g] => Ok(Event::Cancelled {
+                    instance: (*instance).to_owned(),
+                    generation: generation(g)?,
+                }),
+                _ => Err(malformed()),
             }
         })
         .collect()

@@ -1,21 +1,62 @@
 //! The crash-soak harness (`memable_testkit::soak`): proves with real `SIGKILL`s that a crash loses
-//! nothing and that a committed step never runs again.
+//! nothing, that a committed step never runs again, and that a cancel holds.
+//!
+//! # Workload
 //!
 //! A child process runs `W` workflows of `S` steps on a store file. Every
 //! workflow mixes plain steps, a step that fails once per process and is
-//! retried, a suspend point answered by a signal, a durable timer, and typed
-//! input and output. Each step closure appends `run <instance> <key> <gen>` to
-//! a side-effect log *before* returning a value that embeds a fresh random
-//! nonce; after the step returns, the workflow appends
-//! `got <instance> <key> <value> <gen>`. The parent kills the child with
-//! `SIGKILL` at seeded random moments, restarts it, and once every workflow
-//! completed checks, from the log and the store:
+//! retried, a **parallel group** of 2–4 steps (`p0`, `p1`, …, distinct keys,
+//! awaited together with `join_all`; each closure pauses 0–3 ms so they
+//! commit in varying order and a kill falls between them), a suspend point
+//! answered by a signal, a durable timer, and typed input and output.
+//!
+//! Each workflow has a fate fixed by its index (`index % 4`):
+//!
+//! - `0`, `2` — **complete**: signalled at the suspend point, runs to the end;
+//! - `1` — **cancelled while running**: just before its parallel group the
+//!   workflow (workflow code, not a step, so every rerun after a kill asks
+//!   again) spawns a task calling `Engine::cancel`, which lands while the
+//!   parallel steps are in flight; the engine drops them;
+//! - `3` — **cancelled while suspended**: the child cancels it at its
+//!   suspend point instead of signalling it.
+//!
+//! # The log
+//!
+//! One file, appended with one `write` per line (`log.rs`), so lines are
+//! whole and in the order they happened, across every child:
+//!
+//! - `run <instance> <key> <gen>` — a step closure starts, *before* it
+//!   returns a value that embeds a fresh random nonce;
+//! - `got <instance> <key> <value> <gen>` — the step returned to the workflow;
+//! - `cancelled <instance> <gen>` — `Engine::cancel` returned `Ok`: the
+//!   cancel is acknowledged (committed) from this line on. A kill between
+//!   the commit and the line leaves a cancelled instance without one; the
+//!   checks that need the acknowledgement then do not apply to it.
+//!
+//! # Checks
+//!
+//! The parent kills the child with `SIGKILL` at seeded random moments,
+//! restarts it (the child re-invokes its round; the engine recovers the
+//! rest), and once every workflow is completed or cancelled checks, from the
+//! log and the store:
 //!
 //! - **`lost`**: a step whose memoised value changed between reads (nonces
-//!   differ), or whose stored value is not the one first read;
+//!   differ), whose stored value is not the one first read, or whose stored
+//!   value is not the step's deterministic value — for every committed step,
+//!   parallel ones included, whatever order they committed in;
 //! - **`reexecuted_after_commit`**: a `run` line for a step after its first
 //!   `got` line — the closure ran again after its result was committed;
-//! - **`wrong_output`**: a workflow whose output is not the expected one.
+//! - **`wrong_output`**: a workflow that did not end as its fate says, or a
+//!   completed one whose output is not the expected one or not the sum of
+//!   its committed parts (plain, retried, parallel and signalled);
+//! - **`cancel_violations`**: an acknowledged cancel whose instance is not
+//!   `Cancelled` at the end (it was completed or ran on), any `run`/`got`
+//!   line for it from a child started after the acknowledging one (it ran
+//!   again after a restart), a committed step of it whose closure first ran
+//!   after the acknowledgement (it committed after the cancel), or a
+//!   cancelled instance holding a signal. A cancelled instance may hold
+//!   steps committed before the cancel (even ones whose `got` line the
+//!   cancel pre-empted); steps it does not hold are not `lost`.
 //!
 //! Any backend plugs in through [`SoakBackend`]; the `crash-soak` binary
 //! (crate `memable-soak`) runs it for redb and SQLite.
@@ -74,7 +115,8 @@ pub trait SoakBackend: Send + Sync + 'static {
 pub struct SoakConfig {
     /// Workflows per run.
     pub workflows: usize,
-    /// Plain steps per workflow (plus a retried step, a suspend point and a timer).
+    /// Plain steps per workflow (plus a retried step, a parallel group, a
+    /// suspend point and a timer).
     pub steps: usize,
     /// `SIGKILL`s to land before letting the child finish.
     pub kills: usize,
