@@ -184,6 +184,11 @@ async fn run_once(
     // can drop it (with every step future in it) at once.
     let task = tokio::spawn(workflow(ctx.clone()));
     entry.set_abort(task.abort_handle());
+    if inner.is_aborted() {
+        // `Engine::abort` ran between the check in `run_loop` and the
+        // handle being set: it could not reach this task.
+        task.abort();
+    }
     let joined = task.await;
     ctx.end();
     let outcome = match joined {
