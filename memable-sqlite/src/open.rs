@@ -49,6 +49,11 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// The lock file beside a database: `<db>.memable-lock`.
 const LOCK_SUFFIX: &str = ".memable-lock";
 
+/// How often a held lock is tried again before the open reports `Locked`,
+/// and the pause between tries (100 ms in all).
+const LOCK_RETRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The kind of a failed SQLite call at open.
 pub(crate) fn sqlite_kind(e: &rusqlite::Error) -> StorageErrorKind {
     use rusqlite::ErrorCode::{
@@ -377,7 +382,21 @@ fn lock_file(path: &Path) -> Result<File, EngineError> {
         .write(true)
         .open(&lock_path)
         .map_err(lock_error)?;
-    match fs4::FileExt::try_lock(&file) {
+    // A lock held only by a copy of another store's descriptor in a child
+    // process between its fork and its exec (every descriptor is
+    // close-on-exec) is gone within moments: retry briefly before
+    // reporting the database in use.
+    let mut attempt = 0;
+    let locked = loop {
+        match fs4::FileExt::try_lock(&file) {
+            Err(fs4::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY_PAUSE);
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => Ok(file),
         Err(fs4::TryLockError::WouldBlock) => Err(StorageError::new(
             StorageErrorKind::Locked,
