@@ -78,7 +78,7 @@ use crate::{EngineError, StepRecord};
 /// The encoding of a stored value, recorded with it by its stable id
 /// ([`id`](Self::id)).
 ///
-/// See the [module docs](self) for which type changes each keeps readable.
+/// Which type changes each codec keeps readable: `docs/guarantees.md` §7.
 ///
 /// # Examples
 ///

@@ -243,7 +243,7 @@ impl StepRecord {
     }
 
     /// Encodes the record as bytes (format byte 2 + postcard, the codec id
-    /// included; see the [module docs](self)).
+    /// included).
     ///
     /// # Examples
     ///
