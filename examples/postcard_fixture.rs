@@ -200,7 +200,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runtime.block_on(child(backend, Path::new(path)))?;
         return Ok(());
     }
-    let out = PathBuf::from(args.get(1).ok_or("usage: postcard_fixture <out-dir>")?);
+    // Without an out-dir (as CI runs every example) it writes into a temp
+    // dir, with this build's encodings: a smoke run of the generator.
+    let scratch = tempfile::tempdir()?;
+    let out = args
+        .get(1)
+        .map_or_else(|| scratch.path().to_path_buf(), PathBuf::from);
     for (backend, file) in [("redb", "memable.redb"), ("sqlite", "memable.db")] {
         let dir = out.join(backend);
         if dir.exists() {
