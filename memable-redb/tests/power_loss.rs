@@ -110,7 +110,10 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         other @ (WriteOp::Wait { .. }
         | WriteOp::Park { .. }
         | WriteOp::Signal { .. }
-        | WriteOp::Fire { .. }) => store.write(other).await.unwrap(),
+        | WriteOp::Fire { .. }
+        | WriteOp::Acquire { .. }
+        | WriteOp::Release { .. }
+        | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }
 

@@ -62,11 +62,13 @@ pub enum StoreOp {
     NextTimerDeadline,
     /// `acquire_instance`.
     AcquireInstance,
+    /// `release_instance`.
+    ReleaseInstance,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 19] = [
+    pub const ALL: [StoreOp; 20] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -86,10 +88,11 @@ impl StoreOp {
         Self::DueTimers,
         Self::NextTimerDeadline,
         Self::AcquireInstance,
+        Self::ReleaseInstance,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 13] = [
+    pub const WRITES: [StoreOp; 14] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -103,6 +106,7 @@ impl StoreOp {
         Self::DeliverSignal,
         Self::FireTimer,
         Self::AcquireInstance,
+        Self::ReleaseInstance,
     ];
 
     /// The method name, as used in storage errors.
@@ -134,6 +138,7 @@ impl StoreOp {
             Self::DueTimers => "due_timers",
             Self::NextTimerDeadline => "next_timer_deadline",
             Self::AcquireInstance => "acquire_instance",
+            Self::ReleaseInstance => "release_instance",
         }
     }
 
@@ -165,6 +170,7 @@ impl StoreOp {
             WriteOp::Signal { .. } => Self::DeliverSignal,
             WriteOp::Fire { .. } => Self::FireTimer,
             WriteOp::Acquire { .. } => Self::AcquireInstance,
+            WriteOp::Release { .. } => Self::ReleaseInstance,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

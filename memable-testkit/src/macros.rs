@@ -128,6 +128,7 @@ macro_rules! conformance_tests {
                 only_run_writes_can_be_fenced,
                 concurrent_acquisitions_get_distinct_epochs,
                 epochs_survive_reopen,
+                release_ends_the_runs_ownership,
             ],
             signals: [
                 wait_registers_point_and_keeps_status,

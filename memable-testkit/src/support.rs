@@ -200,6 +200,11 @@ pub(crate) async fn populate(store: &dyn StepStore) -> Vec<InstanceKey> {
                         .await,
                     "claim",
                 );
+                // Running again, and owned by a worker's run.
+                ok(
+                    store.acquire(k.clone(), "worker-0".into(), t + 3).await,
+                    "acquire",
+                );
             }
             2 => {
                 ok(

@@ -304,7 +304,8 @@ impl StepStore for Broken {
             | WriteOp::Wait { .. }
             | WriteOp::Park { .. }
             | WriteOp::Fenced { .. }
-            | WriteOp::Acquire { .. }) => self.inner.write(op).await?,
+            | WriteOp::Acquire { .. }
+            | WriteOp::Release { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(

@@ -28,6 +28,10 @@ pub struct EngineBuilder {
     default_retry: RetryPolicy,
     resume_on_start: bool,
     strict_keys: bool,
+    worker_id: Option<String>,
+    capacity: Option<usize>,
+    lease: std::time::Duration,
+    poll_interval: std::time::Duration,
 }
 
 impl Default for EngineBuilder {
@@ -38,6 +42,10 @@ impl Default for EngineBuilder {
             default_retry: RetryPolicy::default(),
             resume_on_start: true,
             strict_keys: false,
+            worker_id: None,
+            capacity: None,
+            lease: super::worker::DEFAULT_LEASE,
+            poll_interval: super::worker::DEFAULT_POLL,
         }
     }
 }
@@ -132,6 +140,53 @@ impl EngineBuilder {
         self
     }
 
+    /// The id of this engine as a worker of a shared store (PostgreSQL):
+    /// unique among every engine on the store. Default: a new UUID v7 per
+    /// engine. Ignored by a store that serves one engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().worker_id("billing-7").build();
+    /// # let _ = engine;
+    /// ```
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// At most `runs` runs at once in this engine; the rest wait (on a
+    /// shared store: are left to other workers). Default: no limit on a
+    /// store that serves one engine, 256 on a shared store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let engine = memable_core::Engine::builder().capacity(32).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn capacity(mut self, runs: usize) -> Self {
+        self.capacity = Some(runs);
+        self
+    }
+
+    /// On a shared store: how long the store keeps this worker alive
+    /// without a heartbeat (it heartbeats every third of it). A dead
+    /// worker's instances are taken over by others within the lease plus
+    /// one poll interval. Default 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let engine = memable_core::Engine::builder().lease(Duration::from_secs(5)).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Builds the engine. Register workflows, then call [`Engine::start`].
     ///
     /// # Examples
@@ -149,6 +204,31 @@ impl EngineBuilder {
             self.default_retry,
             self.resume_on_start,
             self.strict_keys,
+            super::worker::WorkerConfig {
+                id: self
+                    .worker_id
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+                    .into(),
+                capacity: self.capacity,
+                lease: self.lease,
+                poll: self.poll_interval,
+                shared: false,
+            },
         )
+    }
+
+    /// On a shared store: the longest time between two looks for runnable
+    /// work when no notification arrives. Default 500 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let engine = memable_core::Engine::builder().poll_interval(Duration::from_millis(100)).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn poll_interval(mut self, interval: std::time::Duration) -> Self {
+        self.poll_interval = interval;
+        self
     }
 }

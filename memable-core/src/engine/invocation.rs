@@ -112,7 +112,10 @@ impl InvokeBuilder {
         let inner = &self.engine.inner;
         inner.ensure_started()?;
         validate_user_key("workflow_name", &self.workflow)?;
-        inner.registry.ensure(&self.workflow)?;
+        if !inner.worker.shared {
+            // On a shared store any worker that has it registered runs it.
+            inner.registry.ensure(&self.workflow)?;
+        }
         let id = match self.id {
             Some(id) => {
                 validate_key("instance_id", &id)?;
@@ -125,6 +128,19 @@ impl InvokeBuilder {
         let given = (input.type_tag.clone(), input.value.clone());
         let now = inner.clock.now_ms();
         match inner.store.start_instance(key.clone(), input, now).await? {
+            StartOutcome::Started if inner.registry.get(key.workflow()).is_none() => {
+                // A shared store: pending work for a worker that has the
+                // workflow; this handle watches it.
+                let (guard, rx) = inner
+                    .live
+                    .subscribe(&key, || WorkflowState::Running { status: None });
+                Ok(Invocation {
+                    engine: self.engine.clone(),
+                    key,
+                    stream: StatusStream::new(guard, rx),
+                    created: true,
+                })
+            }
             StartOutcome::Started => {
                 let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
@@ -139,7 +155,9 @@ impl InvokeBuilder {
                 Err(EngineError::InputConflict { key })
             }
             StartOutcome::Exists(meta)
-                if meta.status == MetadataStatus::Running && !inner.live.is_active(&key) =>
+                if meta.status == MetadataStatus::Running
+                    && !inner.live.is_active(&key)
+                    && inner.registry.get(key.workflow()).is_some() =>
             {
                 // Running in the store with no run in this process: a crash
                 // (or a start whose acknowledgement was lost) left it. Run it.

@@ -23,12 +23,16 @@ pub(crate) struct RunRequest {
     /// `Engine::resume`: dead-lettered steps get a fresh retry budget and a
     /// finished instance is replayed.
     pub resume: bool,
+    /// On a shared store: the epoch under which this worker acquired the
+    /// instance already (`None`: the run acquires it at its first write).
+    pub epoch: Option<u64>,
 }
 
 impl RunRequest {
     fn merge(self, other: Self) -> Self {
         Self {
             resume: self.resume || other.resume,
+            epoch: self.epoch.max(other.epoch),
         }
     }
 }
@@ -394,6 +398,17 @@ impl LiveInstances {
             key: key.clone(),
             entry,
         }
+    }
+
+    /// Every entry that someone watches (a handle, a stream) while no run
+    /// of it is in progress here: on a shared store another worker may be
+    /// running it.
+    pub fn watched_without_run(&self) -> Vec<(InstanceKey, Arc<LiveInstance>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, entry)| entry.state.receiver_count() > 0 && !entry.is_running())
+            .map(|(key, entry)| (key.clone(), Arc::clone(entry)))
+            .collect()
     }
 
     /// Aborts every run in progress (crash simulation).

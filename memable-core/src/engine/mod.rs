@@ -19,6 +19,7 @@ mod registry;
 mod run;
 mod scheduler;
 mod status;
+mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,6 +74,11 @@ struct Inner {
     activity: Arc<activity::Activity>,
     timers: Arc<TimerWakeup>,
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This engine as a worker of a shared store (see [`worker`]).
+    worker: worker::WorkerConfig,
+    /// Bounds the runs at once to the worker's capacity (`None`: no bound).
+    permits: Option<Arc<tokio::sync::Semaphore>>,
+    worker_loop: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -139,7 +145,12 @@ impl Engine {
         default_retry: RetryPolicy,
         resume_on_start: bool,
         strict_keys: bool,
+        mut worker: worker::WorkerConfig,
     ) -> Self {
+        worker.shared = store.workers().is_some();
+        let permits = worker
+            .effective_capacity()
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         let activity = activity::Activity::new();
         clock.attach(activity.subscribe());
         Self {
@@ -159,6 +170,9 @@ impl Engine {
                 timers: Arc::new(TimerWakeup::new(Arc::clone(&activity))),
                 activity,
                 scheduler: std::sync::Mutex::new(None),
+                worker,
+                permits,
+                worker_loop: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -293,7 +307,15 @@ impl Engine {
             .scheduler
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(scheduler);
-        if self.inner.resume_on_start {
+        if self.inner.worker.shared {
+            // Among many workers, instances left running by a dead worker
+            // are acquired by the worker loop like any runnable work.
+            *self
+                .inner
+                .worker_loop
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = worker::spawn(&self.inner);
+        } else if self.inner.resume_on_start {
             self.recover_running().await?;
         }
         Ok(())
@@ -402,6 +424,20 @@ impl Engine {
             // It ends at its next wake-up, which `stop` triggered.
             let _ = scheduler.await;
         }
+        let worker_loop = self
+            .inner
+            .worker_loop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(worker_loop) = worker_loop {
+            let _ = worker_loop.await;
+            if let Some(workers) = self.inner.store.workers()
+                && let Err(error) = workers.retire(&self.inner.worker.id).await
+            {
+                tracing::warn!(worker = %self.inner.worker.id, %error, "could not retire the worker; others take over after its lease");
+            }
+        }
         self.inner.lease.release();
     }
 
@@ -476,7 +512,13 @@ impl Engine {
                 Err(EngineError::Cancelled { key })
             }
             Some(_) => {
-                let (entry, rx) = self.inner.trigger_run(&key, RunRequest { resume: true });
+                let (entry, rx) = self.inner.trigger_run(
+                    &key,
+                    RunRequest {
+                        resume: true,
+                        epoch: None,
+                    },
+                );
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
         }
@@ -528,7 +570,10 @@ impl Engine {
         let key = InstanceKey::new(workflow, instance_id)?;
         let step_key = point.key();
         validate_user_key("step_key", step_key)?;
-        self.inner.registry.ensure(workflow)?;
+        let runs_here = self.inner.registry.get(workflow).is_some();
+        if !self.inner.worker.shared {
+            self.inner.registry.ensure(workflow)?;
+        }
         let rejected = |reason: String| EngineError::SignalRejected {
             key: step_key.to_owned(),
             reason,
@@ -547,10 +592,12 @@ impl Engine {
             .deliver_signal(key.clone(), step_key.to_owned(), payload, now)
             .await?
         {
-            SignalOutcome::Delivered => {
+            SignalOutcome::Delivered if runs_here => {
                 let (entry, rx) = self.inner.trigger_run(&key, RunRequest::default());
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
+            // A shared store: a worker that has the workflow runs it.
+            SignalOutcome::Delivered => self.follow(key).await,
             SignalOutcome::Buffered => {
                 tracing::debug!(instance = %key, point = step_key, "signal buffered until the workflow reaches its point");
                 self.follow(key).await

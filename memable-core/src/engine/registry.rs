@@ -81,6 +81,19 @@ impl Registry {
             .cloned()
     }
 
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .workflows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     pub fn ensure(&self, name: &str) -> Result<WorkflowFn, EngineError> {
         self.get(name)
             .ok_or_else(|| EngineError::WorkflowNotFound(name.to_owned()))

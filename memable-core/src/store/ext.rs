@@ -426,6 +426,25 @@ pub trait StepStoreExt: StepStore {
             _ => None,
         })
     }
+
+    /// **Release** an instance's ownership; see [`WriteOp::Release`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// assert!(!store.release(InstanceKey::new("etl", "1").unwrap()).await.unwrap());
+    /// # });
+    /// ```
+    fn release(&self, key: InstanceKey) -> impl Future<Output = Result<bool, EngineError>> + Send {
+        transition(self, WriteOp::Release { key }, |o| match o {
+            WriteOutcome::Release(o) => Some(o),
+            _ => None,
+        })
+    }
 }
 
 impl<S: StepStore + ?Sized> StepStoreExt for S {}

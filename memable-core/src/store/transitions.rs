@@ -367,6 +367,15 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Release** an instance at the end of a run that neither parked nor
+    /// finished it (a replay that changed nothing, a run whose last write
+    /// failed): clears the owner, keeping the epoch, so any worker may
+    /// acquire it at once. A run sends it fenced; unfenced it clears
+    /// whatever owner there is. Answers whether the instance exists.
+    Release {
+        /// Instance.
+        key: InstanceKey,
+    },
     /// **Fenced**: `op`, written by a run that acquired its instance under
     /// `epoch`. If the instance is owned and its epoch is `epoch`, `op` is
     /// applied by its own rule and answered by its own outcome; a `Park`
@@ -375,8 +384,8 @@ pub enum WriteOp {
     /// is cleared, the epoch kept), in the same transaction. Otherwise
     /// nothing is written and the answer is [`WriteOutcome::Stale`]. `op`
     /// must be a write of a run (`Commit`, `Wait`, `Park`, `Finish`,
-    /// `Revive`, `Suspend`); any other is refused with a storage error of
-    /// kind `Other`.
+    /// `Revive`, `Suspend`, `Release`); any other is refused with a storage
+    /// error of kind `Other`.
     Fenced {
         /// The epoch the run acquired.
         epoch: u64,
@@ -411,6 +420,7 @@ impl WriteOp {
             Self::Signal { .. } => "deliver_signal",
             Self::Fire { .. } => "fire_timer",
             Self::Acquire { .. } => "acquire_instance",
+            Self::Release { .. } => "release_instance",
             Self::Fenced { op, .. } => op.name(),
         }
     }
@@ -438,7 +448,8 @@ impl WriteOp {
             | Self::Wait { key, .. }
             | Self::Park { key, .. }
             | Self::Signal { key, .. }
-            | Self::Acquire { key, .. } => key,
+            | Self::Acquire { key, .. }
+            | Self::Release { key } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
         }
@@ -501,6 +512,8 @@ pub enum WriteOutcome {
     Fire(FireOutcome),
     /// Answer to [`WriteOp::Acquire`].
     Acquire(AcquireOutcome),
+    /// Answer to [`WriteOp::Release`]: whether the instance exists.
+    Release(bool),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -531,6 +544,7 @@ impl WriteOutcome {
             Self::Signal(_) => "signal",
             Self::Fire(_) => "fire",
             Self::Acquire(_) => "acquire",
+            Self::Release(_) => "release",
             Self::Stale(_) => "stale",
         }
     }
@@ -607,8 +621,27 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             worker,
             now_ms: _,
         } => WriteOutcome::Acquire(acquire(txn, key, worker)?),
+        WriteOp::Release { key } => WriteOutcome::Release(release(txn, key)?),
         WriteOp::Fenced { epoch, op } => fenced(txn, *epoch, op)?,
     })
+}
+
+fn release(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineError> {
+    if txn.metadata(key)?.is_none() {
+        return Ok(false);
+    }
+    if let Some(current) = txn.ownership(key)?
+        && current.is_owned()
+    {
+        txn.put_ownership(
+            key,
+            &Ownership {
+                worker: None,
+                epoch: current.epoch,
+            },
+        )?;
+    }
+    Ok(true)
 }
 
 fn acquire(
@@ -659,11 +692,12 @@ fn fenced(
             | WriteOp::Finish { .. }
             | WriteOp::Revive { .. }
             | WriteOp::Suspend { .. }
+            | WriteOp::Release { .. }
     ) {
         return Err(crate::StorageError::new(
             crate::StorageErrorKind::Other,
             op.name(),
-            "only a run's writes (commit, wait, park, finish, revive, suspend) can be fenced",
+            "only a run's writes (commit, wait, park, finish, revive, suspend, release) can be fenced",
         )
         .into());
     }

@@ -122,6 +122,20 @@ fn ops(n: u64) -> Vec<WriteOp> {
             key: key(n),
             now_ms: n + 4,
         },
+        WriteOp::Acquire {
+            key: key(n),
+            worker: format!("w{n}"),
+            now_ms: n + 4,
+        },
+        WriteOp::Fenced {
+            epoch: n + 1,
+            op: Box::new(WriteOp::Commit {
+                key: key(n),
+                step_key: "fenced".into(),
+                record: rec(b"f"),
+            }),
+        },
+        WriteOp::Release { key: key(n) },
         WriteOp::Delete { key: key(n) },
     ]
 }

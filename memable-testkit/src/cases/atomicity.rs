@@ -263,6 +263,7 @@ async fn write(
             .acquire(running.clone(), "worker-1".into(), 500)
             .await
             .map(drop),
+        StoreOp::ReleaseInstance => store.release(running.clone()).await.map(drop),
         StoreOp::FireTimer => {
             let due = TimerEntry {
                 deadline_ms: 1_000,

@@ -376,3 +376,29 @@ pub async fn epochs_survive_reopen(factory: &dyn StoreFactory) {
         WriteOutcome::Stale(_)
     ));
 }
+
+/// A run that ends without parking or finishing releases its instance: its
+/// epoch writes nothing more and the next acquisition bumps it. Releasing
+/// a missing instance answers `false`.
+pub async fn release_ends_the_runs_ownership(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let k = key("wf", "1");
+    start(&*store, &k, 1).await;
+    let epoch = acquired(&*store, &k, "w1").await;
+    assert_eq!(
+        fenced(&*store, epoch, WriteOp::Release { key: k.clone() }).await,
+        WriteOutcome::Release(true)
+    );
+    assert_eq!(
+        fenced(&*store, epoch, commit(&k, "late")).await,
+        WriteOutcome::Stale(StaleEpoch {
+            epoch,
+            current: Some(epoch)
+        })
+    );
+    assert!(ok(store.get_step(&k, "late").await, "get_step").is_none());
+    assert_eq!(acquired(&*store, &k, "w2").await, epoch + 1);
+    let meta = ok(store.get_metadata(&k).await, "get_metadata").expect("instance");
+    assert_eq!(meta.status, MetadataStatus::Running);
+    assert!(!ok(store.release(key("wf", "missing")).await, "release"));
+}

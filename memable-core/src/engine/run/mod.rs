@@ -48,6 +48,7 @@
 //!   await point; it writes nothing more.
 
 mod context;
+mod fence;
 mod memo;
 mod step;
 mod suspend;
@@ -66,8 +67,8 @@ use super::lease::StoreLease;
 use super::live::{LiveInstance, RunEnd, RunRequest};
 use super::scheduler::TimerWakeup;
 use crate::{
-    Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus, ParkOutcome,
-    RetryPolicy, StepRecord, StepStore, StepStoreExt, WorkflowState,
+    AcquireOutcome, Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus,
+    ParkOutcome, RetryPolicy, StepRecord, StepStore, StepStoreExt, WorkflowState,
 };
 
 /// Everything a run reaches outside itself, and nothing more.
@@ -116,6 +117,11 @@ pub(crate) async fn run_loop(
     mut request: RunRequest,
 ) {
     let _active = ActiveRun(inner.active_runs(), inner.activity(), inner.lease());
+    // At most the worker's capacity of runs at once; the rest wait here.
+    let _permit = match &inner.permits {
+        Some(permits) => Arc::clone(permits).acquire_owned().await.ok(),
+        None => None,
+    };
     loop {
         if !inner.is_aborted() {
             run_once(&inner, &key, &entry, request).await;
@@ -137,7 +143,79 @@ async fn run_once(
     entry: &Arc<LiveInstance>,
     request: RunRequest,
 ) {
-    let snapshot = match inner.store.load_instance(key).await {
+    if !inner.worker.shared {
+        run_with(inner, key, entry, request, Arc::clone(&inner.store)).await;
+        return;
+    }
+    // A shared store: own the instance before any workflow code runs, and
+    // fence every write by the acquisition's epoch.
+    let epoch = match request.epoch {
+        Some(epoch) => epoch,
+        None => match acquire(inner, key, entry).await {
+            Some(epoch) => epoch,
+            None => return,
+        },
+    };
+    let fenced = Arc::new(fence::FencedStore::new(
+        Arc::clone(&inner.store),
+        key.clone(),
+        epoch,
+    ));
+    run_with(
+        inner,
+        key,
+        entry,
+        request,
+        Arc::clone(&fenced) as Arc<dyn StepStore>,
+    )
+    .await;
+    if !inner.is_aborted() {
+        // (An aborted run is a simulated crash: it writes nothing more.)
+        fenced.release_if_held().await;
+    }
+}
+
+/// Acquires `key` for this worker; `None` (with what to publish published)
+/// if it cannot run here.
+async fn acquire(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance>) -> Option<u64> {
+    let now = inner.clock.now_ms();
+    match inner
+        .store
+        .acquire(key.clone(), inner.worker.id.to_string(), now)
+        .await
+    {
+        Ok(AcquireOutcome::Acquired { epoch }) => Some(epoch),
+        Ok(AcquireOutcome::Held { worker }) => {
+            tracing::debug!(instance = %key, holder = %worker, "another worker runs it");
+            None
+        }
+        Ok(AcquireOutcome::Cancelled) => {
+            entry.publish(WorkflowState::Cancelled);
+            None
+        }
+        Ok(AcquireOutcome::InstanceMissing) => {
+            entry.publish(WorkflowState::Failed {
+                error: "the instance no longer exists".to_owned(),
+            });
+            None
+        }
+        Err(error) => {
+            tracing::warn!(instance = %key, %error, "could not acquire the instance");
+            publish_error(entry, error);
+            None
+        }
+    }
+}
+
+/// One run over `store` (the engine's store, or a fenced view of it).
+async fn run_with(
+    inner: &Arc<Inner>,
+    key: &InstanceKey,
+    entry: &Arc<LiveInstance>,
+    request: RunRequest,
+    store: Arc<dyn StepStore>,
+) {
+    let snapshot = match store.load_instance(key).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => {
             tracing::warn!(instance = %key, "run skipped: the instance no longer exists");
@@ -170,7 +248,7 @@ async fn run_once(
         return;
     };
     let env = RunEnv {
-        store: Arc::clone(&inner.store),
+        store: Arc::clone(&store),
         clock: Arc::clone(&inner.clock),
         default_retry: inner.default_retry,
         strict_keys: inner.strict_keys,
@@ -191,6 +269,10 @@ async fn run_once(
     }
     let joined = task.await;
     ctx.end();
+    if let Ok(Err(EngineError::LostOwnership { .. })) = &joined {
+        // Another worker runs the instance now; nothing of this run lands.
+        return;
+    }
     let outcome = match joined {
         Ok(outcome) => outcome,
         Err(join_error) if join_error.is_panic() => {
@@ -212,16 +294,22 @@ async fn run_once(
     if entry.is_cancelled() {
         entry.publish(WorkflowState::Cancelled);
     } else if ctx.is_suspended() {
-        park(inner, key, entry, &ctx).await;
+        park(inner, &store, key, entry, &ctx).await;
     } else {
-        record_outcome(inner, key, entry, &ctx, outcome).await;
+        record_outcome(inner, &store, key, entry, &ctx, outcome).await;
     }
 }
 
 /// Ends a run that waits at one or more points: the instance becomes
 /// `Suspended` at the first of them — unless one was resolved during the
 /// run, in which case it runs again at once.
-async fn park(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance>, ctx: &Context) {
+async fn park(
+    inner: &Arc<Inner>,
+    store: &Arc<dyn StepStore>,
+    key: &InstanceKey,
+    entry: &Arc<LiveInstance>,
+    ctx: &Context,
+) {
     let waiting = ctx.waiting();
     let Some((first, status)) = waiting.first().cloned() else {
         return;
@@ -246,11 +334,7 @@ async fn park(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance>, 
     };
     let keys = waiting.into_iter().map(|(point, _)| point).collect();
     let now = inner.clock.now_ms();
-    match inner
-        .store
-        .park(key.clone(), keys, status.clone(), now)
-        .await
-    {
+    match store.park(key.clone(), keys, status.clone(), now).await {
         Ok(ParkOutcome::Parked) => entry.publish(WorkflowState::from(&parked)),
         Ok(ParkOutcome::Woken) => {
             tracing::debug!(instance = %key, "a point was resolved during the run; running again");
@@ -270,6 +354,7 @@ async fn park(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance>, 
 /// Commits how a run that did not suspend ended, and publishes it.
 async fn record_outcome(
     inner: &Arc<Inner>,
+    store: &Arc<dyn StepStore>,
     key: &InstanceKey,
     entry: &Arc<LiveInstance>,
     ctx: &Context,
@@ -313,7 +398,7 @@ async fn record_outcome(
             )
         }
     };
-    match inner.store.finish_instance(key.clone(), finish, now).await {
+    match store.finish_instance(key.clone(), finish, now).await {
         Ok(FinishOutcome::Finished) => entry.publish_end(end, finished_state),
         Ok(FinishOutcome::NotRunning(Some(status))) => entry.publish(WorkflowState::from(&status)),
         Ok(FinishOutcome::NotRunning(None)) => entry.publish(WorkflowState::Failed {
@@ -342,6 +427,8 @@ fn run_end(outcome: &Result<StepRecord, EngineError>) -> Option<RunEnd> {
 /// itself (outcome unknown); anything else as a failure message.
 fn publish_error(entry: &LiveInstance, error: EngineError) {
     match error {
+        // Another worker owns the instance: it publishes what happens next.
+        EngineError::LostOwnership { .. } => {}
         EngineError::Storage(error) => entry.publish_unrecorded(error),
         other => entry.publish(WorkflowState::Failed {
             error: other.to_string(),
