@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `redb` (default) | `memable::redb::RedbStore`, a file store over redb |
 //! | `sqlite` | `memable::sqlite::SqliteStore`, a file store over SQLite |
+//! | `postgres` | `memable::postgres::PostgresStore`, a store over PostgreSQL (sqlx), for many worker processes on one database |
 //! | `test-util` | `ManualClock` (time moved by hand), `AutoAdvanceClock` (time that jumps to the next deadline while the engine is idle) and `Engine::abort` (a simulated crash), for tests |
 //!
 //! Writing a store of your own: the contract is in [`store`] (and the
@@ -128,6 +129,19 @@ pub mod redb {
 /// let engine = Engine::builder().store(SqliteStore::open(dir.path().join("app.db")).unwrap()).build();
 /// # let _ = engine;
 /// ```
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    //! The PostgreSQL backend (feature `postgres`): one database shared by
+    //! many worker processes.
+    //!
+    //! ```no_run
+    //! # async fn demo() -> Result<(), memable::EngineError> {
+    //! let store = memable::postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+    //! # let _ = store; Ok(()) }
+    //! ```
+    pub use memable_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
+}
+
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use memable_sqlite::{

@@ -10,7 +10,7 @@ pub fn is_retryable(error: &sqlx::Error) -> bool {
 
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
     match error {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
         _ => None,
     }
 }
@@ -28,8 +28,9 @@ pub fn is_connection_lost(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         // 57P01 admin_shutdown (pg_terminate_backend), 57P02 crash_shutdown,
         // 57P03 cannot_connect_now, class 08: connection exceptions.
-        sqlx::Error::Database(_) => sqlstate(error)
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        sqlx::Error::Database(_) => {
+            sqlstate(error).is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
         _ => false,
     }
 }

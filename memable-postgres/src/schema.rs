@@ -167,7 +167,11 @@ pub async fn migrate(conn: &mut PgConnection, schema: &str) -> Result<(), Engine
         .enumerate()
         .skip(usize::try_from(version).unwrap_or(0))
     {
-        tracing::info!(schema, to = index + 1, "applying PostgreSQL schema migration");
+        tracing::info!(
+            schema,
+            to = index + 1,
+            "applying PostgreSQL schema migration"
+        );
         sqlx::raw_sql(&format!("SET LOCAL search_path TO {schema}; {migration}"))
             .execute(&mut *tx)
             .await

@@ -11,7 +11,7 @@ use memable_core::{
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::error::{sql, storage};
+use crate::error::sql;
 use crate::rows::{self, metadata_columns, step_columns};
 use crate::schema;
 use crate::writer::Writer;
@@ -171,14 +171,13 @@ impl PostgresStore {
             .map_err(|e| StorageError::new(StorageErrorKind::Other, op, e))?
             .options([("search_path", options.schema.as_str())])
             .application_name("memable");
-        // No ping before each read (a round trip each): a read on a
+        // Connected lazily: the writer's first connection below reports an
+        // unreachable server at once. No ping before each read (a round trip each): a read on a
         // connection the server dropped fails with kind `Io` instead.
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .test_before_acquire(false)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| storage(op, e))?;
+            .connect_lazy_with(connect.clone());
         let (ready, migrated) = tokio::sync::oneshot::channel();
         let writer = Writer::spawn(connect, options.schema.clone(), ready)?;
         migrated.await.map_err(|_| {
@@ -303,7 +302,9 @@ impl StepStore for PostgresStore {
     ) -> Result<Option<StepRecord>, EngineError> {
         let op = "get_step";
         let row = sqlx::query(concat!(
-            "SELECT ", step_columns!(), " FROM steps WHERE workflow = $1 AND instance_id = $2 AND step_key = $3"
+            "SELECT ",
+            step_columns!(),
+            " FROM steps WHERE workflow = $1 AND instance_id = $2 AND step_key = $3"
         ))
         .bind(key.workflow().as_bytes())
         .bind(key.instance().as_bytes())
@@ -337,13 +338,15 @@ impl StepStore for PostgresStore {
             .map(|k| (k.workflow().as_bytes(), k.instance().as_bytes()))
             .unzip();
         let found = sqlx::query(concat!(
-            "SELECT ", metadata_columns!(), " FROM instances
+            "SELECT ",
+            metadata_columns!(),
+            " FROM instances
              WHERE ($1::text IS NULL OR status = $1)
                AND ($2::bytea IS NULL OR workflow = $2)
                AND ($3::bytea IS NULL OR (workflow, instance_id) > ($3::bytea, $4::bytea))
              ORDER BY workflow, instance_id LIMIT $5"
         ))
-        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.status.map(memable_core::StatusKind::as_str))
         .bind(filter.workflow.as_deref().map(str::as_bytes))
         .bind(after_workflow)
         .bind(after_instance)

@@ -115,8 +115,12 @@ impl Writer {
     pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
         let name = op.name();
         let closed = || -> EngineError {
-            StorageError::new(StorageErrorKind::Closed, name, "the store's writer has stopped")
-                .into()
+            StorageError::new(
+                StorageErrorKind::Closed,
+                name,
+                "the store's writer has stopped",
+            )
+            .into()
         };
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -299,9 +303,10 @@ impl WriterLoop {
             let lost = is_connection_lost(&e);
             (this.failure(op, e), lost)
         };
-        if let Err(e) = self.runtime.block_on(
-            sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn),
-        ) {
+        if let Err(e) = self
+            .runtime
+            .block_on(sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn))
+        {
             return Err(fail(self, name, e));
         }
         let mut batch = Batch {
@@ -445,6 +450,24 @@ struct TimerColumns {
     key: Vec<Vec<u8>>,
 }
 
+impl StepColumns {
+    fn push(&mut self, key: &InstanceKey, step: &str, record: &StepRecord) {
+        self.workflow.push(bytes(key.workflow()));
+        self.instance.push(bytes(key.instance()));
+        self.key.push(bytes(step));
+        self.state.push(rows::state_name(record.state));
+        self.kind.push(rows::kind_name(record.kind));
+        self.type_tag.push(bytes(&record.type_tag));
+        self.value.push(record.value.clone());
+        self.status.push(record.status.as_deref().map(bytes));
+        self.attempts.push(i64::from(record.attempts));
+        self.error.push(record.error.as_deref().map(bytes));
+        self.deadline
+            .push(record.deadline_ms.map(rows::deadline_to_sql));
+        self.codec.push(i16::from(record.codec.id()));
+    }
+}
+
 impl TimerColumns {
     fn push(&mut self, timer: &TimerEntry) {
         self.deadline.push(rows::deadline_to_sql(timer.deadline_ms));
@@ -466,10 +489,28 @@ impl Batch<'_> {
         steps.sort_unstable();
         steps.dedup();
         let query = sqlx::query(PREFETCH)
-            .bind(keys.iter().map(|k| k.workflow().as_bytes()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.instance().as_bytes()).collect::<Vec<_>>())
-            .bind(steps.iter().map(|(k, _)| k.workflow().as_bytes()).collect::<Vec<_>>())
-            .bind(steps.iter().map(|(k, _)| k.instance().as_bytes()).collect::<Vec<_>>())
+            .bind(
+                keys.iter()
+                    .map(|k| k.workflow().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                keys.iter()
+                    .map(|k| k.instance().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                steps
+                    .iter()
+                    .map(|(k, _)| k.workflow().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                steps
+                    .iter()
+                    .map(|(k, _)| k.instance().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
             .bind(steps.iter().map(|(_, s)| s.as_bytes()).collect::<Vec<_>>());
         let found: Vec<PgRow> = self.runtime.block_on(query.fetch_all(&mut *self.conn))?;
         for key in &keys {
@@ -500,17 +541,44 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Writes every dirty row: removed instances first, then one statement.
-    fn flush(&mut self) -> Result<(), sqlx::Error> {
+    /// Deletes the rows of the instances this batch removed.
+    fn remove_instances(&mut self) -> Result<(), sqlx::Error> {
         let cache = &self.cache;
         if !cache.removed.is_empty() {
             let query = sqlx::query(REMOVE_INSTANCES)
-                .bind(cache.removed.iter().map(|k| k.workflow().as_bytes()).collect::<Vec<_>>())
-                .bind(cache.removed.iter().map(|k| k.instance().as_bytes()).collect::<Vec<_>>());
+                .bind(
+                    cache
+                        .removed
+                        .iter()
+                        .map(|k| k.workflow().as_bytes())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    cache
+                        .removed
+                        .iter()
+                        .map(|k| k.instance().as_bytes())
+                        .collect::<Vec<_>>(),
+                );
             self.runtime.block_on(query.execute(&mut *self.conn))?;
         }
-        let (mut mw, mut mi, mut ms, mut msk, mut mm, mut mc, mut mu, mut mdone) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        Ok(())
+    }
+
+    /// Writes every dirty row: removed instances first, then one statement.
+    fn flush(&mut self) -> Result<(), sqlx::Error> {
+        self.remove_instances()?;
+        let cache = &self.cache;
+        let (mut mw, mut mi, mut ms, mut msk, mut mm, mut mc, mut mu, mut mdone) = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
         for key in &cache.dirty_meta {
             if let Some(Some(meta)) = cache.meta.get(key) {
                 let (status, suspended_key, message) = rows::status_columns(&meta.status);
@@ -527,27 +595,12 @@ impl Batch<'_> {
         let (mut dw, mut di, mut dk) = (vec![], vec![], vec![]);
         let mut put = StepColumns::default();
         for (key, step) in &cache.dirty_steps {
-            match cache.steps.get(key).and_then(|s| s.get(step)) {
-                Some(Some(record)) => {
-                    put.workflow.push(bytes(key.workflow()));
-                    put.instance.push(bytes(key.instance()));
-                    put.key.push(bytes(step));
-                    put.state.push(rows::state_name(record.state));
-                    put.kind.push(rows::kind_name(record.kind));
-                    put.type_tag.push(bytes(&record.type_tag));
-                    put.value.push(record.value.clone());
-                    put.status.push(record.status.as_deref().map(bytes));
-                    put.attempts.push(i64::from(record.attempts));
-                    put.error.push(record.error.as_deref().map(bytes));
-                    put.deadline
-                        .push(record.deadline_ms.map(rows::deadline_to_sql));
-                    put.codec.push(i16::from(record.codec.id()));
-                }
-                _ => {
-                    dw.push(bytes(key.workflow()));
-                    di.push(bytes(key.instance()));
-                    dk.push(bytes(step));
-                }
+            if let Some(Some(record)) = cache.steps.get(key).and_then(|s| s.get(step)) {
+                put.push(key, step, record);
+            } else {
+                dw.push(bytes(key.workflow()));
+                di.push(bytes(key.instance()));
+                dk.push(bytes(step));
             }
         }
         let (mut gone, mut added) = (TimerColumns::default(), TimerColumns::default());
@@ -558,7 +611,12 @@ impl Batch<'_> {
                 gone.push(timer);
             }
         }
-        if mw.is_empty() && dw.is_empty() && put.key.is_empty() && gone.key.is_empty() && added.key.is_empty() {
+        if mw.is_empty()
+            && dw.is_empty()
+            && put.key.is_empty()
+            && gone.key.is_empty()
+            && added.key.is_empty()
+        {
             return Ok(());
         }
         let query = sqlx::query(FLUSH)
@@ -627,7 +685,9 @@ impl Transaction for Batch<'_> {
             return Ok(known.clone());
         }
         let query = sqlx::query(concat!(
-            "SELECT ", metadata_columns!(), " FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE"
+            "SELECT ",
+            metadata_columns!(),
+            " FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE"
         ))
         .bind(key.workflow().as_bytes())
         .bind(key.instance().as_bytes());
@@ -665,7 +725,9 @@ impl Transaction for Batch<'_> {
             return Ok(None);
         }
         let query = sqlx::query(concat!(
-            "SELECT ", step_columns!(), " FROM steps WHERE workflow = $1 AND instance_id = $2 AND step_key = $3"
+            "SELECT ",
+            step_columns!(),
+            " FROM steps WHERE workflow = $1 AND instance_id = $2 AND step_key = $3"
         ))
         .bind(key.workflow().as_bytes())
         .bind(key.instance().as_bytes())
@@ -717,7 +779,9 @@ impl Transaction for Batch<'_> {
     fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
         if !self.cache.complete.contains(key) {
             let query = sqlx::query(concat!(
-                "SELECT ", step_columns!(), " FROM steps WHERE workflow = $1 AND instance_id = $2"
+                "SELECT ",
+                step_columns!(),
+                " FROM steps WHERE workflow = $1 AND instance_id = $2"
             ))
             .bind(key.workflow().as_bytes())
             .bind(key.instance().as_bytes());

@@ -82,7 +82,11 @@ static SHARED: OnceLock<TestServer> = OnceLock::new();
 
 impl TestServer {
     /// The process-wide server for tests, with `fsync` off; started on first
-    /// use. Panics when no server can be had.
+    /// use.
+    ///
+    /// # Panics
+    ///
+    /// When no server can be had.
     ///
     /// # Examples
     ///
@@ -98,6 +102,10 @@ impl TestServer {
 
     /// The process-wide server, started with `options` if this is the first
     /// use (later calls get the running server whatever they pass).
+    ///
+    /// # Panics
+    ///
+    /// When no server can be started, or `MEMABLE_TEST_PG_URL` is malformed.
     ///
     /// # Examples
     ///
@@ -145,7 +153,10 @@ impl TestServer {
     }
 
     /// Creates a fresh database with a unique name and returns its URL.
-    /// Panics when the server refuses.
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
     ///
     /// # Examples
     ///
@@ -200,9 +211,7 @@ impl TestServer {
             .or_else(|| url.strip_prefix("postgresql://"))
             .unwrap_or_else(|| panic!("MEMABLE_TEST_PG_URL is not a postgres:// URL: {url}"));
         let authority = rest.split('/').next().unwrap_or_default();
-        let (user, hostport) = authority
-            .split_once('@')
-            .unwrap_or(("postgres", authority));
+        let (user, hostport) = authority.split_once('@').unwrap_or(("postgres", authority));
         let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
         Self {
             host: host.to_owned(),
@@ -217,12 +226,11 @@ impl TestServer {
     }
 
     fn start(options: ServerOptions) -> Result<Self, String> {
-        let bin = match find_binaries() {
-            Some(bin) => bin,
-            None => {
-                install_postgresql()?;
-                find_binaries().ok_or("no /usr/lib/postgresql/*/bin after installing")?
-            }
+        let bin = if let Some(bin) = find_binaries() {
+            bin
+        } else {
+            install_postgresql()?;
+            find_binaries().ok_or("no /usr/lib/postgresql/*/bin after installing")?
         };
         ensure_user()?;
         let dir = std::env::temp_dir().join(format!(
@@ -238,7 +246,16 @@ impl TestServer {
         let data = dir.join("data");
         let log = dir.join("server.log");
         run(as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data))?;
         let port = free_port()?;
         let fsync = if options.fsync { "on" } else { "off" };
@@ -383,7 +400,11 @@ fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
         "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; \
          {runuser}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{dir}'",
         pid = std::process::id(),
-        runuser = if is_root() { "runuser -u postgres -- " } else { "" },
+        runuser = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        },
         pg_ctl = bin.join("pg_ctl").display(),
         data = data.display(),
         dir = dir.display(),

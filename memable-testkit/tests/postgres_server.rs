@@ -12,7 +12,10 @@ fn the_shared_server_starts_and_serves_fresh_databases() {
     assert_ne!(first, second);
     let name = first.rsplit('/').next().unwrap();
     let answer = server
-        .psql(name, "CREATE TABLE t (x int); INSERT INTO t VALUES (41); SELECT x + 1 FROM t")
+        .psql(
+            name,
+            "CREATE TABLE t (x int); INSERT INTO t VALUES (41); SELECT x + 1 FROM t",
+        )
         .unwrap();
     assert_eq!(answer.trim(), "42");
     // The second database does not see the first one's table.
