@@ -410,6 +410,18 @@ pub enum EngineError {
         /// The reused key.
         key: String,
     },
+
+    /// This worker's run no longer owns the instance: another worker
+    /// acquired it (this one was paused or cut off past its lease), so the
+    /// write was refused and nothing of it landed. The run stops; the
+    /// instance goes on under its new owner.
+    #[error("instance {key} is owned by another worker now (this run's epoch {epoch} is stale)")]
+    LostOwnership {
+        /// The instance.
+        key: InstanceKey,
+        /// The epoch this run acquired.
+        epoch: u64,
+    },
 }
 
 impl EngineError {
@@ -506,6 +518,7 @@ impl EngineError {
             | Self::WorkflowPanicked { key, .. }
             | Self::InvalidState { key, .. }
             | Self::StaleRunning { key }
+            | Self::LostOwnership { key, .. }
             | Self::InputConflict { key } => Some(key),
             _ => None,
         }

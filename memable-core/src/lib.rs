@@ -59,7 +59,8 @@ pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineLease, EngineSlot, Finish, FinishOutcome,
-    FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome,
-    SignalOutcome, StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome,
+    AcquireOutcome, Acquired, CancelOutcome, ClaimOutcome, CommitOutcome, EngineLease, EngineSlot,
+    Finish, FinishOutcome, FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, Ownership,
+    ParkOutcome, ReviveOutcome, SignalOutcome, StaleEpoch, StartOutcome, StepStore, StepStoreExt,
+    SuspendOutcome, TimerEntry, WaitOutcome, Workers,
 };

@@ -255,7 +255,7 @@ pub fn journal_records(path: &Path) -> Vec<RecordAt> {
         let steps = record
             .ops
             .iter()
-            .filter_map(|op| match op {
+            .filter_map(|op| match op.unfenced() {
                 WriteOp::Commit { key, step_key, .. } => Some(Ack {
                     writer: key.instance().strip_prefix('w')?.parse().ok()?,
                     n: step_key.strip_prefix('s')?.parse().ok()?,

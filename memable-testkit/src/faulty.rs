@@ -60,11 +60,13 @@ pub enum StoreOp {
     DueTimers,
     /// `next_timer_deadline`.
     NextTimerDeadline,
+    /// `acquire_instance`.
+    AcquireInstance,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 18] = [
+    pub const ALL: [StoreOp; 19] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -83,10 +85,11 @@ impl StoreOp {
         Self::ListInstances,
         Self::DueTimers,
         Self::NextTimerDeadline,
+        Self::AcquireInstance,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 12] = [
+    pub const WRITES: [StoreOp; 13] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -99,6 +102,7 @@ impl StoreOp {
         Self::ParkInstance,
         Self::DeliverSignal,
         Self::FireTimer,
+        Self::AcquireInstance,
     ];
 
     /// The method name, as used in storage errors.
@@ -129,10 +133,12 @@ impl StoreOp {
             Self::ListInstances => "list_instances",
             Self::DueTimers => "due_timers",
             Self::NextTimerDeadline => "next_timer_deadline",
+            Self::AcquireInstance => "acquire_instance",
         }
     }
 
-    /// The operation of a write transition.
+    /// The operation of a write transition (of the write a
+    /// [`WriteOp::Fenced`] carries, for a fenced one).
     ///
     /// # Examples
     ///
@@ -158,6 +164,8 @@ impl StoreOp {
             WriteOp::Park { .. } => Self::ParkInstance,
             WriteOp::Signal { .. } => Self::DeliverSignal,
             WriteOp::Fire { .. } => Self::FireTimer,
+            WriteOp::Acquire { .. } => Self::AcquireInstance,
+            WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }
 
@@ -594,6 +602,10 @@ impl<S: StepStore> FaultyStore<S> {
 impl<S: StepStore> StepStore for FaultyStore<S> {
     fn engine_slot(&self) -> &memable_core::EngineSlot {
         self.inner.engine_slot()
+    }
+
+    fn workers(&self) -> Option<&dyn memable_core::Workers> {
+        self.inner.workers()
     }
 
     fn name(&self) -> &'static str {

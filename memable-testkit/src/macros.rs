@@ -117,6 +117,18 @@ macro_rules! conformance_tests {
                 delete_missing_returns_false,
                 delete_in_every_status_empties_the_store,
             ],
+            ownership: [
+                acquire_bumps_the_epoch_every_time,
+                acquire_refuses_missing_and_cancelled,
+                acquire_keeps_any_status,
+                stale_epoch_writes_land_nothing,
+                fenced_write_without_acquisition_is_stale,
+                park_and_finish_release_the_instance,
+                woken_park_keeps_the_instance,
+                only_run_writes_can_be_fenced,
+                concurrent_acquisitions_get_distinct_epochs,
+                epochs_survive_reopen,
+            ],
             signals: [
                 wait_registers_point_and_keeps_status,
                 wait_at_completed_point_is_resolved,

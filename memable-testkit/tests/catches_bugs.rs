@@ -52,12 +52,17 @@ enum Bug {
     /// signals: `Fire` ignores the deadline check (a row of an old deadline
     /// fires the point).
     FireIgnoresDeadline,
+    /// ownership: a fenced write is applied whatever its epoch.
+    FenceIgnoresEpoch,
+    /// ownership: an acquisition by the same worker keeps the epoch.
+    AcquireKeepsEpochForSameWorker,
 }
 
 struct Broken {
     inner: MemoryStore,
     bug: Bug,
     commits: AtomicU64,
+    last_acquired: std::sync::Mutex<Option<(InstanceKey, String, u64)>>,
 }
 
 impl Broken {
@@ -260,12 +265,46 @@ impl StepStore for Broken {
                 payload,
                 now_ms,
             } => WriteOutcome::Fire(self.fire(timer, payload, now_ms).await?),
+            WriteOp::Delete { key } => WriteOutcome::Delete(self.delete(key).await?),
+            WriteOp::Fenced { op, .. } if self.bug == Bug::FenceIgnoresEpoch => {
+                self.inner.write(*op).await?
+            }
+            WriteOp::Acquire {
+                key,
+                worker,
+                now_ms,
+            } if self.bug == Bug::AcquireKeepsEpochForSameWorker => {
+                let last = self.last_acquired.lock().expect("lock").clone();
+                match last {
+                    Some((k, w, epoch)) if k == key && w == worker => {
+                        WriteOutcome::Acquire(memable_core::AcquireOutcome::Acquired { epoch })
+                    }
+                    _ => {
+                        let outcome = self
+                            .inner
+                            .write(WriteOp::Acquire {
+                                key: key.clone(),
+                                worker: worker.clone(),
+                                now_ms,
+                            })
+                            .await?;
+                        if let WriteOutcome::Acquire(memable_core::AcquireOutcome::Acquired {
+                            epoch,
+                        }) = outcome
+                        {
+                            *self.last_acquired.lock().expect("lock") = Some((key, worker, epoch));
+                        }
+                        outcome
+                    }
+                }
+            }
             // These have no bug of their own here.
             op @ (WriteOp::Revive { .. }
             | WriteOp::Cancel { .. }
             | WriteOp::Wait { .. }
-            | WriteOp::Park { .. }) => self.inner.write(op).await?,
-            WriteOp::Delete { key } => WriteOutcome::Delete(self.delete(key).await?),
+            | WriteOp::Park { .. }
+            | WriteOp::Fenced { .. }
+            | WriteOp::Acquire { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(
@@ -338,6 +377,7 @@ impl StoreFactory for BrokenFactory {
             inner: MemoryStore::new(),
             bug: self.0,
             commits: AtomicU64::new(0),
+            last_acquired: std::sync::Mutex::default(),
         };
         Ok(Box::new(BrokenFixture {
             store: Arc::new(store),
@@ -360,6 +400,7 @@ impl StoreFixture for BrokenFixture {
             inner,
             bug: self.store.bug,
             commits: AtomicU64::new(0),
+            last_acquired: std::sync::Mutex::default(),
         });
         Ok(())
     }
@@ -406,4 +447,6 @@ catches! {
     signals_catch_two_group_winners: Bug::MemberSignalAlwaysWins => signals::group_exactly_one_winner_of_32;
     signals_catch_superseded_member_reported_won: Bug::MemberSignalAlwaysWins => signals::group_first_member_signal_wins;
     signals_catch_fire_ignoring_deadline: Bug::FireIgnoresDeadline => signals::fire_stale_row_only_removes_it;
+    ownership_catches_ignored_epoch: Bug::FenceIgnoresEpoch => ownership::stale_epoch_writes_land_nothing;
+    ownership_catches_kept_epoch: Bug::AcquireKeepsEpochForSameWorker => ownership::acquire_bumps_the_epoch_every_time;
 }

@@ -4,8 +4,9 @@
 use std::future::Future;
 
 use super::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome, ParkOutcome,
-    ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry, WaitOutcome,
+    AcquireOutcome, CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome,
+    ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry,
+    WaitOutcome,
 };
 use crate::transitions::{WriteOp, WriteOutcome};
 use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
@@ -390,6 +391,38 @@ pub trait StepStoreExt: StepStore {
         };
         transition(self, op, |o| match o {
             WriteOutcome::Fire(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Acquire** an instance for `worker`'s run; see [`WriteOp::Acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{AcquireOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// store.start_instance(key.clone(), StepRecord::completed(StepKind::Engine, "()", vec![], None), 0).await.unwrap();
+    /// assert_eq!(store.acquire(key.clone(), "w1".into(), 1).await.unwrap(), AcquireOutcome::Acquired { epoch: 1 });
+    /// assert_eq!(store.acquire(key, "w1".into(), 2).await.unwrap(), AcquireOutcome::Acquired { epoch: 2 });
+    /// # });
+    /// ```
+    fn acquire(
+        &self,
+        key: InstanceKey,
+        worker: String,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<AcquireOutcome, EngineError>> + Send {
+        let op = WriteOp::Acquire {
+            key,
+            worker,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Acquire(o) => Some(o),
             _ => None,
         })
     }

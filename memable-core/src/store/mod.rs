@@ -28,6 +28,7 @@
 
 mod ext;
 mod memory;
+mod ownership;
 mod slot;
 pub mod transitions;
 
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 
 pub use ext::StepStoreExt;
 pub use memory::MemoryStore;
+pub use ownership::{AcquireOutcome, Acquired, Ownership, StaleEpoch, Workers};
 pub use slot::{EngineLease, EngineSlot};
 
 use crate::{
@@ -587,6 +589,16 @@ pub trait StepStore: Send + Sync + 'static {
     /// on them at a time (see [`EngineSlot`]). A wrapper store returns the
     /// slot of the store it wraps.
     fn engine_slot(&self) -> &EngineSlot;
+
+    /// The workers of a store that many engines (in many processes) share;
+    /// `None` (the default) for a store that serves one engine. With
+    /// `Some`, the engine fences every write of a run by the epoch it
+    /// acquired, heartbeats its worker row and takes runnable work from
+    /// [`Workers::acquire_runnable`] (see [`Ownership`]). A wrapper store
+    /// returns the workers of the store it wraps.
+    fn workers(&self) -> Option<&dyn Workers> {
+        None
+    }
 }
 
 macro_rules! forward_store {
@@ -619,6 +631,9 @@ macro_rules! forward_store {
             }
             fn engine_slot(&self) -> &EngineSlot {
                 (**self).engine_slot()
+            }
+            fn workers(&self) -> Option<&dyn Workers> {
+                (**self).workers()
             }
         }
     )*};

@@ -38,11 +38,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ownership::{OWNER_KEY, acquirable};
 use crate::key::{INPUT_KEY, OUTPUT_KEY, buffered_signal_key};
 use crate::{
-    CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome, FireOutcome,
-    InstanceKey, MetadataStatus, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepKind,
-    StepRecord, StepState, SuspendOutcome, TimerEntry, WaitOutcome, WorkflowMetadata,
+    AcquireOutcome, CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome,
+    FireOutcome, InstanceKey, MetadataStatus, Ownership, ParkOutcome, ReviveOutcome, SignalOutcome,
+    StaleEpoch, StartOutcome, StepKind, StepRecord, StepState, SuspendOutcome, TimerEntry,
+    WaitOutcome, WorkflowMetadata,
 };
 
 /// Row-level access inside one backend transaction.
@@ -88,6 +90,35 @@ pub trait Transaction {
         key: &InstanceKey,
         meta: &WorkflowMetadata,
     ) -> Result<(), EngineError>;
+
+    /// Reads an instance's [`Ownership`] (`None`: never acquired). The
+    /// default keeps it as the reserved `_owner` step record; a store that
+    /// keeps it in columns overrides this and
+    /// [`put_ownership`](Self::put_ownership) together.
+    fn ownership(&mut self, key: &InstanceKey) -> Result<Option<Ownership>, EngineError> {
+        self.step(key, OWNER_KEY)?
+            .map(|record| Ownership::from_record(&record))
+            .transpose()
+    }
+
+    /// Writes an instance's [`Ownership`].
+    fn put_ownership(
+        &mut self,
+        key: &InstanceKey,
+        ownership: &Ownership,
+    ) -> Result<(), EngineError> {
+        self.put_step(key, OWNER_KEY, &ownership.to_record())
+    }
+
+    /// Whether `worker`, the recorded owner of some instance, is alive. The
+    /// default, for a store that serves one engine at a time (guarded by its
+    /// [`EngineSlot`](crate::EngineSlot)), is `false`: an owner other than
+    /// the caller can only be a process that is gone. A shared store answers
+    /// from its worker rows, by its own clock.
+    fn owner_is_live(&mut self, worker: &str) -> Result<bool, EngineError> {
+        let _ = worker;
+        Ok(false)
+    }
 }
 
 /// One write transition with its arguments: what
@@ -319,6 +350,39 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Acquire** an instance for a worker's run (see
+    /// [`ownership`](crate::Ownership) for the protocol). Refused without
+    /// writing if the instance is missing ([`AcquireOutcome::InstanceMissing`]),
+    /// cancelled ([`AcquireOutcome::Cancelled`]), or owned by another worker
+    /// that the store judges alive ([`AcquireOutcome::Held`];
+    /// [`Transaction::owner_is_live`]). Otherwise sets the owner to
+    /// `worker` and the epoch to the previous epoch + 1 (1 for an instance
+    /// never acquired) and answers [`AcquireOutcome::Acquired`] with it —
+    /// whatever the instance's status, which is not changed.
+    Acquire {
+        /// Instance.
+        key: InstanceKey,
+        /// The acquiring worker's id.
+        worker: String,
+        /// Clock reading.
+        now_ms: u64,
+    },
+    /// **Fenced**: `op`, written by a run that acquired its instance under
+    /// `epoch`. If the instance is owned and its epoch is `epoch`, `op` is
+    /// applied by its own rule and answered by its own outcome; a `Park`
+    /// answered [`ParkOutcome::Parked`] or a `Finish` answered
+    /// [`FinishOutcome::Finished`] also releases the ownership (the owner
+    /// is cleared, the epoch kept), in the same transaction. Otherwise
+    /// nothing is written and the answer is [`WriteOutcome::Stale`]. `op`
+    /// must be a write of a run (`Commit`, `Wait`, `Park`, `Finish`,
+    /// `Revive`, `Suspend`); any other is refused with a storage error of
+    /// kind `Other`.
+    Fenced {
+        /// The epoch the run acquired.
+        epoch: u64,
+        /// The run's write.
+        op: Box<WriteOp>,
+    },
 }
 
 impl WriteOp {
@@ -346,6 +410,8 @@ impl WriteOp {
             Self::Park { .. } => "park_instance",
             Self::Signal { .. } => "deliver_signal",
             Self::Fire { .. } => "fire_timer",
+            Self::Acquire { .. } => "acquire_instance",
+            Self::Fenced { op, .. } => op.name(),
         }
     }
 
@@ -371,8 +437,30 @@ impl WriteOp {
             | Self::Delete { key }
             | Self::Wait { key, .. }
             | Self::Park { key, .. }
-            | Self::Signal { key, .. } => key,
+            | Self::Signal { key, .. }
+            | Self::Acquire { key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
+            Self::Fenced { op, .. } => op.key(),
+        }
+    }
+
+    /// The op itself, or for a [`Fenced`](Self::Fenced) op the write it
+    /// carries (for tools that look at what is written, not how it is
+    /// fenced).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{transitions::WriteOp, InstanceKey};
+    /// let key = InstanceKey::new("a", "1").unwrap();
+    /// let op = WriteOp::Fenced { epoch: 1, op: Box::new(WriteOp::Revive { key, now_ms: 0 }) };
+    /// assert!(matches!(op.unfenced(), WriteOp::Revive { .. }));
+    /// ```
+    #[must_use]
+    pub fn unfenced(&self) -> &WriteOp {
+        match self {
+            Self::Fenced { op, .. } => op.unfenced(),
+            other => other,
         }
     }
 }
@@ -411,6 +499,12 @@ pub enum WriteOutcome {
     Signal(SignalOutcome),
     /// Answer to [`WriteOp::Fire`].
     Fire(FireOutcome),
+    /// Answer to [`WriteOp::Acquire`].
+    Acquire(AcquireOutcome),
+    /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
+    /// nothing was written. (A current one is answered by its op's own
+    /// outcome.)
+    Stale(StaleEpoch),
 }
 
 impl WriteOutcome {
@@ -436,6 +530,8 @@ impl WriteOutcome {
             Self::Park(_) => "park",
             Self::Signal(_) => "signal",
             Self::Fire(_) => "fire",
+            Self::Acquire(_) => "acquire",
+            Self::Stale(_) => "stale",
         }
     }
 }
@@ -506,7 +602,96 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             payload,
             now_ms,
         } => WriteOutcome::Fire(fire(txn, timer, payload, *now_ms)?),
+        WriteOp::Acquire {
+            key,
+            worker,
+            now_ms: _,
+        } => WriteOutcome::Acquire(acquire(txn, key, worker)?),
+        WriteOp::Fenced { epoch, op } => fenced(txn, *epoch, op)?,
     })
+}
+
+fn acquire(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    worker: &str,
+) -> Result<AcquireOutcome, EngineError> {
+    let Some(meta) = txn.metadata(key)? else {
+        return Ok(AcquireOutcome::InstanceMissing);
+    };
+    if !acquirable(&meta.status) {
+        return Ok(AcquireOutcome::Cancelled);
+    }
+    let current = txn.ownership(key)?;
+    if let Some(Ownership {
+        worker: Some(holder),
+        ..
+    }) = &current
+        && holder != worker
+        && txn.owner_is_live(holder)?
+    {
+        return Ok(AcquireOutcome::Held {
+            worker: holder.clone(),
+        });
+    }
+    let epoch = current.map_or(0, |o| o.epoch) + 1;
+    txn.put_ownership(
+        key,
+        &Ownership {
+            worker: Some(worker.to_owned()),
+            epoch,
+        },
+    )?;
+    Ok(AcquireOutcome::Acquired { epoch })
+}
+
+fn fenced(
+    txn: &mut impl Transaction,
+    epoch: u64,
+    op: &WriteOp,
+) -> Result<WriteOutcome, EngineError> {
+    let key = op.key();
+    if !matches!(
+        op,
+        WriteOp::Commit { .. }
+            | WriteOp::Wait { .. }
+            | WriteOp::Park { .. }
+            | WriteOp::Finish { .. }
+            | WriteOp::Revive { .. }
+            | WriteOp::Suspend { .. }
+    ) {
+        return Err(crate::StorageError::new(
+            crate::StorageErrorKind::Other,
+            op.name(),
+            "only a run's writes (commit, wait, park, finish, revive, suspend) can be fenced",
+        )
+        .into());
+    }
+    let current = txn.ownership(key)?;
+    let owner = match current {
+        Some(o) if o.epoch == epoch && o.is_owned() => o,
+        other => {
+            let current = match other {
+                Some(o) => Some(o.epoch),
+                None => txn.metadata(key)?.map(|_| 0),
+            };
+            return Ok(WriteOutcome::Stale(StaleEpoch { epoch, current }));
+        }
+    };
+    let outcome = apply(op, txn)?;
+    if matches!(
+        outcome,
+        WriteOutcome::Park(ParkOutcome::Parked) | WriteOutcome::Finish(FinishOutcome::Finished)
+    ) {
+        txn.put_ownership(
+            key,
+            &Ownership {
+                worker: None,
+                epoch: owner.epoch,
+            },
+        )?;
+    }
+    Ok(outcome)
 }
 
 fn start(

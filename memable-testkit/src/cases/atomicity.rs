@@ -259,6 +259,10 @@ async fn write(
             .deliver_signal(running.clone(), "early".into(), payload(b"p"), 500)
             .await
             .map(drop),
+        StoreOp::AcquireInstance => store
+            .acquire(running.clone(), "worker-1".into(), 500)
+            .await
+            .map(drop),
         StoreOp::FireTimer => {
             let due = TimerEntry {
                 deadline_ms: 1_000,

@@ -23,6 +23,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod listing;
 pub mod model;
+pub mod ownership;
 pub mod persistence;
 pub mod signals;
 pub mod snapshot;
