@@ -389,6 +389,13 @@ fn named_steps(op: &WriteOp) -> Vec<&str> {
             .collect(),
         WriteOp::Park { waiting, .. } => waiting.iter().map(String::as_str).collect(),
         WriteOp::Fire { timer, .. } => vec![&timer.step_key],
+        // The default ownership hooks keep an `_owner` step record.
+        WriteOp::Acquire { .. } => vec!["_owner"],
+        WriteOp::Fenced { op, .. } => {
+            let mut steps = named_steps(op);
+            steps.push("_owner");
+            steps
+        }
         WriteOp::Revive { .. } | WriteOp::Cancel { .. } | WriteOp::Delete { .. } => vec![],
     }
 }
