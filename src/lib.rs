@@ -118,6 +118,20 @@ pub mod redb {
     pub use memable_redb::{Durability, RedbStore, RedbStoreBuilder, StoreStats};
 }
 
+/// The PostgreSQL backend (feature `postgres`): one database shared by
+/// many worker processes.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), memable::EngineError> {
+/// let store = memable::postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// let engine = memable::Engine::builder().store(store).build();
+/// # let _ = engine; Ok(()) }
+/// ```
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use memable_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
+}
+
 /// The SQLite backend (feature `sqlite`): a store in one SQLite database
 /// and its journal.
 ///
@@ -129,19 +143,6 @@ pub mod redb {
 /// let engine = Engine::builder().store(SqliteStore::open(dir.path().join("app.db")).unwrap()).build();
 /// # let _ = engine;
 /// ```
-#[cfg(feature = "postgres")]
-pub mod postgres {
-    //! The PostgreSQL backend (feature `postgres`): one database shared by
-    //! many worker processes.
-    //!
-    //! ```no_run
-    //! # async fn demo() -> Result<(), memable::EngineError> {
-    //! let store = memable::postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
-    //! # let _ = store; Ok(()) }
-    //! ```
-    pub use memable_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
-}
-
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use memable_sqlite::{

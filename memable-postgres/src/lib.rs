@@ -25,7 +25,7 @@
 //!     PostgresOptions::new("postgres://postgres@127.0.0.1:5432/app").pool_size(8),
 //! )
 //! .await?;
-//! let engine = memable_core::Engine::builder(store).build();
+//! let engine = memable_core::Engine::builder().store(store).build();
 //! # let _ = engine; Ok(()) }
 //! ```
 //!

@@ -102,7 +102,7 @@ impl PostgresOptions {
 /// use memable_postgres::PostgresStore;
 /// # async fn demo() -> Result<(), memable_core::EngineError> {
 /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
-/// let engine = memable_core::Engine::builder(store).build();
+/// let engine = memable_core::Engine::builder().store(store).build();
 /// # let _ = engine; Ok(()) }
 /// ```
 #[derive(Clone)]
