@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `redb` (default) | `memable::redb::RedbStore`, a file store over redb |
 //! | `sqlite` | `memable::sqlite::SqliteStore`, a file store over SQLite |
+//! | `postgres` | `memable::postgres::PostgresStore`, a store over PostgreSQL (sqlx), for many worker processes on one database |
 //! | `test-util` | `ManualClock` (time moved by hand), `AutoAdvanceClock` (time that jumps to the next deadline while the engine is idle) and `Engine::abort` (a simulated crash), for tests |
 //!
 //! Writing a store of your own: the contract is in [`store`] (and the
@@ -115,6 +116,20 @@ pub mod store {
 #[cfg(feature = "redb")]
 pub mod redb {
     pub use memable_redb::{Durability, RedbStore, RedbStoreBuilder, StoreStats};
+}
+
+/// The PostgreSQL backend (feature `postgres`): one database shared by
+/// many worker processes.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), memable::EngineError> {
+/// let store = memable::postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// let engine = memable::Engine::builder().store(store).build();
+/// # let _ = engine; Ok(()) }
+/// ```
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use memable_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
 }
 
 /// The SQLite backend (feature `sqlite`): a store in one SQLite database

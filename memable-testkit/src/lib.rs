@@ -30,6 +30,8 @@ mod factory;
 mod faulty;
 mod macros;
 mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod soak;
 mod support;
 

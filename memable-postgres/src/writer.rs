@@ -1,0 +1,842 @@
+//! The group-commit writer: one thread, one connection, one transaction per
+//! batch of queued writes.
+//!
+//! # The protocol
+//!
+//! A [`Writer`] owns a dedicated `std::thread` with its own current-thread
+//! tokio runtime and its own [`PgConnection`] (application name
+//! `memable-writer`). Callers queue a [`WriteOp`] with a reply channel; the
+//! thread blocks for the first request, drains whatever else is queued (up
+//! to [`MAX_BATCH`]) and runs the batch:
+//!
+//! 1. `BEGIN ISOLATION LEVEL REPEATABLE READ`;
+//! 2. **prefetch**, one query: the instance rows the ops name
+//!    (`FOR UPDATE`) and the step rows they name; rows found and rows known
+//!    to be absent go into the batch's cache;
+//! 3. **apply** every op through [`memable_core::transitions::apply`] over
+//!    [`Batch`], the cache as a [`Transaction`]: reads hit the cache or, on a
+//!    miss, run one query (`rt.block_on` at the top level of the thread);
+//!    writes only change the cache and mark rows dirty;
+//! 4. **flush**: removed instances in one statement (only when there are
+//!    any), then every dirty row in one statement (`UNNEST` arrays in
+//!    data-modifying CTEs);
+//! 5. `COMMIT`, then answer every caller.
+//!
+//! A lone step therefore costs four round trips: `BEGIN`, prefetch, flush,
+//! `COMMIT`.
+//!
+//! # Who may touch what
+//!
+//! Only the writer thread uses its connection and the cache; a batch's
+//! cache lives for one attempt. Readers use the store's pool and see only
+//! committed batches. Nothing else in this process writes.
+//!
+//! # Failures
+//!
+//! | what fails | what happens |
+//! |---|---|
+//! | a serialization failure or deadlock (40001, 40P01) before `COMMIT` | rolled back and the batch is run again, up to [`MAX_TRIES`] times |
+//! | the connection (refused, dropped, terminated) before `COMMIT` | the connection is dropped, a new one is opened and the batch run again (nothing of it committed), up to [`MAX_TRIES`] times, then every caller gets [`StorageErrorKind::Io`] |
+//! | one op's apply, or any other statement error | rolled back; a batch of several ops is run again one op per transaction, so only the failing op's caller gets the error |
+//! | `COMMIT` itself | every caller gets the error (kind `Io` if the connection was lost); the batch may or may not have committed — the engine tolerates a lost acknowledgement, a step runs at least once |
+//!
+//! No acknowledged write is ever lost: a caller is answered `Ok` only after
+//! its batch's `COMMIT` succeeded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use memable_core::transitions::{Transaction, WriteOp, WriteOutcome, apply};
+use memable_core::{
+    EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind, TimerEntry,
+    WorkflowMetadata,
+};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{is_connection_lost, is_retryable, storage};
+use crate::rows::{self, metadata_columns, step_columns, to_sql_int};
+
+/// Most ops in one batch.
+pub const MAX_BATCH: usize = 256;
+
+/// Most attempts of one batch after serialization failures or lost
+/// connections.
+pub const MAX_TRIES: usize = 5;
+
+struct Request {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteOutcome, EngineError>>,
+}
+
+/// The handle to the writer thread; dropping it ends the thread after the
+/// queued requests.
+pub struct Writer {
+    requests: Option<mpsc::UnboundedSender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread, which connects with `options` and checks
+    /// and migrates `schema` first (the result is `ready`'s answer).
+    pub fn spawn(
+        options: PgConnectOptions,
+        schema: String,
+        ready: oneshot::Sender<Result<(), EngineError>>,
+    ) -> Result<Self, EngineError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::storage("connect: start the writer", e))?;
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("memable-postgres-writer".to_owned())
+            .spawn(move || {
+                let mut writer = WriterLoop {
+                    runtime,
+                    options: options.application_name("memable-writer"),
+                    conn: None,
+                };
+                let migrated = writer.migrate(&schema);
+                let ok = migrated.is_ok();
+                let _ = ready.send(migrated);
+                if ok {
+                    writer.run(receiver);
+                }
+            })
+            .map_err(|e| EngineError::storage("connect: start the writer", e))?;
+        Ok(Self {
+            requests: Some(requests),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `op` and waits for its outcome.
+    pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        let name = op.name();
+        let closed = || -> EngineError {
+            StorageError::new(
+                StorageErrorKind::Closed,
+                name,
+                "the store's writer has stopped",
+            )
+            .into()
+        };
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(Request { op, reply })
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the PostgreSQL writer thread panicked");
+        }
+    }
+}
+
+struct WriterLoop {
+    runtime: tokio::runtime::Runtime,
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+}
+
+/// Why one attempt of a batch failed.
+enum Failure {
+    /// Run the batch again (serialization failure, lost connection).
+    Retry(StorageError),
+    /// An op or a statement failed: the batch is split, or this is the
+    /// failing op's error.
+    Op(EngineError),
+    /// `COMMIT` failed: the batch may have committed; never run again.
+    Commit(StorageError),
+}
+
+impl WriterLoop {
+    fn migrate(&mut self, schema: &str) -> Result<(), EngineError> {
+        let mut conn = self
+            .runtime
+            .block_on(PgConnection::connect_with(&self.options))
+            .map_err(crate::error::sql("connect"))?;
+        self.runtime
+            .block_on(crate::schema::migrate(&mut conn, schema))?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Request>) {
+        while let Some(first) = receiver.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch);
+        }
+        if let Some(conn) = self.conn.take() {
+            // Best effort: the server ends the session either way.
+            let _ = self.runtime.block_on(conn.close());
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Request>) {
+        let ops: Vec<&WriteOp> = batch.iter().map(|r| &r.op).collect();
+        match self.attempt(&ops) {
+            Ok(outcomes) => {
+                tracing::trace!(ops = batch.len(), "committed a batch");
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(Failure::Op(_)) if batch.len() > 1 => {
+                // One op failed: run each alone so the others still commit.
+                for request in batch {
+                    let result = self
+                        .attempt(&[&request.op])
+                        .map(|mut outcomes| outcomes.remove(0))
+                        .map_err(|failure| match failure {
+                            Failure::Op(error) => error,
+                            Failure::Retry(e) | Failure::Commit(e) => e.into(),
+                        });
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(Failure::Op(error)) => {
+                if let Some(request) = batch.into_iter().next() {
+                    let _ = request.reply.send(Err(error));
+                }
+            }
+            Err(Failure::Retry(error) | Failure::Commit(error)) => {
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone().into()));
+                }
+            }
+        }
+    }
+
+    /// Runs `ops` in one transaction, again after a retryable failure.
+    fn attempt(&mut self, ops: &[&WriteOp]) -> Result<Vec<WriteOutcome>, Failure> {
+        let mut last = None;
+        for _ in 0..MAX_TRIES {
+            match self.try_once(ops) {
+                Err(Failure::Retry(error)) => {
+                    tracing::debug!(%error, "running a batch again");
+                    last = Some(error);
+                }
+                other => return other,
+            }
+        }
+        Err(Failure::Retry(last.unwrap_or_else(|| {
+            StorageError::new(StorageErrorKind::Other, "write", "no attempt was made")
+        })))
+    }
+
+    /// Classifies a statement error; a lost connection is dropped.
+    fn failure(&mut self, operation: &'static str, error: sqlx::Error) -> Failure {
+        if is_connection_lost(&error) {
+            self.conn = None;
+            Failure::Retry(storage(operation, error))
+        } else if is_retryable(&error) {
+            Failure::Retry(storage(operation, error))
+        } else {
+            Failure::Op(storage(operation, error).into())
+        }
+    }
+
+    fn try_once(&mut self, ops: &[&WriteOp]) -> Result<Vec<WriteOutcome>, Failure> {
+        let name = ops.first().map_or("write", |op| op.name());
+        if self.conn.is_none() {
+            let conn = self
+                .runtime
+                .block_on(PgConnection::connect_with(&self.options))
+                .map_err(|e| Failure::Retry(storage(name, e)))?;
+            self.conn = Some(conn);
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return Err(Failure::Retry(StorageError::new(
+                StorageErrorKind::Io,
+                name,
+                "no connection",
+            )));
+        };
+        let result = self.in_transaction(&mut conn, ops, name);
+        match result {
+            Ok(outcomes) => {
+                self.conn = Some(conn);
+                Ok(outcomes)
+            }
+            Err((failure, lost)) => {
+                if !lost && !matches!(failure, Failure::Commit(_)) {
+                    // Roll back; a connection that cannot is dropped.
+                    let rolled_back = self
+                        .runtime
+                        .block_on(sqlx::raw_sql("ROLLBACK").execute(&mut conn))
+                        .is_ok();
+                    if rolled_back {
+                        self.conn = Some(conn);
+                    }
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// One transaction over `conn`; on failure also says whether the
+    /// connection is lost.
+    fn in_transaction(
+        &mut self,
+        conn: &mut PgConnection,
+        ops: &[&WriteOp],
+        name: &'static str,
+    ) -> Result<Vec<WriteOutcome>, (Failure, bool)> {
+        let fail = |this: &mut Self, op: &'static str, e: sqlx::Error| {
+            let lost = is_connection_lost(&e);
+            (this.failure(op, e), lost)
+        };
+        if let Err(e) = self
+            .runtime
+            .block_on(sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn))
+        {
+            return Err(fail(self, name, e));
+        }
+        let mut batch = Batch {
+            runtime: &self.runtime,
+            conn,
+            cache: Cache::default(),
+            db_error: None,
+        };
+        if let Err(e) = batch.prefetch(ops) {
+            return Err(fail(self, name, e));
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match apply(op, &mut batch) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    return Err(match batch.db_error.take() {
+                        Some(e) => fail(self, op.name(), e),
+                        None => (Failure::Op(error), false),
+                    });
+                }
+            }
+        }
+        if let Err(e) = batch.flush() {
+            return Err(fail(self, name, e));
+        }
+        if let Err(e) = self
+            .runtime
+            .block_on(sqlx::raw_sql("COMMIT").execute(&mut *conn))
+        {
+            let lost = is_connection_lost(&e);
+            if lost {
+                self.conn = None;
+            }
+            return Err((Failure::Commit(storage(name, e)), true));
+        }
+        Ok(outcomes)
+    }
+}
+
+/// What one batch has read and written so far.
+#[derive(Default)]
+struct Cache {
+    /// Known instance rows (`None`: known absent).
+    meta: HashMap<InstanceKey, Option<WorkflowMetadata>>,
+    /// Known step rows per instance (`None`: known absent).
+    steps: HashMap<InstanceKey, HashMap<String, Option<StepRecord>>>,
+    /// Instances all of whose step rows are in `steps`.
+    complete: HashSet<InstanceKey>,
+    /// Instances removed in this batch (their rows go first at flush).
+    removed: HashSet<InstanceKey>,
+    dirty_meta: HashSet<InstanceKey>,
+    dirty_steps: HashSet<(InstanceKey, String)>,
+    /// Final state of each timer touched: present or not.
+    timers: BTreeMap<TimerEntry, bool>,
+}
+
+/// The batch's transaction: the cache over the writer's connection.
+struct Batch<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    conn: &'a mut PgConnection,
+    cache: Cache,
+    /// The database error behind the last `Err` a method returned.
+    db_error: Option<sqlx::Error>,
+}
+
+/// Step keys an op reads, for the prefetch.
+fn named_steps(op: &WriteOp) -> Vec<&str> {
+    match op {
+        WriteOp::Start { .. } => vec!["_input"],
+        WriteOp::Finish { .. } => vec!["_output"],
+        WriteOp::Commit { step_key, .. }
+        | WriteOp::Suspend { step_key, .. }
+        | WriteOp::Claim { step_key, .. }
+        | WriteOp::Signal { step_key, .. } => vec![step_key],
+        WriteOp::Wait {
+            step_key, members, ..
+        } => std::iter::once(step_key.as_str())
+            .chain(members.iter().map(|(k, _)| k.as_str()))
+            .collect(),
+        WriteOp::Park { waiting, .. } => waiting.iter().map(String::as_str).collect(),
+        WriteOp::Fire { timer, .. } => vec![&timer.step_key],
+        // The default ownership hooks keep an `_owner` step record.
+        WriteOp::Acquire { .. } => vec!["_owner"],
+        WriteOp::Fenced { op, .. } => {
+            let mut steps = named_steps(op);
+            steps.push("_owner");
+            steps
+        }
+        WriteOp::Revive { .. } | WriteOp::Cancel { .. } | WriteOp::Delete { .. } => vec![],
+    }
+}
+
+const PREFETCH: &str = concat!(
+    "WITH m AS (SELECT ",
+    metadata_columns!(),
+    " FROM instances WHERE (workflow, instance_id) IN (SELECT * FROM UNNEST($1::bytea[], $2::bytea[])) FOR UPDATE) ",
+    "SELECT 0::int2, * , NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 FROM m ",
+    "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, ",
+    step_columns!(),
+    " FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]))"
+);
+
+/// Deletes the removed instances' steps and rows.
+const REMOVE_INSTANCES: &str = "WITH gone AS (SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) AS g(workflow, instance_id)), \
+     s AS (DELETE FROM steps WHERE (workflow, instance_id) IN (SELECT workflow, instance_id FROM gone)) \
+     DELETE FROM instances WHERE (workflow, instance_id) IN (SELECT workflow, instance_id FROM gone)";
+
+/// Every other write of a batch; each row appears in at most one CTE.
+const FLUSH: &str = "WITH \
+ im AS (INSERT INTO instances (workflow, instance_id, status, suspended_key, message, created_at_ms, updated_at_ms, completed_at_ms) \
+   SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
+   ON CONFLICT (workflow, instance_id) DO UPDATE SET status = EXCLUDED.status, suspended_key = EXCLUDED.suspended_key, \
+   message = EXCLUDED.message, created_at_ms = EXCLUDED.created_at_ms, updated_at_ms = EXCLUDED.updated_at_ms, \
+   completed_at_ms = EXCLUDED.completed_at_ms), \
+ sd AS (DELETE FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($9::bytea[], $10::bytea[], $11::bytea[]))), \
+ su AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec) \
+   SELECT * FROM UNNEST($12::bytea[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::bytea[], $18::bytea[], $19::bytea[], $20::int8[], $21::bytea[], $22::int8[], $23::int2[]) \
+   ON CONFLICT (workflow, instance_id, step_key) DO UPDATE SET state = EXCLUDED.state, kind = EXCLUDED.kind, \
+   type_tag = EXCLUDED.type_tag, value = EXCLUDED.value, status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
+   error = EXCLUDED.error, deadline_ms = EXCLUDED.deadline_ms, codec = EXCLUDED.codec), \
+ td AS (DELETE FROM timers WHERE (deadline_ms, workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($24::int8[], $25::bytea[], $26::bytea[], $27::bytea[]))), \
+ ti AS (INSERT INTO timers (deadline_ms, workflow, instance_id, step_key) \
+   SELECT * FROM UNNEST($28::int8[], $29::bytea[], $30::bytea[], $31::bytea[]) ON CONFLICT DO NOTHING) \
+ SELECT 1";
+
+#[derive(Default)]
+struct StepColumns {
+    workflow: Vec<Vec<u8>>,
+    instance: Vec<Vec<u8>>,
+    key: Vec<Vec<u8>>,
+    state: Vec<&'static str>,
+    kind: Vec<&'static str>,
+    type_tag: Vec<Vec<u8>>,
+    value: Vec<Vec<u8>>,
+    status: Vec<Option<Vec<u8>>>,
+    attempts: Vec<i64>,
+    error: Vec<Option<Vec<u8>>>,
+    deadline: Vec<Option<i64>>,
+    codec: Vec<i16>,
+}
+
+#[derive(Default)]
+struct TimerColumns {
+    deadline: Vec<i64>,
+    workflow: Vec<Vec<u8>>,
+    instance: Vec<Vec<u8>>,
+    key: Vec<Vec<u8>>,
+}
+
+impl StepColumns {
+    fn push(&mut self, key: &InstanceKey, step: &str, record: &StepRecord) {
+        self.workflow.push(bytes(key.workflow()));
+        self.instance.push(bytes(key.instance()));
+        self.key.push(bytes(step));
+        self.state.push(rows::state_name(record.state));
+        self.kind.push(rows::kind_name(record.kind));
+        self.type_tag.push(bytes(&record.type_tag));
+        self.value.push(record.value.clone());
+        self.status.push(record.status.as_deref().map(bytes));
+        self.attempts.push(i64::from(record.attempts));
+        self.error.push(record.error.as_deref().map(bytes));
+        self.deadline
+            .push(record.deadline_ms.map(rows::deadline_to_sql));
+        self.codec.push(i16::from(record.codec.id()));
+    }
+}
+
+impl TimerColumns {
+    fn push(&mut self, timer: &TimerEntry) {
+        self.deadline.push(rows::deadline_to_sql(timer.deadline_ms));
+        self.workflow.push(bytes(timer.instance.workflow()));
+        self.instance.push(bytes(timer.instance.instance()));
+        self.key.push(bytes(&timer.step_key));
+    }
+}
+
+impl Batch<'_> {
+    fn prefetch(&mut self, ops: &[&WriteOp]) -> Result<(), sqlx::Error> {
+        let mut keys: Vec<&InstanceKey> = ops.iter().map(|op| op.key()).collect();
+        keys.sort();
+        keys.dedup();
+        let mut steps: Vec<(&InstanceKey, &str)> = ops
+            .iter()
+            .flat_map(|op| named_steps(op).into_iter().map(move |s| (op.key(), s)))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let query = sqlx::query(PREFETCH)
+            .bind(
+                keys.iter()
+                    .map(|k| k.workflow().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                keys.iter()
+                    .map(|k| k.instance().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                steps
+                    .iter()
+                    .map(|(k, _)| k.workflow().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                steps
+                    .iter()
+                    .map(|(k, _)| k.instance().as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(steps.iter().map(|(_, s)| s.as_bytes()).collect::<Vec<_>>());
+        let found: Vec<PgRow> = self.runtime.block_on(query.fetch_all(&mut *self.conn))?;
+        for key in &keys {
+            self.cache.meta.insert((*key).clone(), None);
+        }
+        for (key, step) in &steps {
+            self.cache
+                .steps
+                .entry((*key).clone())
+                .or_default()
+                .insert((*step).to_owned(), None);
+        }
+        for row in &found {
+            let tag: i16 = row.try_get(0)?;
+            let key = rows::key_at(row, 1, "prefetch").map_err(decode)?;
+            if tag == 0 {
+                let meta = rows::metadata_at(row, 1, "prefetch").map_err(decode)?;
+                self.cache.meta.insert(key, Some(meta));
+            } else {
+                let (step, record) = rows::step_at(row, 9, "prefetch").map_err(decode)?;
+                self.cache
+                    .steps
+                    .entry(key)
+                    .or_default()
+                    .insert(step, Some(record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows of the instances this batch removed.
+    fn remove_instances(&mut self) -> Result<(), sqlx::Error> {
+        let cache = &self.cache;
+        if !cache.removed.is_empty() {
+            let query = sqlx::query(REMOVE_INSTANCES)
+                .bind(
+                    cache
+                        .removed
+                        .iter()
+                        .map(|k| k.workflow().as_bytes())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    cache
+                        .removed
+                        .iter()
+                        .map(|k| k.instance().as_bytes())
+                        .collect::<Vec<_>>(),
+                );
+            self.runtime.block_on(query.execute(&mut *self.conn))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty row: removed instances first, then one statement.
+    fn flush(&mut self) -> Result<(), sqlx::Error> {
+        self.remove_instances()?;
+        let cache = &self.cache;
+        let (mut mw, mut mi, mut ms, mut msk, mut mm, mut mc, mut mu, mut mdone) = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
+        for key in &cache.dirty_meta {
+            if let Some(Some(meta)) = cache.meta.get(key) {
+                let (status, suspended_key, message) = rows::status_columns(&meta.status);
+                mw.push(bytes(key.workflow()));
+                mi.push(bytes(key.instance()));
+                ms.push(status);
+                msk.push(suspended_key.map(bytes));
+                mm.push(message.map(bytes));
+                mc.push(to_sql_int(meta.created_at_ms));
+                mu.push(to_sql_int(meta.updated_at_ms));
+                mdone.push(meta.completed_at_ms.map(to_sql_int));
+            }
+        }
+        let (mut dw, mut di, mut dk) = (vec![], vec![], vec![]);
+        let mut put = StepColumns::default();
+        for (key, step) in &cache.dirty_steps {
+            if let Some(Some(record)) = cache.steps.get(key).and_then(|s| s.get(step)) {
+                put.push(key, step, record);
+            } else {
+                dw.push(bytes(key.workflow()));
+                di.push(bytes(key.instance()));
+                dk.push(bytes(step));
+            }
+        }
+        let (mut gone, mut added) = (TimerColumns::default(), TimerColumns::default());
+        for (timer, present) in &cache.timers {
+            if *present {
+                added.push(timer);
+            } else {
+                gone.push(timer);
+            }
+        }
+        if mw.is_empty()
+            && dw.is_empty()
+            && put.key.is_empty()
+            && gone.key.is_empty()
+            && added.key.is_empty()
+        {
+            return Ok(());
+        }
+        let query = sqlx::query(FLUSH)
+            .bind(mw)
+            .bind(mi)
+            .bind(ms)
+            .bind(msk)
+            .bind(mm)
+            .bind(mc)
+            .bind(mu)
+            .bind(mdone)
+            .bind(dw)
+            .bind(di)
+            .bind(dk)
+            .bind(put.workflow)
+            .bind(put.instance)
+            .bind(put.key)
+            .bind(put.state)
+            .bind(put.kind)
+            .bind(put.type_tag)
+            .bind(put.value)
+            .bind(put.status)
+            .bind(put.attempts)
+            .bind(put.error)
+            .bind(put.deadline)
+            .bind(put.codec)
+            .bind(gone.deadline)
+            .bind(gone.workflow)
+            .bind(gone.instance)
+            .bind(gone.key)
+            .bind(added.deadline)
+            .bind(added.workflow)
+            .bind(added.instance)
+            .bind(added.key);
+        self.runtime.block_on(query.execute(&mut *self.conn))?;
+        Ok(())
+    }
+
+    /// Records a database error for the writer and converts it.
+    fn db(&mut self, operation: &'static str, error: sqlx::Error) -> EngineError {
+        let converted = storage(operation, clone_for_report(&error)).into();
+        self.db_error = Some(error);
+        converted
+    }
+}
+
+/// A string's UTF-8 bytes, for a BYTEA column.
+fn bytes(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+/// A decode error inside the prefetch: corrupt data.
+fn decode(error: EngineError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
+}
+
+/// A copy of `error` for the caller's report (the original goes to the
+/// writer's classification).
+fn clone_for_report(error: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(error.to_string())
+}
+
+impl Transaction for Batch<'_> {
+    fn metadata(&mut self, key: &InstanceKey) -> Result<Option<WorkflowMetadata>, EngineError> {
+        if let Some(known) = self.cache.meta.get(key) {
+            return Ok(known.clone());
+        }
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            metadata_columns!(),
+            " FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE"
+        ))
+        .bind(key.workflow().as_bytes())
+        .bind(key.instance().as_bytes());
+        let row = match self.runtime.block_on(query.fetch_optional(&mut *self.conn)) {
+            Ok(row) => row,
+            Err(e) => return Err(self.db("read metadata", e)),
+        };
+        let meta = row
+            .map(|row| rows::metadata_at(&row, 0, "read metadata"))
+            .transpose()?;
+        self.cache.meta.insert(key.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    fn put_metadata(
+        &mut self,
+        key: &InstanceKey,
+        meta: &WorkflowMetadata,
+        _previous: Option<&WorkflowMetadata>,
+    ) -> Result<(), EngineError> {
+        self.cache.meta.insert(key.clone(), Some(meta.clone()));
+        self.cache.dirty_meta.insert(key.clone());
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        key: &InstanceKey,
+        step_key: &str,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        if let Some(known) = self.cache.steps.get(key).and_then(|s| s.get(step_key)) {
+            return Ok(known.clone());
+        }
+        if self.cache.complete.contains(key) {
+            return Ok(None);
+        }
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            step_columns!(),
+            " FROM steps WHERE workflow = $1 AND instance_id = $2 AND step_key = $3"
+        ))
+        .bind(key.workflow().as_bytes())
+        .bind(key.instance().as_bytes())
+        .bind(step_key.as_bytes());
+        let row = match self.runtime.block_on(query.fetch_optional(&mut *self.conn)) {
+            Ok(row) => row,
+            Err(e) => return Err(self.db("read step", e)),
+        };
+        let record = row
+            .map(|row| rows::step_at(&row, 0, "read step").map(|(_, r)| r))
+            .transpose()?;
+        self.cache
+            .steps
+            .entry(key.clone())
+            .or_default()
+            .insert(step_key.to_owned(), record.clone());
+        Ok(record)
+    }
+
+    fn put_step(
+        &mut self,
+        key: &InstanceKey,
+        step_key: &str,
+        record: &StepRecord,
+    ) -> Result<(), EngineError> {
+        self.cache
+            .steps
+            .entry(key.clone())
+            .or_default()
+            .insert(step_key.to_owned(), Some(record.clone()));
+        self.cache
+            .dirty_steps
+            .insert((key.clone(), step_key.to_owned()));
+        Ok(())
+    }
+
+    fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        self.cache
+            .steps
+            .entry(key.clone())
+            .or_default()
+            .insert(step_key.to_owned(), None);
+        self.cache
+            .dirty_steps
+            .insert((key.clone(), step_key.to_owned()));
+        Ok(())
+    }
+
+    fn steps(&mut self, key: &InstanceKey) -> Result<Vec<(String, StepRecord)>, EngineError> {
+        if !self.cache.complete.contains(key) {
+            let query = sqlx::query(concat!(
+                "SELECT ",
+                step_columns!(),
+                " FROM steps WHERE workflow = $1 AND instance_id = $2"
+            ))
+            .bind(key.workflow().as_bytes())
+            .bind(key.instance().as_bytes());
+            let found = match self.runtime.block_on(query.fetch_all(&mut *self.conn)) {
+                Ok(found) => found,
+                Err(e) => return Err(self.db("read steps", e)),
+            };
+            let known = self.cache.steps.entry(key.clone()).or_default();
+            for row in &found {
+                let (step, record) = rows::step_at(row, 0, "read steps")?;
+                // What this batch wrote wins over the stored row.
+                known.entry(step).or_insert(Some(record));
+            }
+            self.cache.complete.insert(key.clone());
+        }
+        let mut steps: Vec<(String, StepRecord)> = self
+            .cache
+            .steps
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, r)| r.clone().map(|r| (k.clone(), r)))
+            .collect();
+        steps.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(steps)
+    }
+
+    fn put_timer(&mut self, timer: &TimerEntry) -> Result<(), EngineError> {
+        self.cache.timers.insert(timer.clone(), true);
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, timer: &TimerEntry) -> Result<(), EngineError> {
+        self.cache.timers.insert(timer.clone(), false);
+        Ok(())
+    }
+
+    fn remove_instance(
+        &mut self,
+        key: &InstanceKey,
+        _meta: &WorkflowMetadata,
+    ) -> Result<(), EngineError> {
+        self.cache.removed.insert(key.clone());
+        self.cache.meta.insert(key.clone(), None);
+        self.cache.dirty_meta.remove(key);
+        self.cache.steps.insert(key.clone(), HashMap::new());
+        self.cache.complete.insert(key.clone());
+        self.cache.dirty_steps.retain(|(k, _)| k != key);
+        Ok(())
+    }
+}
