@@ -195,3 +195,16 @@ pub fn key_at(row: &PgRow, at: usize, op: &'static str) -> Result<InstanceKey, E
     InstanceKey::new(&workflow, &instance)
         .map_err(|e| corrupt(op, format!("bad instance key in the database: {e}")))
 }
+
+/// Reads the `owner, epoch` columns at `at`: `None` for an instance never
+/// acquired (no owner, epoch 0).
+pub fn ownership_at(
+    row: &PgRow,
+    at: usize,
+    op: &'static str,
+) -> Result<Option<memable_core::Ownership>, EngineError> {
+    let worker: Option<String> = row.try_get(at).map_err(sql(op))?;
+    let epoch: i64 = row.try_get(at + 1).map_err(sql(op))?;
+    let epoch = from_sql_int(epoch, op)?;
+    Ok((worker.is_some() || epoch > 0).then_some(memable_core::Ownership { worker, epoch }))
+}

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use memable_core::transitions::{WriteOp, WriteOutcome};
+use std::time::Duration;
+
 use memable_core::{
-    EngineError, EngineSlot, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord, StepStore,
-    StorageError, StorageErrorKind, TimerEntry, WorkflowMetadata,
+    Acquired, EngineError, EngineSlot, InstanceFilter, InstanceKey, InstanceSnapshot, StepRecord,
+    StepStore, StorageError, StorageErrorKind, TimerEntry, Workers, WorkflowMetadata,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
 use crate::error::sql;
 use crate::rows::{self, metadata_columns, step_columns};
@@ -115,7 +117,19 @@ struct Shared {
     pool: PgPool,
     writer: Writer,
     schema: String,
+    /// Listens on the schema's work channel once an engine waits for work.
+    listener: tokio::sync::Mutex<Option<PgListener>>,
 }
+
+/// The `LISTEN`/`NOTIFY` channel of a schema: a batch that leaves an
+/// instance runnable notifies it (see the writer).
+pub(crate) fn work_channel(schema: &str) -> String {
+    format!("memable_work_{schema}")
+}
+
+/// Reserved step key under which snapshots show an instance's ownership,
+/// as the embedded stores keep it.
+const OWNER_KEY: &str = "_owner";
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,6 +202,7 @@ impl PostgresStore {
                 pool,
                 writer,
                 schema: options.schema,
+                listener: tokio::sync::Mutex::new(None),
             }),
             slot: EngineSlot::new(),
         })
@@ -228,9 +243,9 @@ impl PostgresStore {
 const LOAD_INSTANCE: &str = concat!(
     "SELECT 0::int2, ",
     metadata_columns!(),
-    ", NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 ",
+    ", owner, epoch, NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 ",
     "FROM instances WHERE workflow = $1 AND instance_id = $2 ",
-    "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, ",
+    "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL::text, NULL::int8, ",
     step_columns!(),
     " FROM steps WHERE workflow = $1 AND instance_id = $2"
 );
@@ -283,8 +298,11 @@ impl StepStore for PostgresStore {
             let tag: i16 = row.try_get(0).map_err(sql(op))?;
             if tag == 0 {
                 metadata = Some(rows::metadata_at(row, 1, op)?);
+                if let Some(owner) = rows::ownership_at(row, 9, op)? {
+                    steps.push((OWNER_KEY.to_owned(), owner.to_record()));
+                }
             } else {
-                steps.push(rows::step_at(row, 9, op)?);
+                steps.push(rows::step_at(row, 11, op)?);
             }
         }
         let Some(metadata) = metadata else {
@@ -301,6 +319,20 @@ impl StepStore for PostgresStore {
         step_key: &str,
     ) -> Result<Option<StepRecord>, EngineError> {
         let op = "get_step";
+        if step_key == OWNER_KEY {
+            let row = sqlx::query(
+                "SELECT owner, epoch FROM instances WHERE workflow = $1 AND instance_id = $2",
+            )
+            .bind(key.workflow().as_bytes())
+            .bind(key.instance().as_bytes())
+            .fetch_optional(&self.shared.pool)
+            .await
+            .map_err(sql(op))?;
+            return Ok(match row {
+                Some(row) => rows::ownership_at(&row, 0, op)?.map(|o| o.to_record()),
+                None => None,
+            });
+        }
         let row = sqlx::query(concat!(
             "SELECT ",
             step_columns!(),
@@ -396,5 +428,104 @@ impl StepStore for PostgresStore {
 
     fn engine_slot(&self) -> &EngineSlot {
         &self.slot
+    }
+
+    fn workers(&self) -> Option<&dyn Workers> {
+        Some(self)
+    }
+}
+
+/// Many engines share one PostgreSQL schema: worker rows judged by the
+/// database's clock, acquisition with `FOR UPDATE SKIP LOCKED`, wake-ups by
+/// `LISTEN`/`NOTIFY`.
+#[async_trait]
+impl Workers for PostgresStore {
+    async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), EngineError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO workers (id, alive_until) VALUES ($1, now() + $2 * interval '1 millisecond')
+             ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until",
+        )
+        .bind(worker)
+        .bind(lease_ms)
+        .execute(&self.shared.pool)
+        .await
+        .map_err(sql("heartbeat"))?;
+        Ok(())
+    }
+
+    async fn retire(&self, worker: &str) -> Result<(), EngineError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(worker)
+            .execute(&self.shared.pool)
+            .await
+            .map_err(sql("retire"))?;
+        // What it still owned is runnable at once.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(work_channel(&self.shared.schema))
+            .execute(&self.shared.pool)
+            .await
+            .map_err(sql("retire"))?;
+        Ok(())
+    }
+
+    async fn acquire_runnable(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        limit: usize,
+    ) -> Result<Vec<Acquired>, EngineError> {
+        let op = "acquire_runnable";
+        let names: Vec<&[u8]> = workflows.iter().map(String::as_bytes).collect();
+        let found = sqlx::query(
+            "UPDATE instances SET owner = $1, epoch = epoch + 1
+             WHERE (workflow, instance_id) IN (
+                 SELECT workflow, instance_id FROM instances
+                 WHERE status = 'running' AND workflow = ANY($2::bytea[])
+                   AND (owner IS NULL OR owner NOT IN (SELECT id FROM workers WHERE alive_until > now()))
+                 ORDER BY updated_at_ms
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING workflow, instance_id, epoch",
+        )
+        .bind(worker)
+        .bind(names)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.shared.pool)
+        .await
+        .map_err(sql(op))?;
+        found
+            .iter()
+            .map(|row| {
+                use sqlx::Row;
+                let epoch: i64 = row.try_get(2).map_err(sql(op))?;
+                Ok(Acquired {
+                    key: rows::key_at(row, 0, op)?,
+                    epoch: rows::from_sql_int(epoch, op)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let mut listener = self.shared.listener.lock().await;
+        if listener.is_none() {
+            match PgListener::connect_with(&self.shared.pool).await {
+                Ok(mut new) => match new.listen(&work_channel(&self.shared.schema)).await {
+                    Ok(()) => *listener = Some(new),
+                    Err(error) => tracing::debug!(%error, "could not listen for work; polling"),
+                },
+                Err(error) => tracing::debug!(%error, "could not listen for work; polling"),
+            }
+        }
+        match listener.as_mut() {
+            Some(active) => {
+                if let Ok(Err(error)) = tokio::time::timeout(timeout, active.recv()).await {
+                    tracing::debug!(%error, "the work listener failed; reconnecting");
+                    *listener = None;
+                }
+            }
+            None => tokio::time::sleep(timeout).await,
+        }
     }
 }

@@ -47,8 +47,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use memable_core::transitions::{Transaction, WriteOp, WriteOutcome, apply};
 use memable_core::{
-    EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind, TimerEntry,
-    WorkflowMetadata,
+    EngineError, FireOutcome, InstanceKey, Ownership, ReviveOutcome, SignalOutcome, StartOutcome,
+    StepRecord, StorageError, StorageErrorKind, TimerEntry, WorkflowMetadata,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Connection, Row};
@@ -96,6 +96,10 @@ impl Writer {
                     runtime,
                     options: options.application_name("memable-writer"),
                     conn: None,
+                    commit_and_notify: format!(
+                        "SELECT pg_notify('{}', ''); COMMIT",
+                        crate::store::work_channel(&schema)
+                    ),
                 };
                 let migrated = writer.migrate(&schema);
                 let ok = migrated.is_ok();
@@ -147,6 +151,9 @@ struct WriterLoop {
     runtime: tokio::runtime::Runtime,
     options: PgConnectOptions,
     conn: Option<PgConnection>,
+    /// `COMMIT` for a batch that made an instance runnable: it also wakes
+    /// the workers listening on this schema's channel (one round trip).
+    commit_and_notify: String,
 }
 
 /// Why one attempt of a batch failed.
@@ -315,13 +322,17 @@ impl WriterLoop {
             cache: Cache::default(),
             db_error: None,
         };
+        let mut wakes = false;
         if let Err(e) = batch.prefetch(ops) {
             return Err(fail(self, name, e));
         }
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             match apply(op, &mut batch) {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(outcome) => {
+                    wakes |= makes_runnable(&outcome);
+                    outcomes.push(outcome);
+                }
                 Err(error) => {
                     return Err(match batch.db_error.take() {
                         Some(e) => fail(self, op.name(), e),
@@ -333,9 +344,14 @@ impl WriterLoop {
         if let Err(e) = batch.flush() {
             return Err(fail(self, name, e));
         }
+        let commit = if wakes {
+            self.commit_and_notify.as_str()
+        } else {
+            "COMMIT"
+        };
         if let Err(e) = self
             .runtime
-            .block_on(sqlx::raw_sql("COMMIT").execute(&mut *conn))
+            .block_on(sqlx::raw_sql(commit).execute(&mut *conn))
         {
             let lost = is_connection_lost(&e);
             if lost {
@@ -345,6 +361,19 @@ impl WriterLoop {
         }
         Ok(outcomes)
     }
+}
+
+/// Whether `outcome` left an instance runnable by any worker: started,
+/// woken by a signal or a timer, revived, or released.
+fn makes_runnable(outcome: &WriteOutcome) -> bool {
+    matches!(
+        outcome,
+        WriteOutcome::Start(StartOutcome::Started)
+            | WriteOutcome::Signal(SignalOutcome::Delivered)
+            | WriteOutcome::Fire(FireOutcome::Fired)
+            | WriteOutcome::Revive(ReviveOutcome::Revived(_))
+            | WriteOutcome::Release(true)
+    )
 }
 
 /// What one batch has read and written so far.
@@ -362,6 +391,11 @@ struct Cache {
     dirty_steps: HashSet<(InstanceKey, String)>,
     /// Final state of each timer touched: present or not.
     timers: BTreeMap<TimerEntry, bool>,
+    /// Known ownership of instances (`None`: never acquired, or absent).
+    owners: HashMap<InstanceKey, Option<Ownership>>,
+    dirty_owners: HashSet<InstanceKey>,
+    /// Liveness of workers asked about in this batch.
+    live: HashMap<String, bool>,
 }
 
 /// The batch's transaction: the cache over the writer's connection.
@@ -389,26 +423,30 @@ fn named_steps(op: &WriteOp) -> Vec<&str> {
             .collect(),
         WriteOp::Park { waiting, .. } => waiting.iter().map(String::as_str).collect(),
         WriteOp::Fire { timer, .. } => vec![&timer.step_key],
-        // The default ownership hooks keep an `_owner` step record.
-        WriteOp::Acquire { .. } => vec!["_owner"],
-        WriteOp::Fenced { op, .. } => {
-            let mut steps = named_steps(op);
-            steps.push("_owner");
-            steps
-        }
-        WriteOp::Revive { .. } | WriteOp::Cancel { .. } | WriteOp::Delete { .. } => vec![],
+        // Ownership is in the instance row, which the prefetch reads.
+        WriteOp::Fenced { op, .. } => named_steps(op),
+        WriteOp::Acquire { .. }
+        | WriteOp::Release { .. }
+        | WriteOp::Revive { .. }
+        | WriteOp::Cancel { .. }
+        | WriteOp::Delete { .. } => vec![],
     }
 }
 
 const PREFETCH: &str = concat!(
     "WITH m AS (SELECT ",
     metadata_columns!(),
-    " FROM instances WHERE (workflow, instance_id) IN (SELECT * FROM UNNEST($1::bytea[], $2::bytea[])) FOR UPDATE) ",
+    ", owner, epoch FROM instances WHERE (workflow, instance_id) IN (SELECT * FROM UNNEST($1::bytea[], $2::bytea[])) FOR UPDATE) ",
     "SELECT 0::int2, * , NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 FROM m ",
-    "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, ",
+    "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL::text, NULL::int8, ",
     step_columns!(),
     " FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]))"
 );
+
+/// Sets the ownership of instances (after the rows are written).
+const SET_OWNERS: &str = "UPDATE instances SET owner = u.owner, epoch = u.epoch \
+     FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::int8[]) AS u(workflow, instance_id, owner, epoch) \
+     WHERE instances.workflow = u.workflow AND instances.instance_id = u.instance_id";
 
 /// Deletes the removed instances' steps and rows.
 const REMOVE_INSTANCES: &str = "WITH gone AS (SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) AS g(workflow, instance_id)), \
@@ -522,6 +560,7 @@ impl Batch<'_> {
         let found: Vec<PgRow> = self.runtime.block_on(query.fetch_all(&mut *self.conn))?;
         for key in &keys {
             self.cache.meta.insert((*key).clone(), None);
+            self.cache.owners.insert((*key).clone(), None);
         }
         for (key, step) in &steps {
             self.cache
@@ -535,9 +574,11 @@ impl Batch<'_> {
             let key = rows::key_at(row, 1, "prefetch").map_err(decode)?;
             if tag == 0 {
                 let meta = rows::metadata_at(row, 1, "prefetch").map_err(decode)?;
+                let owner = rows::ownership_at(row, 9, "prefetch").map_err(decode)?;
+                self.cache.owners.insert(key.clone(), owner);
                 self.cache.meta.insert(key, Some(meta));
             } else {
-                let (step, record) = rows::step_at(row, 9, "prefetch").map_err(decode)?;
+                let (step, record) = rows::step_at(row, 11, "prefetch").map_err(decode)?;
                 self.cache
                     .steps
                     .entry(key)
@@ -624,7 +665,7 @@ impl Batch<'_> {
             && gone.key.is_empty()
             && added.key.is_empty()
         {
-            return Ok(());
+            return self.set_owners();
         }
         let query = sqlx::query(FLUSH)
             .bind(mw)
@@ -658,6 +699,27 @@ impl Batch<'_> {
             .bind(added.workflow)
             .bind(added.instance)
             .bind(added.key);
+        self.runtime.block_on(query.execute(&mut *self.conn))?;
+        self.set_owners()
+    }
+
+    /// Writes the ownership changes of the batch (one statement, only when
+    /// there are any: acquisitions and releases, not plain steps).
+    fn set_owners(&mut self) -> Result<(), sqlx::Error> {
+        let cache = &self.cache;
+        let (mut w, mut i, mut o, mut e) = (vec![], vec![], vec![], vec![]);
+        for key in &cache.dirty_owners {
+            if let Some(Some(owner)) = cache.owners.get(key) {
+                w.push(bytes(key.workflow()));
+                i.push(bytes(key.instance()));
+                o.push(owner.worker.clone());
+                e.push(to_sql_int(owner.epoch));
+            }
+        }
+        if w.is_empty() {
+            return Ok(());
+        }
+        let query = sqlx::query(SET_OWNERS).bind(w).bind(i).bind(o).bind(e);
         self.runtime.block_on(query.execute(&mut *self.conn))?;
         Ok(())
     }
@@ -694,7 +756,7 @@ impl Transaction for Batch<'_> {
         let query = sqlx::query(concat!(
             "SELECT ",
             metadata_columns!(),
-            " FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE"
+            ", owner, epoch FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE"
         ))
         .bind(key.workflow().as_bytes())
         .bind(key.instance().as_bytes());
@@ -702,10 +764,15 @@ impl Transaction for Batch<'_> {
             Ok(row) => row,
             Err(e) => return Err(self.db("read metadata", e)),
         };
-        let meta = row
-            .map(|row| rows::metadata_at(&row, 0, "read metadata"))
-            .transpose()?;
+        let (meta, owner) = match row {
+            Some(row) => (
+                Some(rows::metadata_at(&row, 0, "read metadata")?),
+                rows::ownership_at(&row, 8, "read metadata")?,
+            ),
+            None => (None, None),
+        };
         self.cache.meta.insert(key.clone(), meta.clone());
+        self.cache.owners.entry(key.clone()).or_insert(owner);
         Ok(meta)
     }
 
@@ -833,10 +900,64 @@ impl Transaction for Batch<'_> {
     ) -> Result<(), EngineError> {
         self.cache.removed.insert(key.clone());
         self.cache.meta.insert(key.clone(), None);
+        self.cache.owners.insert(key.clone(), None);
+        self.cache.dirty_owners.remove(key);
         self.cache.dirty_meta.remove(key);
         self.cache.steps.insert(key.clone(), HashMap::new());
         self.cache.complete.insert(key.clone());
         self.cache.dirty_steps.retain(|(k, _)| k != key);
         Ok(())
+    }
+
+    fn ownership(&mut self, key: &InstanceKey) -> Result<Option<Ownership>, EngineError> {
+        if let Some(known) = self.cache.owners.get(key) {
+            return Ok(known.clone());
+        }
+        // Every op's instance is prefetched with its owner; this is for an
+        // instance no op of the batch named.
+        let query = sqlx::query(
+            "SELECT owner, epoch FROM instances WHERE workflow = $1 AND instance_id = $2 FOR UPDATE",
+        )
+        .bind(key.workflow().as_bytes())
+        .bind(key.instance().as_bytes());
+        let row = match self.runtime.block_on(query.fetch_optional(&mut *self.conn)) {
+            Ok(row) => row,
+            Err(e) => return Err(self.db("read owner", e)),
+        };
+        let owner = match row {
+            Some(row) => rows::ownership_at(&row, 0, "read owner")?,
+            None => None,
+        };
+        self.cache.owners.insert(key.clone(), owner.clone());
+        Ok(owner)
+    }
+
+    fn put_ownership(
+        &mut self,
+        key: &InstanceKey,
+        ownership: &Ownership,
+    ) -> Result<(), EngineError> {
+        self.cache
+            .owners
+            .insert(key.clone(), Some(ownership.clone()));
+        self.cache.dirty_owners.insert(key.clone());
+        Ok(())
+    }
+
+    fn owner_is_live(&mut self, worker: &str) -> Result<bool, EngineError> {
+        if let Some(live) = self.cache.live.get(worker) {
+            return Ok(*live);
+        }
+        // Judged by the database's clock, never a worker's.
+        let query = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND alive_until > now())",
+        )
+        .bind(worker);
+        let live = match self.runtime.block_on(query.fetch_one(&mut *self.conn)) {
+            Ok(live) => live,
+            Err(e) => return Err(self.db("read worker", e)),
+        };
+        self.cache.live.insert(worker.to_owned(), live);
+        Ok(live)
     }
 }
