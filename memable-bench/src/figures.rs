@@ -17,7 +17,7 @@ use crate::workloads::{self, Observations};
 
 type Result<T> = std::result::Result<T, EngineError>;
 
-fn print_figure(name: &str, backend: Backend, value: f64, unit: &str) {
+pub(crate) fn print_figure(name: &str, backend: Backend, value: f64, unit: &str) {
     let digits = if value.abs() < 10.0 { 3 } else { 1 };
     println!(
         "figure={name} backend={} value={value:.digits$} unit={unit}",
@@ -25,7 +25,7 @@ fn print_figure(name: &str, backend: Backend, value: f64, unit: &str) {
     );
 }
 
-fn io(op: &'static str) -> impl Fn(std::io::Error) -> EngineError {
+pub(crate) fn io(op: &'static str) -> impl Fn(std::io::Error) -> EngineError {
     move |e| EngineError::storage(op, e)
 }
 
@@ -41,7 +41,7 @@ impl Bench {
     async fn new(backend: Backend) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(io("tempdir"))?;
         let shared = MemoryStore::new();
-        let store = backend.open(dir.path(), &shared)?;
+        let store = backend.open(dir.path(), &shared).await?;
         let obs = Arc::new(Observations::default());
         let engine = engine_on(store, &obs).await?;
         Ok(Self {
@@ -60,12 +60,12 @@ async fn engine_on(store: Arc<dyn StepStore>, obs: &Arc<Observations>) -> Result
     Ok(engine)
 }
 
-fn per_second(count: usize, elapsed: Duration) -> f64 {
+pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 /// The workloads, in the order a full run measures them; `--only` picks one.
-pub const WORKLOADS: [&str; 8] = [
+pub const WORKLOADS: [&str; 9] = [
     "seq",
     "conc",
     "replay",
@@ -74,7 +74,19 @@ pub const WORKLOADS: [&str; 8] = [
     "suspended",
     "disk",
     "disk_1k",
+    "takeover",
 ];
+
+/// Whether `workload` means something on `backend`: the disk figures
+/// measure store files (PostgreSQL keeps its own), the take-over needs
+/// many workers (PostgreSQL only).
+fn applies(workload: &str, backend: Backend) -> bool {
+    match workload {
+        "disk" | "disk_1k" => backend != Backend::Postgres,
+        "takeover" => backend == Backend::Postgres,
+        _ => true,
+    }
+}
 
 /// Runs every workload, or only those named in `only` (comma-separated),
 /// with a pause between
@@ -85,6 +97,7 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
     for (index, name) in WORKLOADS
         .iter()
         .filter(|name| only.is_none_or(|only| only.split(',').any(|o| o == **name)))
+        .filter(|name| applies(name, backend))
         .enumerate()
     {
         if index > 0 {
@@ -99,6 +112,7 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
             "suspended" => suspended_bytes(backend, sizes).await?,
             "disk" => disk_bytes_per_step(backend, sizes, DiskValues::Small).await?,
             "disk_1k" => disk_bytes_per_step(backend, sizes, DiskValues::Kib).await?,
+            "takeover" => crate::postgres::takeover(backend, sizes).await?,
             other => {
                 return Err(EngineError::storage(
                     "benchmark",
@@ -111,24 +125,35 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
 }
 
 /// The floor and the sequential workflow, measured in alternating rounds so
-/// both sample the same (shared, noisy) disk: each round runs a raw 8-byte
-/// write + `fdatasync` loop, then one workflow of `seq_steps` durable steps
-/// on a fresh store. Prints the median rate of each, and the median of the
-/// per-round ratios (`seq_per_fsync`), the steadiest of the three.
+/// both sample the same (shared, noisy) disk: each round runs the floor —
+/// a raw 8-byte write + `fdatasync` loop, or on PostgreSQL a raw one-row
+/// `INSERT` + `COMMIT` loop on one connection to the same server — then one
+/// workflow of `seq_steps` durable steps on a fresh store. Prints the median
+/// rate of each, and the median of the per-round ratios (`seq_per_fsync`,
+/// `seq_per_commit`), the steadiest of the three.
 async fn fsync_and_seq(backend: Backend, sizes: Sizes) -> Result<()> {
     let mut floor = Vec::with_capacity(sizes.seq_rounds);
     let mut seq = Vec::with_capacity(sizes.seq_rounds);
     let mut ratios = Vec::with_capacity(sizes.seq_rounds);
     for _ in 0..sizes.seq_rounds {
-        let fsyncs = fsync_loop(sizes.fsyncs)?;
+        let floor_rate = if backend == Backend::Postgres {
+            crate::postgres::commit_loop(sizes.fsyncs).await?
+        } else {
+            fsync_loop(sizes.fsyncs)?
+        };
         let steps = seq_workflow(backend, sizes.seq_steps).await?;
-        floor.push(fsyncs);
+        floor.push(floor_rate);
         seq.push(steps);
-        ratios.push(steps / fsyncs);
+        ratios.push(steps / floor_rate);
     }
-    print_figure("fsync_per_s", backend, median(&mut floor), "ops/s");
+    let (floor_name, ratio_name) = if backend == Backend::Postgres {
+        ("commit_per_s", "seq_per_commit")
+    } else {
+        ("fsync_per_s", "seq_per_fsync")
+    };
+    print_figure(floor_name, backend, median(&mut floor), "ops/s");
     print_figure("seq_steps_per_s", backend, median(&mut seq), "steps/s");
-    print_figure("seq_per_fsync", backend, median(&mut ratios), "ratio");
+    print_figure(ratio_name, backend, median(&mut ratios), "ratio");
     Ok(())
 }
 
@@ -289,10 +314,10 @@ async fn recovery(backend: Backend, sizes: Sizes) -> Result<()> {
     let dir = tempfile::tempdir().map_err(io("tempdir"))?;
     let shared = MemoryStore::new();
     {
-        let store = backend.open(dir.path(), &shared)?;
+        let store = backend.open(dir.path(), &shared).await?;
         populate(&store, sizes).await?;
     }
-    let store = backend.open(dir.path(), &shared)?;
+    let store = backend.open(dir.path(), &shared).await?;
     let obs = Arc::new(Observations::default());
     let engine = Engine::builder().store(store).build();
     workloads::register(&engine, &obs)?;
@@ -528,7 +553,7 @@ async fn disk_round(
     steps: u64,
 ) -> Result<()> {
     let obs = Arc::new(Observations::default());
-    let engine = engine_on(backend.open(dir, shared)?, &obs).await?;
+    let engine = engine_on(backend.open(dir, shared).await?, &obs).await?;
     let runs = (0..workflows)
         .map(|i| (format!("{name}{i}"), steps))
         .collect();

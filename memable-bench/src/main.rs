@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]
-//! [--only <workload>] [--replay-rounds <n>]`; `--only` runs one workload
+//! [--only <workload>] [--replay-rounds <n>]`; `--backend postgres` uses
+//! `--url postgres://…`, or starts a local server (Debian's package, fsync
+//! on) for the run; `--only` runs one workload
 //! (for profiling), such as `seq` or `timers`; `--replay-rounds` sets how
 //! many times the long instance is replayed (5), so two callgrind runs with
 //! different counts give the instructions of one replay.
@@ -22,6 +24,7 @@
 mod backend;
 mod figures;
 mod memory;
+mod postgres;
 mod workloads;
 
 use std::process::ExitCode;
@@ -104,9 +107,14 @@ fn main() -> ExitCode {
             "--backend" => backend = args.next().and_then(|b| Backend::parse(&b)),
             "--only" => only = args.next(),
             "--replay-rounds" => replay_rounds = args.next().and_then(|n| n.parse().ok()),
+            "--url" => {
+                if let Some(url) = args.next() {
+                    backend::set_postgres_url(url);
+                }
+            }
             "--help" | "-h" => {
                 println!(
-                    "usage: memable-bench --backend <memory|redb|sqlite> [--quick] [--only <workload>] [--replay-rounds <n>]\n\
+                    "usage: memable-bench --backend <memory|redb|sqlite|postgres> [--url postgres://…] [--quick] [--only <workload>] [--replay-rounds <n>]\n\
                      workloads: {}",
                     figures::WORKLOADS.join(", ")
                 );
@@ -119,7 +127,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(backend) = backend else {
-        eprintln!("--backend <memory|redb|sqlite> is required");
+        eprintln!("--backend <memory|redb|sqlite|postgres> is required");
         return ExitCode::FAILURE;
     };
     let mut sizes = if quick { Sizes::QUICK } else { Sizes::FULL };

@@ -17,7 +17,28 @@ const FIGURES: [&str; 11] = [
     "disk_bytes_per_step_1k",
 ];
 
+/// What a PostgreSQL run prints instead (no store files to measure; a
+/// commit floor instead of fsync; the take-over of many workers).
+const POSTGRES_FIGURES: [&str; 11] = [
+    "commit_per_s",
+    "seq_steps_per_s",
+    "seq_per_commit",
+    "conc_steps_per_s",
+    "replay_steps_per_s",
+    "replay_many_steps_per_s",
+    "recovery_ms",
+    "timer_lateness_p50_ms",
+    "timer_lateness_p99_ms",
+    "suspended_bytes_per_instance",
+    "takeover_ms",
+];
+
 fn quick(backend: &str) {
+    let figures: &[&str] = if backend == "postgres" {
+        &POSTGRES_FIGURES
+    } else {
+        &FIGURES
+    };
     let output = Command::new(env!("CARGO_BIN_EXE_memable-bench"))
         .args(["--backend", backend, "--quick"])
         .output()
@@ -28,7 +49,7 @@ fn quick(backend: &str) {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for figure in FIGURES {
+    for figure in figures {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("figure={figure} backend={backend} value=")))
@@ -55,4 +76,9 @@ fn redb_quick_run_prints_every_figure() {
 #[test]
 fn sqlite_quick_run_prints_every_figure() {
     quick("sqlite");
+}
+
+#[test]
+fn postgres_quick_run_prints_every_figure() {
+    quick("postgres");
 }

@@ -36,6 +36,12 @@ impl StoreFactory for PgFactory {
         }
     }
 
+    /// Each sequence re-reads the whole store after every operation, tens
+    /// of round trips: 100 keeps the "every outcome seen" check.
+    fn model_sequences(&self) -> u64 {
+        100
+    }
+
     async fn create(&self) -> Result<Box<dyn StoreFixture>, EngineError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let schema = format!("case_{}", NEXT.fetch_add(1, Ordering::Relaxed));

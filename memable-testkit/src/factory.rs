@@ -41,6 +41,21 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// A fresh, empty store isolated from every other store this factory
     /// made (e.g. a new file in a new temp dir that the fixture keeps alive).
     async fn create(&self) -> Result<Box<dyn StoreFixture>, EngineError>;
+
+    /// How many random sequences the model case runs by default (the
+    /// `MEMABLE_MODEL_SEQUENCES` variable overrides it): 300, or fewer for a
+    /// store whose reads are network round trips. Below 100 the case no
+    /// longer checks that every outcome was seen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_testkit::{MemoryFactory, StoreFactory};
+    /// assert_eq!(MemoryFactory.model_sequences(), 300);
+    /// ```
+    fn model_sequences(&self) -> u64 {
+        crate::cases::model::DEFAULT_SEQUENCES
+    }
 }
 
 /// One store under test, owned by a case.

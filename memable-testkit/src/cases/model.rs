@@ -2,7 +2,8 @@
 //! the store under test and to a plain reference model, compared after
 //! every operation (the outcome, then the full observable state).
 //!
-//! `MEMABLE_MODEL_SEQUENCES` sets the number of sequences (default 300, of
+//! `MEMABLE_MODEL_SEQUENCES` sets the number of sequences (default
+//! [`StoreFactory::model_sequences`]: 300 unless the factory says fewer, of
 //! 60 operations each); `MEMABLE_MODEL_SEED` sets the first seed (default
 //! fixed, so runs are deterministic). A failure prints the seed, how to
 //! replay it, and the operations that led there.
@@ -20,8 +21,14 @@ use crate::StoreFactory;
 use crate::model::{Model, Op, Outcome};
 use crate::support::ok;
 
-/// Default number of sequences per run.
-const DEFAULT_SEQUENCES: u64 = 300;
+/// Sequences per run unless the factory or the environment says otherwise.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(memable_testkit::cases::model::DEFAULT_SEQUENCES, 300);
+/// ```
+pub const DEFAULT_SEQUENCES: u64 = 300;
 /// Operations per sequence.
 const OPS_PER_SEQUENCE: usize = 60;
 /// Default first seed.
@@ -380,7 +387,7 @@ const MUST_SEE: [&str; 8] = [
 /// look-alike keys, compared with the reference model after every
 /// operation.
 pub async fn model_random_sequences(factory: &dyn StoreFactory) {
-    let sequences = env_u64("MEMABLE_MODEL_SEQUENCES").unwrap_or(DEFAULT_SEQUENCES);
+    let sequences = env_u64("MEMABLE_MODEL_SEQUENCES").unwrap_or_else(|| factory.model_sequences());
     let first = env_u64("MEMABLE_MODEL_SEED").unwrap_or(DEFAULT_SEED);
     let mut outcomes = BTreeMap::new();
     for n in 0..sequences {
