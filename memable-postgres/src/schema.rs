@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workflow, instance_id)
     );
     CREATE INDEX instances_by_status ON instances (status, workflow, instance_id);
+    CREATE INDEX instances_by_owner ON instances (owner) WHERE owner IS NOT NULL;
     CREATE INDEX instances_runnable ON instances (workflow, updated_at_ms, owner)
         WHERE status = 'running';
     CREATE TABLE steps (

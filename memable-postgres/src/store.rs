@@ -455,11 +455,14 @@ impl Workers for PostgresStore {
     }
 
     async fn retire(&self, worker: &str) -> Result<(), EngineError> {
-        sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(worker)
-            .execute(&self.shared.pool)
-            .await
-            .map_err(sql("retire"))?;
+        sqlx::query(
+            "WITH gone AS (DELETE FROM workers WHERE id = $1)
+             UPDATE instances SET owner = NULL WHERE owner = $1",
+        )
+        .bind(worker)
+        .execute(&self.shared.pool)
+        .await
+        .map_err(sql("retire"))?;
         // What it still owned is runnable at once.
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(work_channel(&self.shared.schema))

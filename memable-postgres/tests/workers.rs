@@ -433,3 +433,55 @@ async fn a_dead_workers_instance_is_taken_over_within_its_lease() {
     );
     heir.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_the_same_id_takes_back_its_instances() {
+    let schema = schema();
+    // A long lease: the restart must not wait for it.
+    let lease = Duration::from_secs(30);
+    let before = worker(&schema, "w1", lease).await;
+    let reached = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&reached);
+    before
+        .register("relay", move |ctx: Context| {
+            let r = Arc::clone(&r);
+            async move {
+                ctx.step("first")
+                    .run(move || {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        std::future::pending::<Result<u8, StepError>>()
+                    })
+                    .await
+            }
+        })
+        .unwrap();
+    before.start().await.unwrap();
+    drop(before.invoke("relay").id("x").await.unwrap());
+    within("the first run", async {
+        while reached.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    before.abort();
+    let after = worker(&schema, "w1", lease).await;
+    after
+        .register("relay", |ctx: Context| async move {
+            ctx.step("first")
+                .run(|| async { Ok::<_, StepError>(7_u8) })
+                .await
+        })
+        .unwrap();
+    after.start().await.unwrap();
+    let output: u8 = within("the restarted worker's run", async {
+        loop {
+            if let Ok(output) = after.output::<u8>("relay", "x").await {
+                return output;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(output, 7);
+    after.shutdown().await;
+}

@@ -307,7 +307,10 @@ impl Engine {
             .scheduler
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(scheduler);
-        if self.inner.worker.shared {
+        if let Some(workers) = self.inner.store.workers() {
+            // What this worker id owned belongs to an earlier process that
+            // used it: release it before anything runs here.
+            workers.retire(&self.inner.worker.id).await?;
             // Among many workers, instances left running by a dead worker
             // are acquired by the worker loop like any runnable work.
             *self
@@ -799,8 +802,11 @@ impl Engine {
             return Ok(entry.state.borrow().clone());
         }
         match self.inner.store.get_metadata(&key).await? {
+            // (On a shared store `Running` without a run here is another
+            // worker's run, or pending work for one.)
             Some(meta)
                 if meta.status == MetadataStatus::Running
+                    && !self.inner.worker.shared
                     && self.inner.registry.get(key.workflow()).is_none()
                     && !self.inner.live.is_active(&key) =>
             {
@@ -852,7 +858,10 @@ impl Engine {
             // Re-read: a run may have finished between the read and the subscription.
             let fresh = self.inner.store.get_metadata(&key).await?;
             if let Some(fresh) = fresh {
-                if fresh.status == MetadataStatus::Running && !self.inner.live.is_active(&key) {
+                if fresh.status == MetadataStatus::Running
+                    && !self.inner.worker.shared
+                    && !self.inner.live.is_active(&key)
+                {
                     return Err(EngineError::StaleRunning { key });
                 }
                 if !guard.entry().has_run_in_progress() {

@@ -222,8 +222,12 @@ pub trait Workers: Send + Sync {
     /// store's clock.
     async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), EngineError>;
 
-    /// Marks `worker` gone at once (a clean shutdown), so other workers may
-    /// take over what it still owns without waiting for its lease.
+    /// Marks `worker` gone at once and releases every instance it still
+    /// owns, so other workers may take them over without waiting for its
+    /// lease. The engine calls it at a clean shutdown, and at start before
+    /// its first heartbeat: what a worker id owns before its engine started
+    /// belongs to an earlier process under that id (dead, or paused — a
+    /// later acquisition fences it).
     async fn retire(&self, worker: &str) -> Result<(), EngineError>;
 
     /// Acquires for `worker` up to `limit` runnable instances of the given
