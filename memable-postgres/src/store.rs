@@ -119,6 +119,9 @@ struct Shared {
     schema: String,
     /// Listens on the schema's work channel once an engine waits for work.
     listener: tokio::sync::Mutex<Option<PgListener>>,
+    /// The writer's server process: notifications from it are this
+    /// process's own writes, whose work its engine runs itself.
+    writer_pid: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// The `LISTEN`/`NOTIFY` channel of a schema: a batch that leaves an
@@ -193,7 +196,13 @@ impl PostgresStore {
             .test_before_acquire(false)
             .connect_lazy_with(connect.clone());
         let (ready, migrated) = tokio::sync::oneshot::channel();
-        let writer = Writer::spawn(connect, options.schema.clone(), ready)?;
+        let writer_pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let writer = Writer::spawn(
+            connect,
+            options.schema.clone(),
+            Arc::clone(&writer_pid),
+            ready,
+        )?;
         migrated.await.map_err(|_| {
             StorageError::new(StorageErrorKind::Other, op, "the writer thread stopped")
         })??;
@@ -203,6 +212,7 @@ impl PostgresStore {
                 writer,
                 schema: options.schema,
                 listener: tokio::sync::Mutex::new(None),
+                writer_pid,
             }),
             slot: EngineSlot::new(),
         })
@@ -521,14 +531,28 @@ impl Workers for PostgresStore {
                 Err(error) => tracing::debug!(%error, "could not listen for work; polling"),
             }
         }
-        match listener.as_mut() {
-            Some(active) => {
-                if let Ok(Err(error)) = tokio::time::timeout(timeout, active.recv()).await {
+        let Some(active) = listener.as_mut() else {
+            tokio::time::sleep(timeout).await;
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, active.recv()).await {
+                // This process's own writes: its engine runs that work
+                // itself (what it leaves is found at the next poll).
+                Ok(Ok(note))
+                    if note.process_id()
+                        == self
+                            .shared
+                            .writer_pid
+                            .load(std::sync::atomic::Ordering::Relaxed) => {}
+                Ok(Ok(_)) | Err(_) => return,
+                Ok(Err(error)) => {
                     tracing::debug!(%error, "the work listener failed; reconnecting");
                     *listener = None;
+                    return;
                 }
             }
-            None => tokio::time::sleep(timeout).await,
         }
     }
 }

@@ -47,6 +47,8 @@
 //! its batch's `COMMIT` succeeded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use memable_core::transitions::{Transaction, WriteOp, WriteOutcome, apply};
 use memable_core::{
@@ -62,7 +64,7 @@ use crate::error::{is_connection_lost, is_retryable, storage};
 use crate::rows::{self, metadata_columns, step_columns, to_sql_int};
 
 /// Most ops in one batch.
-pub const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 1024;
 
 /// Most attempts of one batch after serialization failures or lost
 /// connections.
@@ -86,6 +88,7 @@ impl Writer {
     pub fn spawn(
         options: PgConnectOptions,
         schema: String,
+        backend_pid: Arc<AtomicU32>,
         ready: oneshot::Sender<Result<(), EngineError>>,
     ) -> Result<Self, EngineError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -100,6 +103,7 @@ impl Writer {
                     runtime,
                     options: options.application_name("memable-writer"),
                     conn: None,
+                    backend_pid,
                     commit_and_notify: format!(
                         "SELECT pg_notify('{}', ''); COMMIT",
                         crate::store::work_channel(&schema)
@@ -155,6 +159,9 @@ struct WriterLoop {
     runtime: tokio::runtime::Runtime,
     options: PgConnectOptions,
     conn: Option<PgConnection>,
+    /// The server process of the writer's connection: its own
+    /// notifications are not news to this store's engine.
+    backend_pid: Arc<AtomicU32>,
     /// `COMMIT` for a batch that made an instance runnable: it also wakes
     /// the workers listening on this schema's channel (one round trip).
     commit_and_notify: String,
@@ -172,11 +179,21 @@ enum Failure {
 }
 
 impl WriterLoop {
-    fn migrate(&mut self, schema: &str) -> Result<(), EngineError> {
+    /// Connects, and notes the connection's server process.
+    fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         let mut conn = self
             .runtime
-            .block_on(PgConnection::connect_with(&self.options))
-            .map_err(crate::error::sql("connect"))?;
+            .block_on(PgConnection::connect_with(&self.options))?;
+        let pid: i32 = self.runtime.block_on(
+            sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn),
+        )?;
+        self.backend_pid
+            .store(u32::try_from(pid).unwrap_or_default(), Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    fn migrate(&mut self, schema: &str) -> Result<(), EngineError> {
+        let mut conn = self.connect().map_err(crate::error::sql("connect"))?;
         self.runtime
             .block_on(crate::schema::migrate(&mut conn, schema))?;
         self.conn = Some(conn);
@@ -338,8 +355,7 @@ impl WriterLoop {
         let name = ops.first().map_or("write", |op| op.name());
         if self.conn.is_none() {
             let conn = self
-                .runtime
-                .block_on(PgConnection::connect_with(&self.options))
+                .connect()
                 .map_err(|e| Failure::Retry(storage(name, e)))?;
             self.conn = Some(conn);
         }
@@ -558,11 +574,11 @@ const REMOVE_INSTANCES: &str = "WITH gone AS (SELECT * FROM UNNEST($1::bytea[], 
 
 /// Every other write of a batch; each row appears in at most one CTE.
 const FLUSH: &str = "WITH \
- im AS (INSERT INTO instances (workflow, instance_id, status, suspended_key, message, created_at_ms, updated_at_ms, completed_at_ms) \
-   SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
+ im AS (INSERT INTO instances (workflow, instance_id, status, suspended_key, message, created_at_ms, updated_at_ms, completed_at_ms, owner, epoch) \
+   SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::int8[], $7::int8[], $8::int8[], $32::text[], $33::int8[]) \
    ON CONFLICT (workflow, instance_id) DO UPDATE SET status = EXCLUDED.status, suspended_key = EXCLUDED.suspended_key, \
    message = EXCLUDED.message, created_at_ms = EXCLUDED.created_at_ms, updated_at_ms = EXCLUDED.updated_at_ms, \
-   completed_at_ms = EXCLUDED.completed_at_ms), \
+   completed_at_ms = EXCLUDED.completed_at_ms, owner = EXCLUDED.owner, epoch = EXCLUDED.epoch), \
  sd AS (DELETE FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($9::bytea[], $10::bytea[], $11::bytea[]))), \
  su AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec) \
    SELECT * FROM UNNEST($12::bytea[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::bytea[], $18::bytea[], $19::bytea[], $20::int8[], $21::bytea[], $22::int8[], $23::int2[]) \
@@ -720,6 +736,7 @@ impl Batch<'_> {
     fn flush(&mut self) -> Result<(), sqlx::Error> {
         self.remove_instances()?;
         let cache = &self.cache;
+        let (mut mo, mut me): (Vec<Option<String>>, Vec<i64>) = (vec![], vec![]);
         let (mut mw, mut mi, mut ms, mut msk, mut mm, mut mc, mut mu, mut mdone) = (
             vec![],
             vec![],
@@ -741,6 +758,11 @@ impl Batch<'_> {
                 mc.push(to_sql_int(meta.created_at_ms));
                 mu.push(to_sql_int(meta.updated_at_ms));
                 mdone.push(meta.completed_at_ms.map(to_sql_int));
+                // The row's ownership goes with it (one row version, not
+                // two); every op's instance was read with its owner.
+                let owner = cache.owners.get(key).cloned().flatten();
+                mo.push(owner.as_ref().and_then(|o| o.worker.clone()));
+                me.push(owner.map_or(0, |o| to_sql_int(o.epoch)));
             }
         }
         let (mut dw, mut di, mut dk) = (vec![], vec![], vec![]);
@@ -801,7 +823,9 @@ impl Batch<'_> {
             .bind(added.deadline)
             .bind(added.workflow)
             .bind(added.instance)
-            .bind(added.key);
+            .bind(added.key)
+            .bind(mo)
+            .bind(me);
         self.runtime.block_on(query.execute(&mut *self.conn))?;
         self.set_owners()
     }
@@ -812,6 +836,9 @@ impl Batch<'_> {
         let cache = &self.cache;
         let (mut w, mut i, mut o, mut e) = (vec![], vec![], vec![], vec![]);
         for key in &cache.dirty_owners {
+            if cache.dirty_meta.contains(key) {
+                continue; // written with its row by the flush
+            }
             if let Some(Some(owner)) = cache.owners.get(key) {
                 w.push(bytes(key.workflow()));
                 i.push(bytes(key.instance()));

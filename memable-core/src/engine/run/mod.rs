@@ -389,6 +389,16 @@ async fn record_outcome(
             entry.publish(WorkflowState::Cancelled);
             return;
         }
+        Err(EngineError::Storage(error)) => {
+            // The store failed under the workflow (a step's commit): that is
+            // no failure of the workflow, and the outcome of that write is
+            // unknown. The instance stays `Running` and runs again (on the
+            // next start, resume or invoke; on a shared store, on any worker
+            // once this run released it).
+            tracing::error!(instance = %key, %error, "a write of the run failed; the instance is run again later");
+            entry.publish_unrecorded(error);
+            return;
+        }
         Err(error) => {
             let message = error.to_string();
             tracing::warn!(instance = %key, error = %message, "workflow failed");
