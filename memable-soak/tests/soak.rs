@@ -12,7 +12,14 @@ fn soak(backend: &str) {
 
 fn soak_with(backend: &str, kills: u32, extra: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_crash-soak"))
-        .args(["--backend", backend, "--kills", &kills.to_string(), "--seed", "42"])
+        .args([
+            "--backend",
+            backend,
+            "--kills",
+            &kills.to_string(),
+            "--seed",
+            "42",
+        ])
         .args(extra)
         .output()
         .expect("run crash-soak");

@@ -27,8 +27,8 @@ use memable_core::{EngineError, StepStore};
 use memable_postgres::{PostgresOptions, PostgresStore};
 use memable_testkit::postgres::{ServerOptions, TestServer};
 use memable_testkit::soak::{
-    ChildArgs, ProcessArgs, Role, SharedBackend, SharedConfig, SoakBackend, SoakConfig,
-    run_child, run_client, run_parent, run_shared_parent, run_worker,
+    ChildArgs, ProcessArgs, Role, SharedBackend, SharedConfig, SoakBackend, SoakConfig, run_child,
+    run_client, run_parent, run_shared_parent, run_worker,
 };
 
 struct Redb;
@@ -117,9 +117,7 @@ impl Args {
         SharedConfig {
             soak: self.soak_config(defaults.soak),
             workers: self.workers.unwrap_or(defaults.workers).max(1),
-            lease: self
-                .lease_ms
-                .map_or(defaults.lease, Duration::from_millis),
+            lease: self.lease_ms.map_or(defaults.lease, Duration::from_millis),
             poll: self.poll_ms.map_or(defaults.poll, Duration::from_millis),
             ..defaults
         }
@@ -168,10 +166,8 @@ fn parse() -> Result<Args, String> {
                 parsed.child_round = Some(number(value("--child-round")?, "--child-round")?);
             }
             "--child-generation" => {
-                parsed.generation = Some(number(
-                    value("--child-generation")?,
-                    "--child-generation",
-                )?);
+                parsed.generation =
+                    Some(number(value("--child-generation")?, "--child-generation")?);
             }
             "--url" => parsed.url = Some(value("--url")?),
             "--schema" => parsed.schema = Some(value("--schema")?),
@@ -217,7 +213,9 @@ fn main() -> ExitCode {
                 run_child(file_backend.as_ref(), dir, &config, round, generation).await
             })
         }
-        None => with_dir(&args, |dir| file_parent(file_backend.as_ref(), &config, dir)),
+        None => with_dir(&args, |dir| {
+            file_parent(file_backend.as_ref(), &config, dir)
+        }),
     }
 }
 
@@ -331,9 +329,10 @@ fn postgres_main(args: &Args) -> ExitCode {
             }
         };
     }
-    let url = args.url.clone().unwrap_or_else(|| {
-        TestServer::shared_with(ServerOptions { fsync: args.fsync }).database()
-    });
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| TestServer::shared_with(ServerOptions { fsync: args.fsync }).database());
     let backend = Postgres {
         url: url.clone(),
         schema: schema.clone(),
@@ -357,10 +356,7 @@ fn postgres_main(args: &Args) -> ExitCode {
             Role::Client => command.args(["--role", "client"]),
             Role::Worker { id } => command.args(["--role", "worker", "--worker-id", id]),
         };
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
+        command.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()
     };
     with_dir(args, |dir| {
         report(run_shared_parent(&backend, &config, dir, &spawn))

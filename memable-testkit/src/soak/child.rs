@@ -203,7 +203,11 @@ pub(crate) async fn drive_to_completion(
     }
 }
 
-pub(crate) fn register(engine: &Engine, log: &Arc<EventLog>, steps: usize) -> Result<(), EngineError> {
+pub(crate) fn register(
+    engine: &Engine,
+    log: &Arc<EventLog>,
+    steps: usize,
+) -> Result<(), EngineError> {
     // Keys whose first attempt already failed in this process.
     let failed_once: Arc<Mutex<HashSet<String>>> = Arc::default();
     let log = Arc::clone(log);

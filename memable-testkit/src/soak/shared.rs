@@ -57,10 +57,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use memable_core::{Engine, EngineError, RetryPolicy, StepStore};
 
+use super::SoakConfig;
 use super::child::{self, drive_to_completion, input_of, instance_id};
 use super::log::EventLog;
 use super::verify::{SoakReport, verify_store};
-use super::SoakConfig;
 
 /// The file whose existence asks the client to stop after its round.
 pub const STOP_FILE: &str = "stop";

@@ -264,7 +264,15 @@ pub(crate) async fn verify_store(
                     continue;
                 }
                 let seen = history.steps.get(&(id.clone(), spec.key.clone()));
-                parts += check_step(&mut report, &id, &spec, record.as_ref(), seen, cancelled, ack);
+                parts += check_step(
+                    &mut report,
+                    &id,
+                    &spec,
+                    record.as_ref(),
+                    seen,
+                    cancelled,
+                    ack,
+                );
             }
             if matches!(status, Some(MetadataStatus::Completed(_))) {
                 let expected = expected_output(input, config.steps);
