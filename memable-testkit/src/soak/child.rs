@@ -142,13 +142,16 @@ pub async fn run_child(
                 .await?,
         );
     }
-    drive_to_completion(&engine, &log, round).await
+    drive_to_completion(&engine, &log, round).await?;
+    engine.stop();
+    engine.wait_all().await;
+    Ok(())
 }
 
 /// Signals (or, for a [`Fate::CancelSuspended`] or [`Fate::CancelRunning`]
 /// workflow, cancels) suspended workflows and resumes failed ones until every
 /// workflow of `round` is completed or cancelled.
-async fn drive_to_completion(
+pub(crate) async fn drive_to_completion(
     engine: &Engine,
     log: &EventLog,
     round: u64,
@@ -194,15 +197,17 @@ async fn drive_to_completion(
             }
         }
         if done {
-            engine.stop();
-            engine.wait_all().await;
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-fn register(engine: &Engine, log: &Arc<EventLog>, steps: usize) -> Result<(), EngineError> {
+pub(crate) fn register(
+    engine: &Engine,
+    log: &Arc<EventLog>,
+    steps: usize,
+) -> Result<(), EngineError> {
     // Keys whose first attempt already failed in this process.
     let failed_once: Arc<Mutex<HashSet<String>>> = Arc::default();
     let log = Arc::clone(log);

@@ -68,15 +68,19 @@ pub enum Event {
     /// `Engine::cancel` of `instance` returned `Ok`: the cancel is
     /// acknowledged (durable) from this line on.
     Cancelled { instance: String, generation: u64 },
+    /// The parent is about to start process `generation` (written by the
+    /// multi-process soak, whose processes run side by side).
+    Spawned { generation: u64 },
 }
 
 impl Event {
-    /// The instance the event is about.
-    pub fn instance(&self) -> &str {
+    /// The instance the event is about (`None` for a [`Spawned`](Self::Spawned)).
+    pub fn instance(&self) -> Option<&str> {
         match self {
             Self::Run { instance, .. }
             | Self::Got { instance, .. }
-            | Self::Cancelled { instance, .. } => instance,
+            | Self::Cancelled { instance, .. } => Some(instance),
+            Self::Spawned { .. } => None,
         }
     }
 
@@ -85,7 +89,8 @@ impl Event {
         match self {
             Self::Run { generation, .. }
             | Self::Got { generation, .. }
-            | Self::Cancelled { generation, .. } => *generation,
+            | Self::Cancelled { generation, .. }
+            | Self::Spawned { generation } => *generation,
         }
     }
 }
@@ -121,6 +126,9 @@ pub fn read_events(dir: &Path) -> Result<Vec<Event>, EngineError> {
                 }),
                 ["cancelled", instance, g] => Ok(Event::Cancelled {
                     instance: (*instance).to_owned(),
+                    generation: generation(g)?,
+                }),
+                ["spawned", g] => Ok(Event::Spawned {
                     generation: generation(g)?,
                 }),
                 _ => Err(malformed()),

@@ -60,10 +60,23 @@
 //!
 //! Any backend plugs in through [`SoakBackend`]; the `crash-soak` binary
 //! (crate `memable-soak`) runs it for redb and SQLite.
+//!
+//! # Many processes on a shared store
+//!
+//! [`run_shared_parent`] (module `shared`) runs the same workload and the
+//! same checks with a client process and several worker processes on one
+//! shared store, killing random workers (see its documentation); a
+//! backend plugs in through [`SharedBackend`], and `crash-soak --backend
+//! postgres` runs it on PostgreSQL. The long form:
+//!
+//! ```text
+//! cargo run --release -p memable-soak --bin crash-soak -- --backend postgres --workers 3 --kills 200 --workflows 40
+//! ```
 
 mod child;
 mod log;
 mod parent;
+mod shared;
 mod verify;
 
 use std::path::Path;
@@ -73,6 +86,10 @@ use memable_core::{EngineError, StepStore};
 
 pub use child::run_child;
 pub use parent::{ChildArgs, run_parent};
+pub use shared::{
+    ProcessArgs, ROUNDS_FILE, Role, STOP_FILE, SharedBackend, SharedConfig, run_client,
+    run_shared_parent, run_worker,
+};
 pub use verify::SoakReport;
 
 /// A store backend the soak can open by file path, in any process.

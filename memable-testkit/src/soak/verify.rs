@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use memable_core::{
-    Engine, EngineError, InstanceKey, MetadataStatus, StepRecord, StepState, decode_record,
+    Engine, EngineError, InstanceKey, MetadataStatus, StepRecord, StepState, StepStore,
+    decode_record,
 };
 
 use super::child::{
@@ -101,11 +103,14 @@ struct StepHistory {
 }
 
 /// The first acknowledged cancel of an instance: its log position and the
-/// child that wrote it.
+/// newest process started before it.
 #[derive(Clone, Copy)]
 struct Ack {
     at: usize,
-    generation: u64,
+    /// Every process numbered above this one started after the ack: the
+    /// acknowledging one, or (multi-process soak, where processes run side
+    /// by side) the newest one whose `spawned` line precedes the ack.
+    started_before: u64,
 }
 
 /// What the log says, by instance and step.
@@ -113,8 +118,8 @@ struct Ack {
 struct History {
     steps: HashMap<(String, String), StepHistory>,
     acks: HashMap<String, Ack>,
-    /// `run` / `got` lines written by a child started after the one that
-    /// acknowledged the instance's cancel.
+    /// `run` / `got` lines written by a process started after the
+    /// instance's cancel was acknowledged.
     runs_after_cancel: usize,
 }
 
@@ -122,24 +127,30 @@ impl History {
     fn read(dir: &Path) -> Result<Self, EngineError> {
         let events = read_events(dir)?;
         let mut history = Self::default();
+        let mut newest_started = 0u64;
         for (at, event) in events.iter().enumerate() {
-            if let Event::Cancelled {
-                instance,
-                generation,
-            } = event
-            {
-                history.acks.entry(instance.clone()).or_insert(Ack {
-                    at,
-                    generation: *generation,
-                });
+            match event {
+                Event::Spawned { generation } => {
+                    newest_started = newest_started.max(*generation);
+                }
+                Event::Cancelled {
+                    instance,
+                    generation,
+                } => {
+                    history.acks.entry(instance.clone()).or_insert(Ack {
+                        at,
+                        started_before: newest_started.max(*generation),
+                    });
+                }
+                Event::Run { .. } | Event::Got { .. } => {}
             }
         }
         for (at, event) in events.into_iter().enumerate() {
-            if history
-                .acks
-                .get(event.instance())
-                .is_some_and(|ack| event.generation() > ack.generation)
-                && !matches!(event, Event::Cancelled { .. })
+            if event
+                .instance()
+                .and_then(|instance| history.acks.get(instance))
+                .is_some_and(|ack| event.generation() > ack.started_before)
+                && matches!(event, Event::Run { .. } | Event::Got { .. })
             {
                 eprintln!("crash-soak: {event:?} after the cancel was acknowledged");
                 history.runs_after_cancel += 1;
@@ -165,7 +176,7 @@ impl History {
                         Some(_) => {}
                     }
                 }
-                Event::Cancelled { .. } => {}
+                Event::Cancelled { .. } | Event::Spawned { .. } => {}
             }
         }
         Ok(history)
@@ -179,84 +190,105 @@ pub(crate) fn verify(
     rounds: u64,
     kills: usize,
 ) -> Result<SoakReport, EngineError> {
-    let history = History::read(dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| EngineError::storage("verify runtime", e))?;
     runtime.block_on(async {
         let store = backend.open(&dir.join(STORE_FILE))?;
-        let engine = Engine::builder().store(store.clone()).build();
-        let mut report = SoakReport {
-            backend: backend.name(),
-            kills,
-            workflows: 0,
-            cancelled: 0,
-            steps: 0,
-            parallel_steps: 0,
-            cancel_violations: history.runs_after_cancel,
-            lost: 0,
-            reexecuted_after_commit: history.steps.values().map(|h| h.runs_after_commit).sum(),
-            wrong_output: 0,
-        };
-        for round in 0..rounds {
-            for index in 0..config.workflows {
-                let id = instance_id(round, index);
-                let input = input_of(round, index);
-                report.workflows += 1;
-                let status = engine
-                    .get_metadata(WORKFLOW, &id)
+        verify_store(backend.name(), store, dir, config, rounds, kills).await
+    })
+}
+
+/// Checks the log in `dir` against `store` once every workflow of rounds
+/// `0..rounds` ended.
+pub(crate) async fn verify_store(
+    backend: &'static str,
+    store: Arc<dyn StepStore>,
+    dir: &Path,
+    config: &SoakConfig,
+    rounds: u64,
+    kills: usize,
+) -> Result<SoakReport, EngineError> {
+    let history = History::read(dir)?;
+    let engine = Engine::builder().store(store.clone()).build();
+    let mut report = SoakReport {
+        backend,
+        kills,
+        workflows: 0,
+        cancelled: 0,
+        steps: 0,
+        parallel_steps: 0,
+        cancel_violations: history.runs_after_cancel,
+        lost: 0,
+        reexecuted_after_commit: history.steps.values().map(|h| h.runs_after_commit).sum(),
+        wrong_output: 0,
+    };
+    for round in 0..rounds {
+        for index in 0..config.workflows {
+            let id = instance_id(round, index);
+            let input = input_of(round, index);
+            report.workflows += 1;
+            let status = engine
+                .get_metadata(WORKFLOW, &id)
+                .await?
+                .map(|meta| meta.status);
+            let ack = history.acks.get(&id).copied();
+            let cancelled = status == Some(MetadataStatus::Cancelled);
+            if cancelled {
+                report.cancelled += 1;
+            }
+            if ack.is_some() && !cancelled {
+                eprintln!("crash-soak: {id}: cancel acknowledged, but it ended {status:?}");
+                report.cancel_violations += 1;
+            }
+            let expected_end = if fate_of(index) == Fate::Complete {
+                matches!(status, Some(MetadataStatus::Completed(_)))
+            } else {
+                cancelled
+            };
+            if !expected_end {
+                eprintln!("crash-soak: {id} ({:?}) ended {status:?}", fate_of(index));
+                report.wrong_output += 1;
+            }
+            let key = InstanceKey::new(WORKFLOW, &id)?;
+            // The sum of the committed parts, for a completed instance.
+            let mut parts = 0u64;
+            for spec in step_specs(input, config.steps) {
+                let record = store
+                    .get_step(&key, &spec.key)
                     .await?
-                    .map(|meta| meta.status);
-                let ack = history.acks.get(&id).copied();
-                let cancelled = status == Some(MetadataStatus::Cancelled);
-                if cancelled {
-                    report.cancelled += 1;
+                    .filter(|r| r.state == StepState::Completed);
+                if cancelled && record.is_none() {
+                    // Never reached, or dropped in flight by the cancel.
+                    continue;
                 }
-                if ack.is_some() && !cancelled {
-                    eprintln!("crash-soak: {id}: cancel acknowledged, but it ended {status:?}");
-                    report.cancel_violations += 1;
-                }
-                let expected_end = if fate_of(index) == Fate::Complete {
-                    matches!(status, Some(MetadataStatus::Completed(_)))
-                } else {
-                    cancelled
-                };
-                if !expected_end {
-                    eprintln!("crash-soak: {id} ({:?}) ended {status:?}", fate_of(index));
-                    report.wrong_output += 1;
-                }
-                let key = InstanceKey::new(WORKFLOW, &id)?;
-                // The sum of the committed parts, for a completed instance.
-                let mut parts = 0u64;
-                for spec in step_specs(input, config.steps) {
-                    let record = store
-                        .get_step(&key, &spec.key)
-                        .await?
-                        .filter(|r| r.state == StepState::Completed);
-                    if cancelled && record.is_none() {
-                        // Never reached, or dropped in flight by the cancel.
-                        continue;
-                    }
-                    let seen = history.steps.get(&(id.clone(), spec.key.clone()));
-                    parts += check_step(&mut report, &id, &spec, record.as_ref(), seen, cancelled, ack);
-                }
-                if matches!(status, Some(MetadataStatus::Completed(_))) {
-                    let expected = expected_output(input, config.steps);
-                    match engine.output::<u64>(WORKFLOW, &id).await {
-                        Ok(output) if output == expected && output == parts => {}
-                        other => {
-                            eprintln!(
-                                "crash-soak: {id}: expected output {expected} (its parts sum to {parts}), got {other:?}"
-                            );
-                            report.wrong_output += 1;
-                        }
+                let seen = history.steps.get(&(id.clone(), spec.key.clone()));
+                parts += check_step(
+                    &mut report,
+                    &id,
+                    &spec,
+                    record.as_ref(),
+                    seen,
+                    cancelled,
+                    ack,
+                );
+            }
+            if matches!(status, Some(MetadataStatus::Completed(_))) {
+                let expected = expected_output(input, config.steps);
+                match engine.output::<u64>(WORKFLOW, &id).await {
+                    Ok(output) if output == expected && output == parts => {}
+                    other => {
+                        eprintln!(
+                            "crash-soak: {id}: expected output {expected} (its parts sum to {parts}), got {other:?}"
+                        );
+                        report.wrong_output += 1;
                     }
                 }
             }
         }
-        Ok(report)
-    })
+    }
+    Ok(report)
 }
 
 /// Checks one step record of instance `id` (`None`: missing or not
@@ -351,7 +383,7 @@ mod tests {
         // `s2`'s run and got came from a later child.
         assert_eq!(h.runs_after_cancel, 2);
         let ack = h.acks["r0-w0001"];
-        assert_eq!((ack.at, ack.generation), (2, 1));
+        assert_eq!((ack.at, ack.started_before), (2, 1));
         let first_run = |key: &str| h.steps[&("r0-w0001".to_owned(), key.to_owned())].first_run;
         assert!(first_run("s0").is_some_and(|at| at < ack.at));
         assert!(first_run("s1").is_some_and(|at| at > ack.at));
@@ -365,6 +397,20 @@ mod tests {
         assert_eq!(h.acks["r0-w0003"].at, 0);
         assert!(!h.acks.contains_key("r0-w0000"));
         assert_eq!(h.runs_after_cancel, 0);
+    }
+
+    #[test]
+    fn side_by_side_processes_count_only_when_started_after_the_ack() {
+        // Processes 1 (client) and 2, 3 (workers) run side by side; the
+        // client acknowledges the cancel; process 4 starts after it.
+        let h = history(
+            "spawned 1\nspawned 2\nspawned 3\nrun r0-w0003 s0 2\n\
+             cancelled r0-w0003 1\nrun r0-w0003 s1 3\nspawned 4\nrun r0-w0003 s2 4\n",
+        );
+        // Lines of 2 and 3 (started before the ack) are races the store
+        // refuses; the line of 4 is a run after a restart.
+        assert_eq!(h.runs_after_cancel, 1);
+        assert_eq!(h.acks["r0-w0003"].started_before, 3);
     }
 
     #[test]
