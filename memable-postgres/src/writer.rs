@@ -184,9 +184,9 @@ impl WriterLoop {
         let mut conn = self
             .runtime
             .block_on(PgConnection::connect_with(&self.options))?;
-        let pid: i32 = self.runtime.block_on(
-            sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn),
-        )?;
+        let pid: i32 = self
+            .runtime
+            .block_on(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn))?;
         self.backend_pid
             .store(u32::try_from(pid).unwrap_or_default(), Ordering::Relaxed);
         Ok(conn)

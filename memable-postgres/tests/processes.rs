@@ -457,7 +457,6 @@ async fn a_killed_workers_running_instances_complete_elsewhere_within_its_lease(
 /// and `acquire_runnable` skips instances whose owner is a live worker —
 /// itself included — so nobody takes them while the new process lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a worker restarted under the same id never resumes its previous process's running instances (acquire_runnable skips owner = a live worker, itself included)"]
 async fn a_worker_restarted_under_the_same_id_completes_what_its_last_process_left() {
     const N: usize = 3;
     let schema = schema();
