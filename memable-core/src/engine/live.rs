@@ -401,12 +401,16 @@ impl LiveInstances {
     }
 
     /// Every entry that someone watches (a handle, a stream) while no run
-    /// of it is in progress here: on a shared store another worker may be
-    /// running it.
+    /// of it is in progress here and its last known state is not terminal:
+    /// on a shared store another worker may be running it.
     pub fn watched_without_run(&self) -> Vec<(InstanceKey, Arc<LiveInstance>)> {
         self.lock()
             .iter()
-            .filter(|(_, entry)| entry.state.receiver_count() > 0 && !entry.is_running())
+            .filter(|(_, entry)| {
+                entry.state.receiver_count() > 0
+                    && !entry.is_running()
+                    && !entry.state.borrow().is_terminal()
+            })
             .map(|(key, entry)| (key.clone(), Arc::clone(entry)))
             .collect()
     }
