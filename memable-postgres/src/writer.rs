@@ -101,7 +101,19 @@ impl Writer {
             .spawn(move || {
                 let mut writer = WriterLoop {
                     runtime,
-                    options: options.application_name("memable-writer"),
+                    // Every statement of the writer looks rows up by the
+                    // primary keys of a batch. On fresh or stale statistics
+                    // the planner joins such key lists by hashing whole
+                    // tables (a sequential scan per batch, its cost growing
+                    // with the table); this session asks for index lookups,
+                    // planned once per statement (a custom plan of the big
+                    // flush costs milliseconds per batch).
+                    options: options.application_name("memable-writer").options([
+                        ("enable_hashjoin", "off"),
+                        ("enable_mergejoin", "off"),
+                        ("enable_seqscan", "off"),
+                        ("plan_cache_mode", "force_generic_plan"),
+                    ]),
                     conn: None,
                     backend_pid,
                     commit_and_notify: format!(
