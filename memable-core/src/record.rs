@@ -366,6 +366,36 @@ pub enum MetadataStatus {
 }
 
 impl MetadataStatus {
+    /// Rebuilds a status from the columns a SQL store keeps it in: its
+    /// kind, the key it is suspended at and its message (status message or
+    /// error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{MetadataStatus, StatusKind};
+    ///
+    /// let s = MetadataStatus::from_columns(StatusKind::Suspended, Some("approval".into()), None);
+    /// assert_eq!(s, MetadataStatus::Suspended { key: "approval".into(), status: None });
+    /// ```
+    #[must_use]
+    pub fn from_columns(
+        kind: StatusKind,
+        suspended_key: Option<String>,
+        message: Option<String>,
+    ) -> Self {
+        match kind {
+            StatusKind::Running => Self::Running,
+            StatusKind::Suspended => Self::Suspended {
+                key: suspended_key.unwrap_or_default(),
+                status: message,
+            },
+            StatusKind::Completed => Self::Completed(message),
+            StatusKind::Failed => Self::Failed(message.unwrap_or_default()),
+            StatusKind::Cancelled => Self::Cancelled,
+        }
+    }
+
     /// The status without its data, for filtering and indexes.
     ///
     /// # Examples

@@ -112,17 +112,10 @@ pub fn metadata_at(
     let status_name: String = row.try_get(at + 2).map_err(sql(op))?;
     let suspended_key = opt_text_at(row, at + 3, op)?;
     let message = opt_text_at(row, at + 4, op)?;
-    let status = match StatusKind::parse(&status_name) {
-        Some(StatusKind::Running) => MetadataStatus::Running,
-        Some(StatusKind::Suspended) => MetadataStatus::Suspended {
-            key: suspended_key.unwrap_or_default(),
-            status: message,
-        },
-        Some(StatusKind::Completed) => MetadataStatus::Completed(message),
-        Some(StatusKind::Failed) => MetadataStatus::Failed(message.unwrap_or_default()),
-        Some(StatusKind::Cancelled) => MetadataStatus::Cancelled,
-        None => return Err(corrupt(op, format!("unknown status {status_name:?}"))),
+    let Some(kind) = StatusKind::parse(&status_name) else {
+        return Err(corrupt(op, format!("unknown status {status_name:?}")));
     };
+    let status = MetadataStatus::from_columns(kind, suspended_key, message);
     let completed: Option<i64> = row.try_get(at + 7).map_err(sql(op))?;
     Ok(WorkflowMetadata {
         workflow_name: text_at(row, at, op)?,

@@ -121,17 +121,10 @@ pub fn metadata(row: &Row<'_>) -> rusqlite::Result<WorkflowMetadata> {
     let status_name: String = row.get(2)?;
     let suspended_key: Option<String> = row.get(3)?;
     let message: Option<String> = row.get(4)?;
-    let status = match StatusKind::parse(&status_name) {
-        Some(StatusKind::Running) => MetadataStatus::Running,
-        Some(StatusKind::Suspended) => MetadataStatus::Suspended {
-            key: suspended_key.unwrap_or_default(),
-            status: message,
-        },
-        Some(StatusKind::Completed) => MetadataStatus::Completed(message),
-        Some(StatusKind::Failed) => MetadataStatus::Failed(message.unwrap_or_default()),
-        Some(StatusKind::Cancelled) => MetadataStatus::Cancelled,
-        None => return Err(corrupt("status", &status_name)),
+    let Some(kind) = StatusKind::parse(&status_name) else {
+        return Err(corrupt("status", &status_name));
     };
+    let status = MetadataStatus::from_columns(kind, suspended_key, message);
     Ok(WorkflowMetadata {
         workflow_name: row.get(0)?,
         instance_id: row.get(1)?,
