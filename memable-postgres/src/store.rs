@@ -69,7 +69,8 @@ impl PostgresOptions {
         self
     }
 
-    /// Most connections of the read pool (the writer has its own one).
+    /// Most connections of the read pool (the writer has its own one, and
+    /// so has the work listener once an engine waits for work).
     ///
     /// # Examples
     ///
@@ -117,8 +118,12 @@ struct Shared {
     pool: PgPool,
     writer: Writer,
     schema: String,
-    /// Listens on the schema's work channel once an engine waits for work.
+    /// Listens on the schema's work channel once an engine waits for work,
+    /// on a connection of its own (`listen_pool`, one connection): a
+    /// listener holding a read connection would starve a small pool and
+    /// keep [`PgPool::close`] waiting for as long as the store lives.
     listener: tokio::sync::Mutex<Option<PgListener>>,
+    listen_pool: PgPool,
     /// The writer's server process: notifications from it are this
     /// process's own writes, whose work its engine runs itself.
     writer_pid: Arc<std::sync::atomic::AtomicU32>,
@@ -195,6 +200,12 @@ impl PostgresStore {
             .max_connections(options.pool_size)
             .test_before_acquire(false)
             .connect_lazy_with(connect.clone());
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .connect_lazy_with(connect.clone());
         let (ready, migrated) = tokio::sync::oneshot::channel();
         let writer_pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let writer = Writer::spawn(
@@ -212,6 +223,7 @@ impl PostgresStore {
                 writer,
                 schema: options.schema,
                 listener: tokio::sync::Mutex::new(None),
+                listen_pool,
                 writer_pid,
             }),
             slot: EngineSlot::new(),
@@ -247,6 +259,29 @@ impl PostgresStore {
     #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.shared.pool
+    }
+
+    /// Closes the store's connections: the work listener and the read pool
+    /// (waiting for reads in progress to return theirs). The writer's
+    /// connection closes when the last clone of the store is dropped.
+    /// Reads after this fail with a storage error; writes still go through
+    /// the writer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), memable_core::EngineError> {
+    /// let store = memable_postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+    /// store.close().await;
+    /// assert!(store.pool().is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) {
+        if let Some(listener) = self.shared.listener.lock().await.take() {
+            drop(listener);
+        }
+        self.shared.listen_pool.close().await;
+        self.shared.pool.close().await;
     }
 }
 
@@ -523,7 +558,7 @@ impl Workers for PostgresStore {
     async fn wait_for_work(&self, timeout: Duration) {
         let mut listener = self.shared.listener.lock().await;
         if listener.is_none() {
-            match PgListener::connect_with(&self.shared.pool).await {
+            match PgListener::connect_with(&self.shared.listen_pool).await {
                 Ok(mut new) => match new.listen(&work_channel(&self.shared.schema)).await {
                     Ok(()) => *listener = Some(new),
                     Err(error) => tracing::debug!(%error, "could not listen for work; polling"),

@@ -66,7 +66,7 @@ impl StoreFixture for PgFixture {
 
     async fn reopen(&mut self) -> Result<(), EngineError> {
         if let Some(store) = self.store.take() {
-            store.pool().close().await;
+            store.close().await;
         }
         self.store = Some(PostgresStore::connect_with(self.options.clone()).await?);
         Ok(())
