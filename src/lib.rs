@@ -50,6 +50,8 @@ pub use memable_core::{
     RetryPolicy, StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
     WorkflowState,
 };
+// Typed workflows: name, input and output declared once.
+pub use memable_core::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
 // Errors.
 pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 // Instances: keys, metadata, listing.

@@ -48,7 +48,8 @@ pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
     Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
-    StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, WorkflowState,
+    StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, TypedInvocation,
+    TypedInvokeBuilder, Workflow, WorkflowHandle, WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};

@@ -214,7 +214,7 @@ impl IntoFuture for InvokeBuilder {
 /// # Ok(()) }
 /// ```
 pub struct Invocation {
-    engine: Engine,
+    pub(super) engine: Engine,
     key: InstanceKey,
     stream: StatusStream,
     created: bool,

@@ -19,6 +19,7 @@ mod registry;
 mod run;
 mod scheduler;
 mod status;
+mod typed;
 mod worker;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ pub use run::{
     Context, FirstOf, FirstOfBuilder, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
 };
 pub use status::{StatusStream, WorkflowState};
+pub use typed::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
 
 use crate::key::{OUTPUT_KEY, SIGNAL_PREFIX};
 use crate::{
