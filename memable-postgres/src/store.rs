@@ -277,9 +277,7 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn close(&self) {
-        if let Some(listener) = self.shared.listener.lock().await.take() {
-            drop(listener);
-        }
+        drop(self.shared.listener.lock().await.take());
         self.shared.listen_pool.close().await;
         self.shared.pool.close().await;
     }

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use memable_core::{
-    Context, Engine, MetadataStatus, StatusKind, StepError, StepStore, SuspendPoint, WorkflowState,
+    Context, Engine, InstanceFilter, MetadataStatus, StatusKind, StepError, StepStore,
+    SuspendPoint, Workers, WorkflowState,
 };
 use memable_postgres::{PostgresOptions, PostgresStore};
 use memable_testkit::postgres::TestServer;
@@ -484,4 +485,29 @@ async fn a_worker_restarted_under_the_same_id_takes_back_its_instances() {
     .await;
     assert_eq!(output, 7);
     after.shutdown().await;
+}
+
+/// A store with a read pool of one connection still serves reads once a
+/// worker listens for work, and closing it returns: the listener holds a
+/// connection of its own, not one of the pool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_serves_reads_while_listening_and_closes() {
+    let store = PostgresStore::connect_with(
+        PostgresOptions::new(database())
+            .schema(schema())
+            .pool_size(1),
+    )
+    .await
+    .expect("connect");
+    let workers: &dyn Workers = store.workers().expect("a shared store");
+    workers.wait_for_work(Duration::from_millis(10)).await;
+    let listed = within(
+        "a read on a pool of one while listening",
+        store.list_instances(&InstanceFilter::default()),
+    )
+    .await
+    .expect("list");
+    assert!(listed.is_empty());
+    within("closing the store", store.close()).await;
+    assert!(store.pool().is_closed());
 }
