@@ -52,6 +52,10 @@ pub use memable_core::{
 };
 // Typed workflows: name, input and output declared once.
 pub use memable_core::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
+// Child workflows: started from a workflow, awaited, fanned out, listed.
+pub use memable_core::{
+    ChildBuilder, ChildHandle, ChildInfo, FanOutBuilder, ParentLink, child_instance_id,
+};
 // Errors.
 pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 // Instances: keys, metadata, listing.

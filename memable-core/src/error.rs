@@ -411,6 +411,84 @@ pub enum EngineError {
         key: String,
     },
 
+    /// A child workflow awaited by [`Context::child`](crate::Context::child)
+    /// (or one of a [`fan_out`](crate::Context::fan_out)) failed; `error` is
+    /// the message it failed with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError, Workflow};
+    ///
+    /// static FLAKY: Workflow<(), ()> = Workflow::new("flaky");
+    /// static CALLER: Workflow<(), String> = Workflow::new("caller");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// FLAKY.register(&engine, |_ctx: Context, ()| async move {
+    ///     Err(EngineError::Workflow { message: "no stock".into() })
+    /// })?;
+    /// CALLER.register(&engine, |ctx: Context, ()| async move {
+    ///     match ctx.child(&FLAKY, "try", ()).await {
+    ///         Err(EngineError::ChildFailed { error, .. }) => Ok(format!("child failed: {error}")),
+    ///         other => other.map(|()| "ok".to_string()),
+    ///     }
+    /// })?;
+    /// engine.start().await?;
+    /// assert_eq!(CALLER.invoke(&engine, ()).await?.output().await?, "child failed: no stock");
+    /// # Ok(()) }
+    /// ```
+    #[error("child workflow {child} (step '{key}') failed: {error}")]
+    ChildFailed {
+        /// The parent's step key for the child.
+        key: String,
+        /// The child instance.
+        child: InstanceKey,
+        /// The error the child failed with, as text.
+        error: String,
+    },
+
+    /// A child workflow awaited by [`Context::child`](crate::Context::child)
+    /// was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, InstanceKey};
+    /// let err = EngineError::ChildCancelled { key: "pay".into(), child: InstanceKey::new("pay", "o:1:pay").unwrap() };
+    /// assert!(err.to_string().contains("cancelled"));
+    /// ```
+    #[error("child workflow {child} (step '{key}') was cancelled")]
+    ChildCancelled {
+        /// The parent's step key for the child.
+        key: String,
+        /// The child instance.
+        child: InstanceKey,
+    },
+
+    /// A child was started or awaited under a step key that holds something
+    /// else: a record of kind `found` written by a step, point or timer
+    /// (the code changed it into a child), or — `found` is
+    /// [`Child`](crate::StepKind::Child) — a child started detached, which
+    /// cannot be awaited. Nothing was written; use a new key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, StepKind};
+    /// let err = EngineError::ChildKeyConflict { key: "pay".into(), found: StepKind::Step };
+    /// assert!(err.to_string().contains("pay"));
+    /// ```
+    #[error(
+        "step key '{key}' holds a {found:?} record, not a child this run can await; use a new key"
+    )]
+    ChildKeyConflict {
+        /// The step key.
+        key: String,
+        /// The kind of record it holds.
+        found: crate::StepKind,
+    },
+
     /// This worker's run no longer owns the instance: another worker
     /// acquired it (this one was paused or cut off past its lease), so the
     /// write was refused and nothing of it landed. The run stops; the

@@ -25,6 +25,10 @@ pub(crate) const OUTPUT_KEY: &str = "_output";
 /// Prefix of the reserved step key under which a signal that arrived before
 /// its workflow reached the point is buffered: `_signal:<point key>`.
 pub(crate) const SIGNAL_PREFIX: &str = "_signal:";
+/// Prefix of a parent's link to a child it started: `_child:<step key>`.
+pub(crate) const CHILD_PREFIX: &str = "_child:";
+/// Key of a child's link to its parent.
+pub(crate) const PARENT_KEY: &str = "_parent";
 
 /// The reserved step key of the buffered signal for `point`.
 pub(crate) fn buffered_signal_key(point: &str) -> String {

@@ -47,9 +47,10 @@ pub use clock::{AutoAdvanceClock, ClockHold, ManualClock};
 pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
-    Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
-    StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout, TypedInvocation,
-    TypedInvokeBuilder, Workflow, WorkflowHandle, WorkflowState,
+    ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder, FanOutBuilder, FirstOf,
+    FirstOfBuilder, Invocation, InvokeBuilder, StatusStream, StepBuilder, SuspendBuilder,
+    SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle,
+    WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
@@ -60,8 +61,9 @@ pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
-    AcquireOutcome, Acquired, CancelOutcome, ClaimOutcome, CommitOutcome, EngineLease, EngineSlot,
-    Finish, FinishOutcome, FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, Ownership,
-    ParkOutcome, ReviveOutcome, SignalOutcome, StaleEpoch, StartOutcome, StepStore, StepStoreExt,
-    SuspendOutcome, TimerEntry, WaitOutcome, Workers,
+    AcquireOutcome, Acquired, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome,
+    CommitOutcome, EngineLease, EngineSlot, Finish, FinishOutcome, FireOutcome, InstanceFilter,
+    InstanceSnapshot, MemoryStore, Ownership, ParentLink, ParkOutcome, ReviveOutcome,
+    SignalOutcome, StaleEpoch, StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
+    WaitOutcome, Workers, child_instance_id, child_link_key,
 };

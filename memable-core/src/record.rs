@@ -93,6 +93,10 @@ pub enum StepKind {
     /// value is the key of its group (UTF-8): a signal to it completes the
     /// group in the same transaction, and only the first one wins.
     Member,
+    /// `ctx.child(..)`: the point where a parent awaits a child workflow.
+    /// Suspended while the child runs; completed by the child's end, in the
+    /// same transaction (see [`ChildLink`](crate::ChildLink)).
+    Child,
 }
 
 /// One persisted step: its state, the type tag, codec and bytes of its

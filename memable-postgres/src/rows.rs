@@ -38,13 +38,14 @@ const STATES: [(StepState, &str); 4] = [
     (StepState::Failed, "failed"),
 ];
 
-const KINDS: [(StepKind, &str); 6] = [
+const KINDS: [(StepKind, &str); 7] = [
     (StepKind::Step, "step"),
     (StepKind::Suspend, "suspend"),
     (StepKind::Timer, "timer"),
     (StepKind::Engine, "engine"),
     (StepKind::Select, "select"),
     (StepKind::Member, "member"),
+    (StepKind::Child, "child"),
 ];
 
 pub fn state_name(state: StepState) -> &'static str {

@@ -432,7 +432,7 @@ impl WriterLoop {
         for op in ops {
             match apply(op, &mut batch) {
                 Ok(outcome) => {
-                    wakes |= makes_runnable(&outcome);
+                    wakes |= makes_runnable(&outcome) || batch.cache.woke;
                     outcomes.push(outcome);
                 }
                 Err(error) => {
@@ -466,7 +466,9 @@ impl WriterLoop {
 }
 
 /// Whether `outcome` left an instance runnable by any worker: started,
-/// woken by a signal or a timer, revived, or released.
+/// woken by a signal or a timer, revived, released, or a child started.
+/// (Any other instance a batch sets `Running`, such as a parent its
+/// child's end woke, is caught in [`Batch::put_metadata`].)
 fn makes_runnable(outcome: &WriteOutcome) -> bool {
     matches!(
         outcome,
@@ -475,6 +477,7 @@ fn makes_runnable(outcome: &WriteOutcome) -> bool {
             | WriteOutcome::Fire(FireOutcome::Fired)
             | WriteOutcome::Revive(ReviveOutcome::Revived(_))
             | WriteOutcome::Release(true)
+            | WriteOutcome::StartChild(memable_core::ChildStartOutcome::Started)
     )
 }
 
@@ -498,6 +501,9 @@ struct Cache {
     dirty_owners: HashSet<InstanceKey>,
     /// Liveness of workers asked about in this batch.
     live: HashMap<String, bool>,
+    /// An instance was set `Running` from another status (a parent woken
+    /// by its child's end, among others): the batch notifies.
+    woke: bool,
 }
 
 /// The batch's transaction: the cache over the writer's connection.
@@ -513,8 +519,10 @@ struct Batch<'a> {
 fn named_steps(op: &WriteOp) -> Vec<&str> {
     match op {
         WriteOp::Start { .. } => vec!["_input"],
-        WriteOp::Finish { .. } => vec!["_output"],
+        // A child's finish completes its parent's point: `_parent` says where.
+        WriteOp::Finish { .. } => vec!["_output", "_parent"],
         WriteOp::Commit { step_key, .. }
+        | WriteOp::StartChild { step_key, .. }
         | WriteOp::Suspend { step_key, .. }
         | WriteOp::Claim { step_key, .. }
         | WriteOp::Signal { step_key, .. } => vec![step_key],
@@ -922,8 +930,13 @@ impl Transaction for Batch<'_> {
         &mut self,
         key: &InstanceKey,
         meta: &WorkflowMetadata,
-        _previous: Option<&WorkflowMetadata>,
+        previous: Option<&WorkflowMetadata>,
     ) -> Result<(), EngineError> {
+        if meta.status == memable_core::MetadataStatus::Running
+            && previous.is_none_or(|p| p.status != memable_core::MetadataStatus::Running)
+        {
+            self.cache.woke = true;
+        }
         self.cache.meta.insert(key.clone(), Some(meta.clone()));
         self.cache.dirty_meta.insert(key.clone());
         Ok(())

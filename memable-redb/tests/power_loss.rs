@@ -113,6 +113,7 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         | WriteOp::Fire { .. }
         | WriteOp::Acquire { .. }
         | WriteOp::Release { .. }
+        | WriteOp::StartChild { .. }
         | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }

@@ -55,6 +55,7 @@ pub fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Engine => "engine",
         StepKind::Select => "select",
         StepKind::Member => "member",
+        StepKind::Child => "child",
     }
 }
 
@@ -66,6 +67,7 @@ fn parse_kind(name: &str) -> Option<StepKind> {
         StepKind::Engine,
         StepKind::Select,
         StepKind::Member,
+        StepKind::Child,
     ]
     .into_iter()
     .find(|k| kind_name(*k) == name)

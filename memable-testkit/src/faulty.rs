@@ -64,11 +64,13 @@ pub enum StoreOp {
     AcquireInstance,
     /// `release_instance`.
     ReleaseInstance,
+    /// `start_child`.
+    StartChild,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 20] = [
+    pub const ALL: [StoreOp; 21] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -89,10 +91,11 @@ impl StoreOp {
         Self::NextTimerDeadline,
         Self::AcquireInstance,
         Self::ReleaseInstance,
+        Self::StartChild,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 14] = [
+    pub const WRITES: [StoreOp; 15] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -107,6 +110,7 @@ impl StoreOp {
         Self::FireTimer,
         Self::AcquireInstance,
         Self::ReleaseInstance,
+        Self::StartChild,
     ];
 
     /// The method name, as used in storage errors.
@@ -139,6 +143,7 @@ impl StoreOp {
             Self::NextTimerDeadline => "next_timer_deadline",
             Self::AcquireInstance => "acquire_instance",
             Self::ReleaseInstance => "release_instance",
+            Self::StartChild => "start_child",
         }
     }
 
@@ -171,6 +176,7 @@ impl StoreOp {
             WriteOp::Fire { .. } => Self::FireTimer,
             WriteOp::Acquire { .. } => Self::AcquireInstance,
             WriteOp::Release { .. } => Self::ReleaseInstance,
+            WriteOp::StartChild { .. } => Self::StartChild,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

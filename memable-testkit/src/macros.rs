@@ -179,6 +179,21 @@ macro_rules! conformance_tests {
             model: [
                 model_random_sequences,
             ],
+            children: [
+                start_child_writes_link_point_and_child,
+                start_child_twice_writes_nothing,
+                start_child_refusals_write_nothing,
+                child_finish_completes_the_parents_point,
+                child_end_leaves_ended_or_detaching_parent_alone,
+                cancel_cascades_to_awaited_children,
+                cancelled_child_completes_the_parents_point,
+                start_child_adopts_an_ended_instance,
+                child_finish_races_parent_cancel,
+                engine_child_output_and_failure_reach_the_parent,
+                engine_cancel_cascades_to_children,
+                engine_fan_out_is_bounded_and_ordered,
+                engine_children_recover_after_reopen,
+            ],
         }
     };
 }

@@ -56,6 +56,10 @@ enum Bug {
     FenceIgnoresEpoch,
     /// ownership: an acquisition by the same worker keeps the epoch.
     AcquireKeepsEpochForSameWorker,
+    /// children: an awaited child is started without its parent's point.
+    ChildStartDropsPoint,
+    /// children: a repeated start deletes the child and starts it afresh.
+    ChildStartRestarts,
 }
 
 struct Broken {
@@ -66,6 +70,32 @@ struct Broken {
 }
 
 impl Broken {
+    async fn start_child(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
+        let WriteOp::StartChild {
+            parent,
+            step_key,
+            child,
+            input,
+            point,
+            now_ms,
+        } = op
+        else {
+            return self.inner.write(op).await;
+        };
+        let point = if self.bug == Bug::ChildStartDropsPoint {
+            None
+        } else {
+            point
+        };
+        if self.bug == Bug::ChildStartRestarts {
+            self.inner.delete_instance(child.clone()).await?;
+        }
+        let outcome = self
+            .inner
+            .start_child(parent, step_key, child, input, point, now_ms)
+            .await?;
+        Ok(WriteOutcome::StartChild(outcome))
+    }
     async fn start(
         &self,
         key: InstanceKey,
@@ -298,6 +328,7 @@ impl StepStore for Broken {
                     }
                 }
             }
+            op @ WriteOp::StartChild { .. } => self.start_child(op).await?,
             // These have no bug of their own here.
             op @ (WriteOp::Revive { .. }
             | WriteOp::Cancel { .. }
@@ -450,4 +481,7 @@ catches! {
     signals_catch_fire_ignoring_deadline: Bug::FireIgnoresDeadline => signals::fire_stale_row_only_removes_it;
     ownership_catches_ignored_epoch: Bug::FenceIgnoresEpoch => ownership::stale_epoch_writes_land_nothing;
     ownership_catches_kept_epoch: Bug::AcquireKeepsEpochForSameWorker => ownership::acquire_bumps_the_epoch_every_time;
+    children_catch_a_dropped_point: Bug::ChildStartDropsPoint => children::start_child_writes_link_point_and_child;
+    children_catch_a_restart: Bug::ChildStartRestarts => children::start_child_twice_writes_nothing;
+    engine_children_catch_a_dropped_point: Bug::ChildStartDropsPoint => children::engine_child_output_and_failure_reach_the_parent;
 }

@@ -12,6 +12,7 @@
 
 mod activity;
 mod builder;
+mod family;
 mod invocation;
 mod lease;
 mod live;
@@ -31,9 +32,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
+pub use family::ChildInfo;
 pub use invocation::{Invocation, InvokeBuilder};
 pub use run::{
-    Context, FirstOf, FirstOfBuilder, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
+    ChildBuilder, ChildHandle, Context, FanOutBuilder, FirstOf, FirstOfBuilder, StepBuilder,
+    SuspendBuilder, SuspendPoint, SuspendTimeout,
 };
 pub use status::{StatusStream, WorkflowState};
 pub use typed::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
@@ -621,6 +624,10 @@ impl Engine {
             SignalOutcome::NotAPoint(StepKind::Select) => Err(rejected(
                 "the key names a group of points; signal one of its points".to_owned(),
             )),
+            SignalOutcome::NotAPoint(StepKind::Child) => Err(rejected(
+                "the key is where the workflow awaits a child workflow; it resumes when the child ends"
+                    .to_owned(),
+            )),
             SignalOutcome::NotAPoint(_) => Err(rejected(
                 "the step is a regular step, never suspended".to_owned(),
             )),
@@ -725,8 +732,14 @@ impl Engine {
         let key = InstanceKey::new(workflow, instance_id)?;
         let now = self.inner.clock.now_ms();
         match self.inner.store.cancel_instance(key.clone(), now).await? {
-            CancelOutcome::Cancelled
-            | CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
+            CancelOutcome::Cancelled => {
+                if let Some(entry) = self.inner.live.get(&key) {
+                    entry.cancel();
+                }
+                family::after_cancel(&self.inner, &key).await;
+                Ok(())
+            }
+            CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
                 if let Some(entry) = self.inner.live.get(&key) {
                     entry.cancel();
                 }
@@ -983,6 +996,31 @@ impl Inner {
 
     fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
+    }
+
+    /// What a run calls to run another instance here: a child it started,
+    /// a parent its end woke. Only while the engine is started, and only
+    /// for a workflow registered here (on a shared store another worker
+    /// takes the rest). It holds the engine weakly, so a run never keeps
+    /// it alive.
+    fn spawner(self: &Arc<Self>) -> Arc<dyn Fn(&InstanceKey) + Send + Sync> {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |key: &InstanceKey| {
+            if let Some(inner) = weak.upgrade() {
+                inner.run_here(key);
+            }
+        })
+    }
+
+    /// Runs `key` in this process if the engine is started and its
+    /// workflow is registered here (see [`spawner`](Self::spawner)).
+    fn run_here(self: &Arc<Self>, key: &InstanceKey) {
+        if self.ensure_started().is_ok()
+            && !self.is_aborted()
+            && self.registry.get(key.workflow()).is_some()
+        {
+            self.trigger_run(key, RunRequest::default());
+        }
     }
 
     /// Runs `key` now, or queues the request behind its run in progress.

@@ -4,9 +4,9 @@
 use std::future::Future;
 
 use super::{
-    AcquireOutcome, CancelOutcome, ClaimOutcome, CommitOutcome, Finish, FinishOutcome, FireOutcome,
-    ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry,
-    WaitOutcome,
+    AcquireOutcome, CancelOutcome, ChildStartOutcome, ClaimOutcome, CommitOutcome, Finish,
+    FinishOutcome, FireOutcome, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepStore,
+    SuspendOutcome, TimerEntry, WaitOutcome,
 };
 use crate::transitions::{WriteOp, WriteOutcome};
 use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
@@ -423,6 +423,49 @@ pub trait StepStoreExt: StepStore {
         };
         transition(self, op, |o| match o {
             WriteOutcome::Acquire(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Start a child** workflow from a parent's run; see
+    /// [`WriteOp::StartChild`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{ChildStartOutcome, InstanceKey, MemoryStore, StepKind, StepRecord, StepStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let parent = InstanceKey::new("order", "1").unwrap();
+    /// let unit = StepRecord::completed(StepKind::Engine, "()", b"null".to_vec(), None);
+    /// store.start_instance(parent.clone(), unit.clone(), 0).await.unwrap();
+    /// let child = InstanceKey::new("pay", "order:1:pay").unwrap();
+    /// let point = StepRecord::suspended(StepKind::Child, "u32", None, None);
+    /// let outcome = store.start_child(parent, "pay".into(), child.clone(), unit, Some(point), 1).await.unwrap();
+    /// assert_eq!(outcome, ChildStartOutcome::Started);
+    /// assert!(store.get_metadata(&child).await.unwrap().is_some());
+    /// # });
+    /// ```
+    fn start_child(
+        &self,
+        parent: InstanceKey,
+        step_key: String,
+        child: InstanceKey,
+        input: StepRecord,
+        point: Option<StepRecord>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ChildStartOutcome, EngineError>> + Send {
+        let op = WriteOp::StartChild {
+            parent,
+            step_key,
+            child,
+            input,
+            point,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::StartChild(o) => Some(o),
             _ => None,
         })
     }

@@ -27,6 +27,7 @@
 //! kind [`Other`](crate::StorageErrorKind::Other), never a panic.
 
 mod ext;
+mod family;
 mod memory;
 mod ownership;
 mod slot;
@@ -35,6 +36,8 @@ pub mod transitions;
 use async_trait::async_trait;
 
 pub use ext::StepStoreExt;
+pub(crate) use family::{CHILD_CANCELLED, child_step_of};
+pub use family::{ChildLink, ParentLink, child_instance_id, child_link_key};
 pub use memory::MemoryStore;
 pub use ownership::{AcquireOutcome, Acquired, Ownership, StaleEpoch, Workers};
 pub use slot::{EngineLease, EngineSlot};
@@ -247,6 +250,35 @@ pub enum StartOutcome {
     Started,
     /// An instance with this key already exists; nothing was written.
     Exists(WorkflowMetadata),
+}
+
+/// Outcome of [`StepStoreExt::start_child`].
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::ChildStartOutcome;
+/// assert_ne!(ChildStartOutcome::Started, ChildStartOutcome::Exists { point: None });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChildStartOutcome {
+    /// The child instance was created, linked to the parent (and the
+    /// parent's point written): it must run.
+    Started,
+    /// The parent had already started a child under this key, or an
+    /// instance under the child's id existed and was adopted; `point` is
+    /// the parent's point record now (`None` for a detached child). An
+    /// adopted child that had already ended has completed the point.
+    Exists {
+        /// The parent's point for the child.
+        point: Option<StepRecord>,
+    },
+    /// The parent is missing (`None`) or finished or cancelled; nothing was
+    /// written.
+    NotActive(Option<MetadataStatus>),
+    /// The step key holds a record of another kind (the code changed a
+    /// step, point or timer into a child); nothing was written.
+    KeyInUse(StepKind),
 }
 
 /// Outcome of [`StepStoreExt::commit_step`].

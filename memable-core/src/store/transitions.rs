@@ -38,13 +38,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::family::{CHILD_CANCELLED, CHILD_FAILED, child_link_key, child_step_of};
 use super::ownership::{OWNER_KEY, acquirable};
-use crate::key::{INPUT_KEY, OUTPUT_KEY, buffered_signal_key};
+use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, buffered_signal_key};
 use crate::{
-    AcquireOutcome, CancelOutcome, ClaimOutcome, CommitOutcome, EngineError, Finish, FinishOutcome,
-    FireOutcome, InstanceKey, MetadataStatus, Ownership, ParkOutcome, ReviveOutcome, SignalOutcome,
-    StaleEpoch, StartOutcome, StepKind, StepRecord, StepState, SuspendOutcome, TimerEntry,
-    WaitOutcome, WorkflowMetadata,
+    AcquireOutcome, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome, CommitOutcome,
+    EngineError, Finish, FinishOutcome, FireOutcome, InstanceKey, MetadataStatus, Ownership,
+    ParentLink, ParkOutcome, ReviveOutcome, SignalOutcome, StaleEpoch, StartOutcome, StepKind,
+    StepRecord, StepState, SuspendOutcome, TimerEntry, WaitOutcome, WorkflowMetadata,
 };
 
 /// Row-level access inside one backend transaction.
@@ -217,7 +218,11 @@ pub enum WriteOp {
     },
     /// **Finish.** If the instance is `Running`: sets it `Completed(status)`
     /// (writing `output` under `_output`) or `Failed(message)`, with
-    /// `updated_at = completed_at = now_ms`, together. Otherwise writes
+    /// `updated_at = completed_at = now_ms`, together. An awaited child
+    /// (its `_parent` link not detached) also completes its parent's point,
+    /// if the parent is active and the point still `Suspended`: with the
+    /// output record (kind [`StepKind::Child`]), or with the error (value
+    /// `failed`); a `Suspended` parent is set `Running`. Otherwise writes
     /// nothing and answers [`FinishOutcome::NotRunning`].
     Finish {
         /// Instance.
@@ -243,7 +248,11 @@ pub enum WriteOp {
     },
     /// **Cancel.** If the instance is `Running` or `Suspended`: sets it
     /// `Cancelled` (`updated_at = completed_at = now_ms`) and removes every
-    /// timer row of the instance, together; step records are kept. A missing
+    /// timer row of the instance, together; step records are kept. Every
+    /// active child it awaits (a `_child:<key>` link not detached) is
+    /// cancelled by the same rule in the same transaction, and theirs. An
+    /// awaited child whose parent is still active completes the parent's
+    /// point (value `cancelled`) and wakes it, as its finish would. A missing
     /// or terminal instance is answered [`CancelOutcome::NotActive`].
     Cancel {
         /// Instance.
@@ -384,13 +393,44 @@ pub enum WriteOp {
     /// is cleared, the epoch kept), in the same transaction. Otherwise
     /// nothing is written and the answer is [`WriteOutcome::Stale`]. `op`
     /// must be a write of a run (`Commit`, `Wait`, `Park`, `Finish`,
-    /// `Revive`, `Suspend`, `Release`); any other is refused with a storage
-    /// error of kind `Other`.
+    /// `Revive`, `Suspend`, `Release`, `StartChild`); any other is refused
+    /// with a storage error of kind `Other`.
     Fenced {
         /// The epoch the run acquired.
         epoch: u64,
         /// The run's write.
         op: Box<WriteOp>,
+    },
+    /// **Start a child** workflow from `parent`'s run (see
+    /// [`ChildLink`] for the protocol). Refused without writing if the
+    /// parent is missing or terminal ([`ChildStartOutcome::NotActive`]). If
+    /// the parent has a link `_child:<step_key>`, answers
+    /// [`ChildStartOutcome::Exists`] with its point record, writing
+    /// nothing. If an awaited child's `step_key` holds a record of the
+    /// parent already, answers [`ChildStartOutcome::KeyInUse`] with its
+    /// kind, writing nothing. Otherwise writes together: the link; for an
+    /// awaited child, `point` (a `Suspended` record of kind
+    /// [`StepKind::Child`]) under `step_key`; and, if no instance `child`
+    /// exists, the child (`Running`, `created_at = updated_at = now_ms`),
+    /// its `_input` and its `_parent` link
+    /// ([`ChildStartOutcome::Started`]). An existing instance under the
+    /// child's key is adopted: its `_parent` is written, and if it has
+    /// already ended, an awaited point is completed from its end at once
+    /// ([`ChildStartOutcome::Exists`]).
+    StartChild {
+        /// The parent instance.
+        parent: InstanceKey,
+        /// The parent's step key for the child.
+        step_key: String,
+        /// The child instance (its id derived from `parent` and `step_key`).
+        child: InstanceKey,
+        /// The child's `_input` record.
+        input: StepRecord,
+        /// The parent's point (`Suspended`, kind [`StepKind::Child`]);
+        /// `None` for a detached child.
+        point: Option<StepRecord>,
+        /// Clock reading.
+        now_ms: u64,
     },
 }
 
@@ -421,6 +461,7 @@ impl WriteOp {
             Self::Fire { .. } => "fire_timer",
             Self::Acquire { .. } => "acquire_instance",
             Self::Release { .. } => "release_instance",
+            Self::StartChild { .. } => "start_child",
             Self::Fenced { op, .. } => op.name(),
         }
     }
@@ -449,7 +490,8 @@ impl WriteOp {
             | Self::Park { key, .. }
             | Self::Signal { key, .. }
             | Self::Acquire { key, .. }
-            | Self::Release { key } => key,
+            | Self::Release { key }
+            | Self::StartChild { parent: key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
         }
@@ -514,6 +556,8 @@ pub enum WriteOutcome {
     Acquire(AcquireOutcome),
     /// Answer to [`WriteOp::Release`]: whether the instance exists.
     Release(bool),
+    /// Answer to [`WriteOp::StartChild`].
+    StartChild(ChildStartOutcome),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -545,6 +589,7 @@ impl WriteOutcome {
             Self::Fire(_) => "fire",
             Self::Acquire(_) => "acquire",
             Self::Release(_) => "release",
+            Self::StartChild(_) => "start_child",
             Self::Stale(_) => "stale",
         }
     }
@@ -622,6 +667,22 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             now_ms: _,
         } => WriteOutcome::Acquire(acquire(txn, key, worker)?),
         WriteOp::Release { key } => WriteOutcome::Release(release(txn, key)?),
+        WriteOp::StartChild {
+            parent,
+            step_key,
+            child,
+            input,
+            point,
+            now_ms,
+        } => WriteOutcome::StartChild(start_child(
+            txn,
+            parent,
+            step_key,
+            child,
+            input,
+            point.as_ref(),
+            *now_ms,
+        )?),
         WriteOp::Fenced { epoch, op } => fenced(txn, *epoch, op)?,
     })
 }
@@ -693,11 +754,12 @@ fn fenced(
             | WriteOp::Revive { .. }
             | WriteOp::Suspend { .. }
             | WriteOp::Release { .. }
+            | WriteOp::StartChild { .. }
     ) {
         return Err(crate::StorageError::new(
             crate::StorageErrorKind::Other,
             op.name(),
-            "only a run's writes (commit, wait, park, finish, revive, suspend, release) can be fenced",
+            "only a run's writes (commit, wait, park, finish, revive, suspend, release, start_child) can be fenced",
         )
         .into());
     }
@@ -876,7 +938,167 @@ fn finish_instance(
         ..meta.clone()
     };
     txn.put_metadata(key, &updated, Some(&meta))?;
+    let end = match finish {
+        Finish::Completed { output, .. } => ChildEnd::Completed(output),
+        Finish::Failed(message) => ChildEnd::Failed(message),
+    };
+    deliver_to_parent(txn, key, &end, now_ms)?;
     Ok(FinishOutcome::Finished)
+}
+
+/// How a child ended, for its parent's point.
+enum ChildEnd<'a> {
+    Completed(&'a StepRecord),
+    Failed(&'a str),
+    Cancelled,
+}
+
+impl ChildEnd<'_> {
+    /// The completed point record for this end.
+    fn point(&self, waiting: &StepRecord) -> StepRecord {
+        match self {
+            Self::Completed(output) => StepRecord {
+                kind: StepKind::Child,
+                status: waiting.status.clone(),
+                ..(*output).clone()
+            },
+            Self::Failed(message) => StepRecord {
+                error: Some((*message).to_owned()),
+                ..StepRecord::completed(
+                    StepKind::Child,
+                    waiting.type_tag.clone(),
+                    CHILD_FAILED.to_vec(),
+                    waiting.status.clone(),
+                )
+            },
+            Self::Cancelled => StepRecord {
+                error: Some("the child workflow was cancelled".to_owned()),
+                ..StepRecord::completed(
+                    StepKind::Child,
+                    waiting.type_tag.clone(),
+                    CHILD_CANCELLED.to_vec(),
+                    waiting.status.clone(),
+                )
+            },
+        }
+    }
+}
+
+/// The end of an ended instance, if it has ended.
+fn end_of(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    status: &MetadataStatus,
+) -> Result<Option<StepRecord>, EngineError> {
+    let waiting = StepRecord::suspended(StepKind::Child, "", None, None);
+    Ok(match status {
+        MetadataStatus::Completed(_) => txn
+            .step(key, OUTPUT_KEY)?
+            .map(|output| ChildEnd::Completed(&output).point(&waiting)),
+        MetadataStatus::Failed(message) => Some(ChildEnd::Failed(message).point(&waiting)),
+        MetadataStatus::Cancelled => Some(ChildEnd::Cancelled.point(&waiting)),
+        MetadataStatus::Running | MetadataStatus::Suspended { .. } => None,
+    })
+}
+
+/// An awaited child's end completes its parent's point and wakes the
+/// parent (see [`ChildLink`]); anything else is left alone.
+fn deliver_to_parent(
+    txn: &mut impl Transaction,
+    child: &InstanceKey,
+    end: &ChildEnd<'_>,
+    now_ms: u64,
+) -> Result<(), EngineError> {
+    let Some(record) = txn.step(child, PARENT_KEY)? else {
+        return Ok(());
+    };
+    let link = ParentLink::from_record(&record)?;
+    if link.detached {
+        return Ok(());
+    }
+    let Ok(parent_meta) = active(txn, &link.parent)? else {
+        return Ok(());
+    };
+    let Some(waiting) = txn
+        .step(&link.parent, &link.step_key)?
+        .filter(|r| r.state == StepState::Suspended && r.kind == StepKind::Child)
+    else {
+        return Ok(());
+    };
+    txn.put_step(&link.parent, &link.step_key, &end.point(&waiting))?;
+    wake(txn, &link.parent, &parent_meta, now_ms)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_child(
+    txn: &mut impl Transaction,
+    parent: &InstanceKey,
+    step_key: &str,
+    child: &InstanceKey,
+    input: &StepRecord,
+    point: Option<&StepRecord>,
+    now_ms: u64,
+) -> Result<ChildStartOutcome, EngineError> {
+    if let Err(status) = active(txn, parent)? {
+        return Ok(ChildStartOutcome::NotActive(status));
+    }
+    let link_key = child_link_key(step_key);
+    if txn.step(parent, &link_key)?.is_some() {
+        let point = txn.step(parent, step_key)?;
+        return Ok(ChildStartOutcome::Exists { point });
+    }
+    if point.is_some()
+        && let Some(existing) = txn.step(parent, step_key)?
+    {
+        return Ok(ChildStartOutcome::KeyInUse(existing.kind));
+    }
+    let detached = point.is_none();
+    let existing = txn.metadata(child)?;
+    txn.put_step(
+        parent,
+        &link_key,
+        &ChildLink {
+            child: child.clone(),
+            detached,
+        }
+        .to_record(),
+    )?;
+    let parent_link = ParentLink {
+        parent: parent.clone(),
+        step_key: step_key.to_owned(),
+        detached,
+    }
+    .to_record();
+    let Some(existing) = existing else {
+        if let Some(point) = point {
+            txn.put_step(parent, step_key, point)?;
+        }
+        txn.put_metadata(child, &WorkflowMetadata::running(child, now_ms), None)?;
+        txn.put_step(child, INPUT_KEY, input)?;
+        txn.put_step(child, PARENT_KEY, &parent_link)?;
+        return Ok(ChildStartOutcome::Started);
+    };
+    // Adopt the instance already under the child's id.
+    txn.put_step(child, PARENT_KEY, &parent_link)?;
+    let Some(point) = point else {
+        return Ok(ChildStartOutcome::Exists { point: None });
+    };
+    let written = match end_of(txn, child, &existing.status)? {
+        Some(ended) => StepRecord {
+            type_tag: if ended.error.is_some() {
+                point.type_tag.clone()
+            } else {
+                ended.type_tag
+            },
+            status: point.status.clone(),
+            ..ended
+        },
+        None => point.clone(),
+    };
+    txn.put_step(parent, step_key, &written)?;
+    Ok(ChildStartOutcome::Exists {
+        point: Some(written),
+    })
 }
 
 fn revive(
@@ -927,14 +1149,40 @@ fn cancel(
     if meta.status.is_terminal() {
         return Ok(CancelOutcome::NotActive(Some(meta.status)));
     }
-    remove_timers(txn, key)?;
-    let updated = WorkflowMetadata {
-        status: MetadataStatus::Cancelled,
-        updated_at_ms: now_ms,
-        completed_at_ms: Some(now_ms),
-        ..meta.clone()
-    };
-    txn.put_metadata(key, &updated, Some(&meta))?;
+    // The instance, then every child it awaits, and theirs: a worklist, so
+    // a deep tree is no deep recursion. A parent is cancelled before its
+    // children, so they find it ended and leave its points alone.
+    let mut pending = vec![(key.clone(), meta)];
+    while let Some((key, meta)) = pending.pop() {
+        let steps = txn.steps(&key)?;
+        for (step_key, record) in &steps {
+            if record.state == StepState::Suspended
+                && let Some(timer) = timer_of(&key, step_key, record)
+            {
+                txn.remove_timer(&timer)?;
+            }
+        }
+        let updated = WorkflowMetadata {
+            status: MetadataStatus::Cancelled,
+            updated_at_ms: now_ms,
+            completed_at_ms: Some(now_ms),
+            ..meta.clone()
+        };
+        txn.put_metadata(&key, &updated, Some(&meta))?;
+        deliver_to_parent(txn, &key, &ChildEnd::Cancelled, now_ms)?;
+        for (step_key, record) in &steps {
+            if child_step_of(step_key).is_none() {
+                continue;
+            }
+            let link = ChildLink::from_record(record)?;
+            if link.detached {
+                continue;
+            }
+            if let Ok(child_meta) = active(txn, &link.child)? {
+                pending.push((link.child, child_meta));
+            }
+        }
+    }
     Ok(CancelOutcome::Cancelled)
 }
 
@@ -1025,7 +1273,8 @@ fn wait(
     // A signal that arrived before the workflow got here.
     // A timer is resolved by its deadline only: a signal sent to its key
     // before it was reached stays buffered.
-    let candidates: Vec<(&str, &str)> = if record.kind == StepKind::Timer {
+    let candidates: Vec<(&str, &str)> = if matches!(record.kind, StepKind::Timer | StepKind::Child)
+    {
         Vec::new()
     } else if members.is_empty() {
         vec![(step_key, record.type_tag.as_str())]

@@ -264,6 +264,22 @@ async fn write(
             .await
             .map(drop),
         StoreOp::ReleaseInstance => store.release(running.clone()).await.map(drop),
+        StoreOp::StartChild => store
+            .start_child(
+                running.clone(),
+                "kid".into(),
+                key("kid", "1"),
+                input(b"k"),
+                Some(memable_core::StepRecord::suspended(
+                    memable_core::StepKind::Child,
+                    "u32",
+                    None,
+                    None,
+                )),
+                500,
+            )
+            .await
+            .map(drop),
         StoreOp::FireTimer => {
             let due = TimerEntry {
                 deadline_ms: 1_000,

@@ -15,6 +15,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod atomicity;
+pub mod children;
 pub mod claim;
 pub mod concurrency;
 pub mod delete;

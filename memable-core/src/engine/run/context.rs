@@ -12,10 +12,10 @@ use super::RunEnv;
 use super::memo::{Entered, Memo};
 use super::step::StepBuilder;
 use super::suspend::{SuspendBuilder, SuspendPoint};
-use crate::key::{INPUT_KEY, OUTPUT_KEY};
+use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY};
 use crate::{
-    EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ReviveOutcome, StepRecord,
-    StepStoreExt, WorkflowState, decode_record, type_tag, validate_user_key,
+    EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ParentLink, ReviveOutcome,
+    StepRecord, StepStoreExt, WorkflowState, decode_record, type_tag, validate_user_key,
 };
 
 /// The handle a workflow receives: runs [`step`](Context::step)s, suspends
@@ -379,5 +379,18 @@ impl Context {
 
     pub(super) fn is_suspended(&self) -> bool {
         self.run.suspended.load(Ordering::Acquire)
+    }
+
+    /// The parent that awaits this instance (a child not started detached).
+    pub(super) fn awaiting_parent(&self) -> Option<InstanceKey> {
+        let record = self.run.steps.get(PARENT_KEY)?;
+        match ParentLink::from_record(record) {
+            Ok(link) if !link.detached => Some(link.parent),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(instance = %self.run.key, %error, "the parent link does not decode");
+                None
+            }
+        }
     }
 }

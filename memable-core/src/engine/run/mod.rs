@@ -47,6 +47,7 @@
 //! - **Abort** (a simulated crash, for tests) drops the run at its next
 //!   await point; it writes nothing more.
 
+mod child;
 mod context;
 mod fence;
 mod memo;
@@ -57,6 +58,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use child::{ChildBuilder, ChildHandle, FanOutBuilder};
 pub use context::Context;
 pub use step::StepBuilder;
 pub use suspend::{FirstOf, FirstOfBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout};
@@ -88,6 +90,9 @@ pub(crate) struct RunEnv {
     /// This run's share of the engine's busy count (steps in flight, steps
     /// in a retry backoff).
     pub activity: Arc<RunActivity>,
+    /// Runs another instance in this process if its workflow is
+    /// registered here: a child this run started, a parent its end woke.
+    pub spawn: Arc<dyn Fn(&InstanceKey) + Send + Sync>,
 }
 
 /// Decrements the engine's active-run and busy counts when the run task
@@ -255,6 +260,7 @@ async fn run_with(
         entry: Arc::clone(entry),
         timers: Arc::clone(&inner.timers),
         activity: RunActivity::new(inner.activity()),
+        spawn: inner.spawner(),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
@@ -409,7 +415,13 @@ async fn record_outcome(
         }
     };
     match store.finish_instance(key.clone(), finish, now).await {
-        Ok(FinishOutcome::Finished) => entry.publish_end(end, finished_state),
+        Ok(FinishOutcome::Finished) => {
+            entry.publish_end(end, finished_state);
+            if let Some(parent) = ctx.awaiting_parent() {
+                // The finish completed the parent's point and woke it.
+                (ctx.run.env.spawn)(&parent);
+            }
+        }
         Ok(FinishOutcome::NotRunning(Some(status))) => entry.publish(WorkflowState::from(&status)),
         Ok(FinishOutcome::NotRunning(None)) => entry.publish(WorkflowState::Failed {
             error: "the instance was deleted while running".to_owned(),
