@@ -489,6 +489,59 @@ pub enum EngineError {
         found: crate::StepKind,
     },
 
+    /// An invocation named a queue this engine did not declare
+    /// ([`EngineBuilder::queue`](crate::EngineBuilder::queue)), or gave a
+    /// partition, priority or dedup id without any queue (`queue` is empty
+    /// then). Nothing was written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("send", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// let err = engine.invoke("send").queue("nowhere").await.unwrap_err();
+    /// assert!(matches!(err, EngineError::UnknownQueue { queue } if queue == "nowhere"));
+    /// # Ok(()) }
+    /// ```
+    #[error("{}", if queue.is_empty() { "a partition, priority or dedup id needs a queue".to_owned() } else { format!("no queue named '{queue}' is declared on this engine") })]
+    UnknownQueue {
+        /// The queue named (empty: none was).
+        queue: String,
+    },
+
+    /// An invocation through a queue with a dedup id that an instance
+    /// still queued or running holds (`holder`). Nothing was written; the
+    /// holder can be watched instead, or the id used again once it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, EngineError, Queue, SuspendPoint};
+    /// static GO: SuspendPoint<()> = SuspendPoint::new("go");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().queue(Queue::new("sync")).build();
+    /// engine.register("sync", |ctx: Context| async move { ctx.suspend(&GO).await })?;
+    /// engine.start().await?;
+    /// engine.invoke("sync").queue("sync").dedup_id("account-9").await?;
+    /// let again = engine.invoke("sync").queue("sync").dedup_id("account-9").await;
+    /// assert!(matches!(again, Err(EngineError::Duplicate { .. })));
+    /// # Ok(()) }
+    /// ```
+    #[error("instance {holder} holds dedup id '{dedup}' in queue '{queue}' until it ends")]
+    Duplicate {
+        /// The queue.
+        queue: String,
+        /// The dedup id.
+        dedup: String,
+        /// The active instance that holds it.
+        holder: InstanceKey,
+    },
+
     /// This worker's run no longer owns the instance: another worker
     /// acquired it (this one was paused or cut off past its lease), so the
     /// write was refused and nothing of it landed. The run stops; the

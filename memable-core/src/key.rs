@@ -27,6 +27,9 @@ pub(crate) const OUTPUT_KEY: &str = "_output";
 pub(crate) const SIGNAL_PREFIX: &str = "_signal:";
 /// Prefix of a parent's link to a child it started: `_child:<step key>`.
 pub(crate) const CHILD_PREFIX: &str = "_child:";
+/// Key of a queued instance's ticket, and the point a queued instance
+/// waits at until it is admitted.
+pub(crate) const QUEUE_KEY: &str = "_queue";
 /// Key of a child's link to its parent.
 pub(crate) const PARENT_KEY: &str = "_parent";
 

@@ -48,7 +48,7 @@ pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
     ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder, FanOutBuilder, FirstOf,
-    FirstOfBuilder, Invocation, InvokeBuilder, StatusStream, StepBuilder, SuspendBuilder,
+    FirstOfBuilder, Invocation, InvokeBuilder, Queue, StatusStream, StepBuilder, SuspendBuilder,
     SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle,
     WorkflowState,
 };
@@ -61,9 +61,10 @@ pub use retry::RetryPolicy;
 pub use store::transitions;
 pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
-    AcquireOutcome, Acquired, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome,
-    CommitOutcome, EngineLease, EngineSlot, Finish, FinishOutcome, FireOutcome, InstanceFilter,
-    InstanceSnapshot, MemoryStore, Ownership, ParentLink, ParkOutcome, ReviveOutcome,
-    SignalOutcome, StaleEpoch, StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
-    WaitOutcome, Workers, child_instance_id, child_link_key,
+    AcquireOutcome, Acquired, AdmitOutcome, CancelOutcome, ChildLink, ChildStartOutcome,
+    ClaimOutcome, CommitOutcome, EngineLease, EngineSlot, EnqueueOutcome, Finish, FinishOutcome,
+    FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, Ownership, ParentLink, ParkOutcome,
+    QUEUE_WORKFLOW, QueueLimits, QueueTicket, ReviveOutcome, SignalOutcome, StaleEpoch,
+    StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome, Workers,
+    child_instance_id, child_link_key,
 };

@@ -518,9 +518,10 @@ struct Batch<'a> {
 /// Step keys an op reads, for the prefetch.
 fn named_steps(op: &WriteOp) -> Vec<&str> {
     match op {
-        WriteOp::Start { .. } => vec!["_input"],
-        // A child's finish completes its parent's point: `_parent` says where.
-        WriteOp::Finish { .. } => vec!["_output", "_parent"],
+        WriteOp::Start { .. } | WriteOp::Enqueue { .. } => vec!["_input"],
+        // A child's finish completes its parent's point (`_parent` says
+        // where); an instance that went through a queue leaves it (`_queue`).
+        WriteOp::Finish { .. } => vec!["_output", "_parent", "_queue"],
         WriteOp::Commit { step_key, .. }
         | WriteOp::StartChild { step_key, .. }
         | WriteOp::Suspend { step_key, .. }
@@ -539,7 +540,8 @@ fn named_steps(op: &WriteOp) -> Vec<&str> {
         | WriteOp::Release { .. }
         | WriteOp::Revive { .. }
         | WriteOp::Cancel { .. }
-        | WriteOp::Delete { .. } => vec![],
+        | WriteOp::Delete { .. }
+        | WriteOp::Admit { .. } => vec![],
     }
 }
 
@@ -994,6 +996,10 @@ impl Transaction for Batch<'_> {
     }
 
     fn remove_step(&mut self, key: &InstanceKey, step_key: &str) -> Result<(), EngineError> {
+        if key.workflow() == memable_core::QUEUE_WORKFLOW {
+            // An entry leaves a queue: a slot may be free for any worker.
+            self.cache.woke = true;
+        }
         self.cache
             .steps
             .entry(key.clone())

@@ -114,6 +114,8 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         | WriteOp::Acquire { .. }
         | WriteOp::Release { .. }
         | WriteOp::StartChild { .. }
+        | WriteOp::Enqueue { .. }
+        | WriteOp::Admit { .. }
         | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }

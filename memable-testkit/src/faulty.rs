@@ -66,11 +66,15 @@ pub enum StoreOp {
     ReleaseInstance,
     /// `start_child`.
     StartChild,
+    /// `enqueue`.
+    Enqueue,
+    /// `admit`.
+    Admit,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 21] = [
+    pub const ALL: [StoreOp; 23] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -92,10 +96,12 @@ impl StoreOp {
         Self::AcquireInstance,
         Self::ReleaseInstance,
         Self::StartChild,
+        Self::Enqueue,
+        Self::Admit,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 15] = [
+    pub const WRITES: [StoreOp; 17] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -111,6 +117,8 @@ impl StoreOp {
         Self::AcquireInstance,
         Self::ReleaseInstance,
         Self::StartChild,
+        Self::Enqueue,
+        Self::Admit,
     ];
 
     /// The method name, as used in storage errors.
@@ -144,6 +152,8 @@ impl StoreOp {
             Self::AcquireInstance => "acquire_instance",
             Self::ReleaseInstance => "release_instance",
             Self::StartChild => "start_child",
+            Self::Enqueue => "enqueue",
+            Self::Admit => "admit",
         }
     }
 
@@ -177,6 +187,8 @@ impl StoreOp {
             WriteOp::Acquire { .. } => Self::AcquireInstance,
             WriteOp::Release { .. } => Self::ReleaseInstance,
             WriteOp::StartChild { .. } => Self::StartChild,
+            WriteOp::Enqueue { .. } => Self::Enqueue,
+            WriteOp::Admit { .. } => Self::Admit,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

@@ -194,6 +194,22 @@ macro_rules! conformance_tests {
                 engine_fan_out_is_bounded_and_ordered,
                 engine_children_recover_after_reopen,
             ],
+            queues: [
+                enqueue_writes_a_queued_instance,
+                enqueue_refusals_write_nothing_and_dedup_frees_at_the_end,
+                admit_follows_priority_and_the_limit,
+                admit_holds_a_partition_to_its_limit,
+                admit_keeps_the_rate_window,
+                admit_by_a_worker_acquires_its_workflows_only,
+                ends_leave_the_queue_and_revive_rejoins,
+                concurrent_admissions_never_exceed_the_limit,
+                concurrent_dedup_has_one_winner,
+                engine_queue_limit_holds,
+                engine_partition_runs_one_per_key,
+                engine_rate_limit_follows_the_clock,
+                engine_dedup_refuses_while_active,
+                engine_listens_to_its_queues_only,
+            ],
         }
     };
 }

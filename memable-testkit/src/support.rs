@@ -238,5 +238,15 @@ pub(crate) async fn populate(store: &dyn StepStore) -> Vec<InstanceKey> {
             }
         }
     }
+    // Two instances waiting in a queue (not among the returned keys).
+    for id in ["q1", "q2"] {
+        let ticket = memable_core::QueueTicket::new("jobs").partition("p");
+        ok(
+            store
+                .enqueue(key("queued", id), input(id.as_bytes()), ticket, 90)
+                .await,
+            "enqueue",
+        );
+    }
     keys
 }

@@ -336,7 +336,9 @@ impl StepStore for Broken {
             | WriteOp::Park { .. }
             | WriteOp::Fenced { .. }
             | WriteOp::Acquire { .. }
-            | WriteOp::Release { .. }) => self.inner.write(op).await?,
+            | WriteOp::Release { .. }
+            | WriteOp::Enqueue { .. }
+            | WriteOp::Admit { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(

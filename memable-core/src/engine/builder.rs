@@ -32,6 +32,8 @@ pub struct EngineBuilder {
     capacity: Option<usize>,
     lease: std::time::Duration,
     poll_interval: std::time::Duration,
+    queues: Vec<super::Queue>,
+    listen_queues: Option<Vec<String>>,
 }
 
 impl Default for EngineBuilder {
@@ -46,6 +48,8 @@ impl Default for EngineBuilder {
             capacity: None,
             lease: super::worker::DEFAULT_LEASE,
             poll_interval: super::worker::DEFAULT_POLL,
+            queues: Vec::new(),
+            listen_queues: None,
         }
     }
 }
@@ -214,7 +218,42 @@ impl EngineBuilder {
                 poll: self.poll_interval,
                 shared: false,
             },
+            super::queue::Queues::new(self.queues, self.listen_queues),
         )
+    }
+
+    /// Declares a queue that invocations may go through (see [`Queue`]);
+    /// a queue declared again replaces the earlier declaration.
+    ///
+    /// # Examples
+    ///
+    /// See [`Queue`].
+    ///
+    /// [`Queue`]: super::Queue
+    pub fn queue(mut self, queue: super::Queue) -> Self {
+        self.queues.retain(|q| q.name() != queue.name());
+        self.queues.push(queue);
+        self
+    }
+
+    /// Admits work only from these declared queues (default: every declared
+    /// queue). Invocations may still go through the others; engines that
+    /// listen to them admit those.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Engine, Queue};
+    /// let engine = Engine::builder()
+    ///     .queue(Queue::new("gpu").concurrency(2))
+    ///     .queue(Queue::new("cpu").concurrency(32))
+    ///     .listen_queues(["gpu"])
+    ///     .build();
+    /// # let _ = engine;
+    /// ```
+    pub fn listen_queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.listen_queues = Some(queues.into_iter().map(Into::into).collect());
+        self
     }
 
     /// On a shared store: the longest time between two looks for runnable

@@ -16,6 +16,7 @@ use crate::{
     StepStoreExt, StorageError, WorkflowState, decode_record, encode_value, type_tag, validate_key,
     validate_user_key,
 };
+use crate::{EnqueueOutcome, QueueTicket};
 
 /// Builds an invocation of a workflow: optional instance id and input.
 /// Await it (or call [`start`](Self::start)) to start the instance.
@@ -55,6 +56,10 @@ pub struct InvokeBuilder {
     workflow: String,
     id: Option<String>,
     input: Result<StepRecord, EngineError>,
+    queue: Option<String>,
+    partition: Option<String>,
+    priority: Option<u8>,
+    dedup: Option<String>,
 }
 
 impl InvokeBuilder {
@@ -64,7 +69,68 @@ impl InvokeBuilder {
             workflow: workflow.to_owned(),
             id: None,
             input: encode_input(&()),
+            queue: None,
+            partition: None,
+            priority: None,
+            dedup: None,
         }
+    }
+
+    /// Goes through the queue `name` (declared with
+    /// [`EngineBuilder::queue`](crate::EngineBuilder::queue)) instead of the
+    /// workflow's default queue, if any: the instance is created queued
+    /// ([`WorkflowState::Queued`]) and runs once the queue admits it.
+    ///
+    /// # Examples
+    ///
+    /// See [`Queue`](crate::Queue).
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.queue = Some(name.into());
+        self
+    }
+
+    /// The partition key in its queue: at most the queue's
+    /// [`per_partition`](crate::Queue::per_partition) instances with one
+    /// key hold a slot at once.
+    ///
+    /// # Examples
+    ///
+    /// See [`Queue`](crate::Queue).
+    pub fn partition(mut self, key: impl Into<String>) -> Self {
+        self.partition = Some(key.into());
+        self
+    }
+
+    /// The priority in its queue: higher is admitted first (default 0);
+    /// equal priorities go first come, first served.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, Queue};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = Engine::builder().queue(Queue::new("jobs").default_for("job")).build();
+    /// engine.register("job", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// engine.invoke("job").priority(9).await?.wait_output::<()>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// A dedup id in its queue: while an instance with this id is queued
+    /// or holds a slot, another invocation with it fails with
+    /// [`Duplicate`](EngineError::Duplicate).
+    ///
+    /// # Examples
+    ///
+    /// See [`EngineError::Duplicate`].
+    pub fn dedup_id(mut self, id: impl Into<String>) -> Self {
+        self.dedup = Some(id.into());
+        self
     }
 
     /// Uses `id` as the instance id instead of a generated one.
@@ -87,6 +153,40 @@ impl InvokeBuilder {
     pub fn input<T: Serialize + 'static>(mut self, input: T) -> Self {
         self.input = encode_input(&input);
         self
+    }
+
+    /// Enqueues the instance in `queue`: its [`Invocation`] if it was
+    /// created, else the start outcome of the existing one.
+    async fn enqueue(
+        engine: &Engine,
+        key: InstanceKey,
+        input: StepRecord,
+        ticket: QueueTicket,
+        now: u64,
+    ) -> Result<Result<Invocation, StartOutcome>, EngineError> {
+        let inner = &engine.inner;
+        inner.queues.check(&ticket.queue)?;
+        let (queue, dedup) = (ticket.queue.clone(), ticket.dedup.clone());
+        match inner.store.enqueue(key.clone(), input, ticket, now).await? {
+            EnqueueOutcome::Enqueued => {
+                let (guard, rx) = inner.live.subscribe(&key, || WorkflowState::Queued {
+                    queue: queue.clone(),
+                });
+                inner.queues.kick(inner, &queue);
+                Ok(Ok(Invocation {
+                    engine: engine.clone(),
+                    key,
+                    stream: StatusStream::new(guard, rx),
+                    created: true,
+                }))
+            }
+            EnqueueOutcome::Duplicate(holder) => Err(EngineError::Duplicate {
+                queue,
+                dedup: dedup.unwrap_or_default(),
+                holder,
+            }),
+            EnqueueOutcome::Exists(meta) => Ok(Err(StartOutcome::Exists(meta))),
+        }
     }
 
     /// Starts the instance (or finds the existing one with this id).
@@ -127,7 +227,32 @@ impl InvokeBuilder {
         let input = self.input?;
         let given = (input.type_tag.clone(), input.value.clone());
         let now = inner.clock.now_ms();
-        match inner.store.start_instance(key.clone(), input, now).await? {
+        let queue = self
+            .queue
+            .clone()
+            .or_else(|| inner.queues.default_for(&self.workflow).map(str::to_owned));
+        let started = match queue {
+            Some(queue) => {
+                let ticket = QueueTicket {
+                    queue,
+                    partition: self.partition,
+                    priority: self.priority.unwrap_or(0),
+                    dedup: self.dedup,
+                    pending_key: None,
+                };
+                match Self::enqueue(&self.engine, key.clone(), input, ticket, now).await? {
+                    Ok(invocation) => return Ok(invocation),
+                    Err(exists) => exists,
+                }
+            }
+            None if self.partition.is_some() || self.priority.is_some() || self.dedup.is_some() => {
+                return Err(EngineError::UnknownQueue {
+                    queue: String::new(),
+                });
+            }
+            None => inner.store.start_instance(key.clone(), input, now).await?,
+        };
+        match started {
             StartOutcome::Started if inner.registry.get(key.workflow()).is_none() => {
                 // A shared store: pending work for a worker that has the
                 // workflow; this handle watches it.

@@ -16,6 +16,7 @@ mod family;
 mod invocation;
 mod lease;
 mod live;
+mod queue;
 mod registry;
 mod run;
 mod scheduler;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 pub use builder::EngineBuilder;
 pub use family::ChildInfo;
 pub use invocation::{Invocation, InvokeBuilder};
+pub use queue::Queue;
 pub use run::{
     ChildBuilder, ChildHandle, Context, FanOutBuilder, FirstOf, FirstOfBuilder, StepBuilder,
     SuspendBuilder, SuspendPoint, SuspendTimeout,
@@ -84,6 +86,9 @@ struct Inner {
     /// Bounds the runs at once to the worker's capacity (`None`: no bound).
     permits: Option<Arc<tokio::sync::Semaphore>>,
     worker_loop: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The queues declared here (see [`queue`]) and their admission tasks.
+    queues: queue::Queues,
+    queue_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -151,6 +156,7 @@ impl Engine {
         resume_on_start: bool,
         strict_keys: bool,
         mut worker: worker::WorkerConfig,
+        queues: queue::Queues,
     ) -> Self {
         worker.shared = store.workers().is_some();
         let permits = worker
@@ -178,6 +184,8 @@ impl Engine {
                 worker,
                 permits,
                 worker_loop: std::sync::Mutex::new(None),
+                queues,
+                queue_tasks: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -326,6 +334,11 @@ impl Engine {
         } else if self.inner.resume_on_start {
             self.recover_running().await?;
         }
+        *self
+            .inner
+            .queue_tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = queue::spawn(&self.inner);
         Ok(())
     }
 
@@ -431,6 +444,17 @@ impl Engine {
         if let Some(scheduler) = scheduler {
             // It ends at its next wake-up, which `stop` triggered.
             let _ = scheduler.await;
+        }
+        let queue_tasks = std::mem::take(
+            &mut *self
+                .inner
+                .queue_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in queue_tasks {
+            // Each ends at `stop`.
+            let _ = task.await;
         }
         let worker_loop = self
             .inner
@@ -737,6 +761,8 @@ impl Engine {
                     entry.cancel();
                 }
                 family::after_cancel(&self.inner, &key).await;
+                // A slot it (or a cancelled child) held may be free now.
+                self.inner.queues.kick_all(&self.inner);
                 Ok(())
             }
             CancelOutcome::NotActive(Some(MetadataStatus::Cancelled)) => {
@@ -777,7 +803,9 @@ impl Engine {
                 state: StatusKind::Running,
             });
         }
-        self.inner.store.delete_instance(key).await
+        let existed = self.inner.store.delete_instance(key).await?;
+        self.inner.queues.kick_all(&self.inner);
+        Ok(existed)
     }
 
     /// The instance's live state: the in-process state while a run is in
@@ -925,7 +953,29 @@ impl Engine {
         &self,
         filter: &InstanceFilter,
     ) -> Result<Vec<WorkflowMetadata>, EngineError> {
-        self.inner.store.list_instances(filter).await
+        // The queues' own records live in reserved instances, which are no
+        // workflow's: they are left out, and a page that lost some is
+        // filled up from the next one, so `limit` still means a full page.
+        let mut listed = Vec::new();
+        let mut page = filter.clone();
+        loop {
+            let found = self.inner.store.list_instances(&page).await?;
+            let full = page.limit.is_some_and(|limit| found.len() >= limit);
+            let last = found.last().map(WorkflowMetadata::key).transpose()?;
+            listed.extend(
+                found
+                    .into_iter()
+                    .filter(|meta| meta.workflow_name != crate::QUEUE_WORKFLOW),
+            );
+            match (filter.limit, last) {
+                (Some(limit), Some(last)) if full && listed.len() < limit => {
+                    page.after = Some(last);
+                    page.limit = Some(limit - listed.len());
+                }
+                _ => break,
+            }
+        }
+        Ok(listed)
     }
 
     /// The committed output of a completed instance, decoded as `O`.
@@ -1003,6 +1053,17 @@ impl Inner {
     /// for a workflow registered here (on a shared store another worker
     /// takes the rest). It holds the engine weakly, so a run never keeps
     /// it alive.
+    /// What a run calls when its instance, which held a slot of `queue`,
+    /// ended: the queue may admit the next one.
+    fn kicker(self: &Arc<Self>) -> Arc<dyn Fn(&str) + Send + Sync> {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |queue: &str| {
+            if let Some(inner) = weak.upgrade() {
+                inner.queues.kick(&inner, queue);
+            }
+        })
+    }
+
     fn spawner(self: &Arc<Self>) -> Arc<dyn Fn(&InstanceKey) + Send + Sync> {
         let weak = Arc::downgrade(self);
         Arc::new(move |key: &InstanceKey| {

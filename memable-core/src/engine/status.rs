@@ -37,6 +37,11 @@ pub enum WorkflowState {
         /// The status message given when suspending.
         status: Option<String>,
     },
+    /// Waiting in a queue for admission (see [`Queue`](crate::Queue)).
+    Queued {
+        /// The queue's name.
+        queue: String,
+    },
     /// Finished successfully.
     Completed {
         /// The last status message.
@@ -118,13 +123,23 @@ impl WorkflowState {
             Self::Running { status }
             | Self::Suspended { status, .. }
             | Self::Completed { status } => status.as_deref(),
-            Self::Failed { .. } | Self::Cancelled | Self::OutcomeUnknown { .. } => None,
+            Self::Failed { .. }
+            | Self::Cancelled
+            | Self::OutcomeUnknown { .. }
+            | Self::Queued { .. } => None,
         }
     }
 }
 
 impl From<&MetadataStatus> for WorkflowState {
     fn from(status: &MetadataStatus) -> Self {
+        if crate::store::is_queued(status) {
+            let queue = match status {
+                MetadataStatus::Suspended { status, .. } => status.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            return Self::Queued { queue };
+        }
         match status {
             MetadataStatus::Running => Self::Running { status: None },
             MetadataStatus::Suspended { key, status } => Self::Suspended {
@@ -147,6 +162,7 @@ impl fmt::Display for WorkflowState {
         match self {
             Self::Running { .. } => f.write_str("running"),
             Self::Suspended { key, .. } => write!(f, "suspended at '{key}'"),
+            Self::Queued { queue } => write!(f, "queued in '{queue}'"),
             Self::Completed { .. } => f.write_str("completed"),
             Self::Failed { error } => write!(f, "failed: {error}"),
             Self::Cancelled => f.write_str("cancelled"),

@@ -107,6 +107,8 @@ async fn work(inner: &Arc<Inner>) {
             }
         }
         let more = acquire(inner, capacity).await;
+        // Other processes' ends free queue slots this worker may fill.
+        inner.queues.kick_all(inner);
         refresh_watched(inner).await;
         if more {
             continue;

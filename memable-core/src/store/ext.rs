@@ -3,10 +3,11 @@
 
 use std::future::Future;
 
+use super::queue::queue_instance;
 use super::{
-    AcquireOutcome, CancelOutcome, ChildStartOutcome, ClaimOutcome, CommitOutcome, Finish,
-    FinishOutcome, FireOutcome, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome, StepStore,
-    SuspendOutcome, TimerEntry, WaitOutcome,
+    AcquireOutcome, AdmitOutcome, CancelOutcome, ChildStartOutcome, ClaimOutcome, CommitOutcome,
+    EnqueueOutcome, Finish, FinishOutcome, FireOutcome, ParkOutcome, QueueLimits, QueueTicket,
+    ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry, WaitOutcome,
 };
 use crate::transitions::{WriteOp, WriteOutcome};
 use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
@@ -468,6 +469,86 @@ pub trait StepStoreExt: StepStore {
             WriteOutcome::StartChild(o) => Some(o),
             _ => None,
         })
+    }
+
+    /// **Enqueue** an instance in a queue; see [`WriteOp::Enqueue`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EnqueueOutcome, InstanceKey, MemoryStore, QueueTicket, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("email", "1").unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", b"null".to_vec(), None);
+    /// let ticket = QueueTicket::new("emails");
+    /// assert_eq!(store.enqueue(key, input, ticket, 0).await.unwrap(), EnqueueOutcome::Enqueued);
+    /// # });
+    /// ```
+    fn enqueue(
+        &self,
+        key: InstanceKey,
+        input: StepRecord,
+        ticket: QueueTicket,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<EnqueueOutcome, EngineError>> + Send {
+        let op = WriteOp::Enqueue {
+            key,
+            input,
+            ticket,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Enqueue(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Admit** pending instances of queue `queue`; see [`WriteOp::Admit`].
+    /// `queue` is the queue's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, QueueLimits, QueueTicket, StepKind, StepRecord, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", b"null".to_vec(), None);
+    /// for id in ["1", "2"] {
+    ///     let key = InstanceKey::new("email", id).unwrap();
+    ///     store.enqueue(key, input.clone(), QueueTicket::new("emails"), 0).await.unwrap();
+    /// }
+    /// let limits = QueueLimits { concurrency: Some(1), ..QueueLimits::default() };
+    /// let outcome = store.admit("emails", limits, None, None, 10, 1).await.unwrap();
+    /// assert_eq!((outcome.admitted.len(), outcome.pending), (1, 1));
+    /// # });
+    /// ```
+    fn admit(
+        &self,
+        queue: &str,
+        limits: QueueLimits,
+        workflows: Option<Vec<String>>,
+        worker: Option<String>,
+        max: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<AdmitOutcome, EngineError>> + Send {
+        let op = queue_instance(queue).map(|queue| WriteOp::Admit {
+            queue,
+            limits,
+            workflows,
+            worker,
+            max: u64::try_from(max).unwrap_or(u64::MAX),
+            now_ms,
+        });
+        async move {
+            transition(self, op?, |o| match o {
+                WriteOutcome::Admit(o) => Some(o),
+                _ => None,
+            })
+            .await
+        }
     }
 
     /// **Release** an instance's ownership; see [`WriteOp::Release`].

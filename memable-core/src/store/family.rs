@@ -198,7 +198,7 @@ pub(crate) fn child_step_of(key: &str) -> Option<&str> {
 }
 
 /// Escapes `:` and `%` so the parts of a derived id cannot run together.
-fn escape(part: &str) -> String {
+pub(crate) fn escape(part: &str) -> String {
     part.replace('%', "%25").replace(':', "%3A")
 }
 

@@ -30,6 +30,7 @@ mod ext;
 mod family;
 mod memory;
 mod ownership;
+mod queue;
 mod slot;
 pub mod transitions;
 
@@ -40,6 +41,8 @@ pub(crate) use family::{CHILD_CANCELLED, child_step_of};
 pub use family::{ChildLink, ParentLink, child_instance_id, child_link_key};
 pub use memory::MemoryStore;
 pub use ownership::{AcquireOutcome, Acquired, Ownership, StaleEpoch, Workers};
+pub(crate) use queue::is_queued;
+pub use queue::{AdmitOutcome, EnqueueOutcome, QUEUE_WORKFLOW, QueueLimits, QueueTicket};
 pub use slot::{EngineLease, EngineSlot};
 
 use crate::{

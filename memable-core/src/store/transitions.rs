@@ -40,12 +40,14 @@ use serde::{Deserialize, Serialize};
 
 use super::family::{CHILD_CANCELLED, CHILD_FAILED, child_link_key, child_step_of};
 use super::ownership::{OWNER_KEY, acquirable};
+use super::queue;
 use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, buffered_signal_key};
 use crate::{
-    AcquireOutcome, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome, CommitOutcome,
-    EngineError, Finish, FinishOutcome, FireOutcome, InstanceKey, MetadataStatus, Ownership,
-    ParentLink, ParkOutcome, ReviveOutcome, SignalOutcome, StaleEpoch, StartOutcome, StepKind,
-    StepRecord, StepState, SuspendOutcome, TimerEntry, WaitOutcome, WorkflowMetadata,
+    AcquireOutcome, AdmitOutcome, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome,
+    CommitOutcome, EngineError, EnqueueOutcome, Finish, FinishOutcome, FireOutcome, InstanceKey,
+    MetadataStatus, Ownership, ParentLink, ParkOutcome, QueueLimits, QueueTicket, ReviveOutcome,
+    SignalOutcome, StaleEpoch, StartOutcome, StepKind, StepRecord, StepState, SuspendOutcome,
+    TimerEntry, WaitOutcome, WorkflowMetadata,
 };
 
 /// Row-level access inside one backend transaction.
@@ -222,8 +224,9 @@ pub enum WriteOp {
     /// (its `_parent` link not detached) also completes its parent's point,
     /// if the parent is active and the point still `Suspended`: with the
     /// output record (kind [`StepKind::Child`]), or with the error (value
-    /// `failed`); a `Suspended` parent is set `Running`. Otherwise writes
-    /// nothing and answers [`FinishOutcome::NotRunning`].
+    /// `failed`); a `Suspended` parent is set `Running`. An instance that
+    /// went through a queue leaves it (its entries are removed). Otherwise
+    /// writes nothing and answers [`FinishOutcome::NotRunning`].
     Finish {
         /// Instance.
         key: InstanceKey,
@@ -236,7 +239,11 @@ pub enum WriteOp {
     /// `Completed`, `Failed` or `Suspended` → `Running` (clearing
     /// `completed_at`, setting `updated_at = now_ms`; `_output` and the
     /// records of suspended points are kept, so a signal still reaches a
-    /// point the new code waits at); `Running` is left as it is. Answers the status
+    /// point the new code waits at); `Running` is left as it is, and so is
+    /// a queued instance not admitted yet (it runs when its queue admits
+    /// it). A revived ended instance that went through a queue holds a
+    /// slot of it again (its admitted entry is written; the limit does not
+    /// hold it back). Answers the status
     /// before the call as [`ReviveOutcome::Revived`], or
     /// [`ReviveOutcome::Cancelled`] / [`ReviveOutcome::InstanceMissing`]
     /// without writing.
@@ -252,7 +259,8 @@ pub enum WriteOp {
     /// active child it awaits (a `_child:<key>` link not detached) is
     /// cancelled by the same rule in the same transaction, and theirs. An
     /// awaited child whose parent is still active completes the parent's
-    /// point (value `cancelled`) and wakes it, as its finish would. A missing
+    /// point (value `cancelled`) and wakes it, as its finish would. Every
+    /// cancelled instance that went through a queue leaves it. A missing
     /// or terminal instance is answered [`CancelOutcome::NotActive`].
     Cancel {
         /// Instance.
@@ -262,7 +270,8 @@ pub enum WriteOp {
     },
     /// **Delete** (retention): removes the instance's metadata, every step
     /// record (including `_input`, `_output` and buffered signals) and every
-    /// timer row, together. Answers whether the instance existed.
+    /// timer row, together; an instance that went through a queue leaves
+    /// it. Answers whether the instance existed.
     Delete {
         /// Instance.
         key: InstanceKey,
@@ -432,6 +441,56 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Enqueue** an instance in a queue (see
+    /// [`QueueTicket`] and the queue protocol in the `queue` module): if
+    /// no instance exists under `key` and no active instance holds the
+    /// ticket's dedup id, writes together the instance queued
+    /// (`Suspended` at `_queue`, its status message the queue's name,
+    /// `created_at = updated_at = now_ms`), its `_input`, its ticket under
+    /// `_queue` (with its pending key) and, in the queue's reserved instance
+    /// (created if missing, `updated_at = now_ms`), the next ticket number,
+    /// the pending entry and the dedup entry
+    /// ([`EnqueueOutcome::Enqueued`]). An existing instance is answered
+    /// [`EnqueueOutcome::Exists`], a held dedup id
+    /// [`EnqueueOutcome::Duplicate`], without writing.
+    Enqueue {
+        /// Instance.
+        key: InstanceKey,
+        /// `_input` record.
+        input: StepRecord,
+        /// How it goes through its queue.
+        ticket: QueueTicket,
+        /// Clock reading.
+        now_ms: u64,
+    },
+    /// **Admit** pending instances of the queue whose reserved instance is
+    /// `queue`: takes pending entries in key order (priority, then first
+    /// come), at most `max`, while fewer than `limits.concurrency` hold a
+    /// slot and the rate window has room; skips (leaving them pending)
+    /// entries of workflows not in `workflows` (when given) and entries
+    /// whose partition holds `limits.per_partition` slots. Each admitted
+    /// instance — still queued, else its entry is dropped — is set
+    /// `Running` (`updated_at = now_ms`), its entry moved to the admitted
+    /// ones, its admission time added to the rate window, and with
+    /// `worker` it is acquired by that worker (epoch + 1), together; the
+    /// queue's `updated_at` is set when anything was admitted. Answers
+    /// [`AdmitOutcome`]: the admitted instances (with their epochs), the
+    /// entries still pending, and when the rate window opens next if it is
+    /// full.
+    Admit {
+        /// The queue's reserved instance (workflow `_queue`, id its name).
+        queue: InstanceKey,
+        /// The queue's limits.
+        limits: QueueLimits,
+        /// Only instances of these workflows (`None`: any).
+        workflows: Option<Vec<String>>,
+        /// The worker that runs what is admitted (a shared store).
+        worker: Option<String>,
+        /// At most this many admissions.
+        max: u64,
+        /// Clock reading.
+        now_ms: u64,
+    },
 }
 
 impl WriteOp {
@@ -462,6 +521,8 @@ impl WriteOp {
             Self::Acquire { .. } => "acquire_instance",
             Self::Release { .. } => "release_instance",
             Self::StartChild { .. } => "start_child",
+            Self::Enqueue { .. } => "enqueue",
+            Self::Admit { .. } => "admit",
             Self::Fenced { op, .. } => op.name(),
         }
     }
@@ -491,7 +552,9 @@ impl WriteOp {
             | Self::Signal { key, .. }
             | Self::Acquire { key, .. }
             | Self::Release { key }
-            | Self::StartChild { parent: key, .. } => key,
+            | Self::StartChild { parent: key, .. }
+            | Self::Enqueue { key, .. }
+            | Self::Admit { queue: key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
         }
@@ -558,6 +621,10 @@ pub enum WriteOutcome {
     Release(bool),
     /// Answer to [`WriteOp::StartChild`].
     StartChild(ChildStartOutcome),
+    /// Answer to [`WriteOp::Enqueue`].
+    Enqueue(EnqueueOutcome),
+    /// Answer to [`WriteOp::Admit`].
+    Admit(AdmitOutcome),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -590,6 +657,8 @@ impl WriteOutcome {
             Self::Acquire(_) => "acquire",
             Self::Release(_) => "release",
             Self::StartChild(_) => "start_child",
+            Self::Enqueue(_) => "enqueue",
+            Self::Admit(_) => "admit",
             Self::Stale(_) => "stale",
         }
     }
@@ -599,6 +668,7 @@ impl WriteOutcome {
 /// each [`WriteOp`] variant. Reads happen before writes, so an op that
 /// is refused writes nothing. The op is borrowed: a journaled writer keeps
 /// the batch to append it after applying it.
+#[allow(clippy::too_many_lines)] // one arm per op, each only unpacking it
 pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, EngineError> {
     Ok(match op {
         WriteOp::Start { key, input, now_ms } => {
@@ -681,6 +751,28 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             child,
             input,
             point.as_ref(),
+            *now_ms,
+        )?),
+        WriteOp::Enqueue {
+            key,
+            input,
+            ticket,
+            now_ms,
+        } => WriteOutcome::Enqueue(queue::enqueue(txn, key, input, ticket, *now_ms)?),
+        WriteOp::Admit {
+            queue,
+            limits,
+            workflows,
+            worker,
+            max,
+            now_ms,
+        } => WriteOutcome::Admit(queue::admit(
+            txn,
+            queue.instance(),
+            limits,
+            workflows.as_deref(),
+            worker.as_deref(),
+            usize::try_from(*max).unwrap_or(usize::MAX),
             *now_ms,
         )?),
         WriteOp::Fenced { epoch, op } => fenced(txn, *epoch, op)?,
@@ -943,6 +1035,7 @@ fn finish_instance(
         Finish::Failed(message) => ChildEnd::Failed(message),
     };
     deliver_to_parent(txn, key, &end, now_ms)?;
+    queue::leave(txn, key)?;
     Ok(FinishOutcome::Finished)
 }
 
@@ -1109,6 +1202,10 @@ fn revive(
     let Some(meta) = txn.metadata(key)? else {
         return Ok(ReviveOutcome::InstanceMissing);
     };
+    if queue::is_queued(&meta.status) {
+        // Not admitted yet: it runs when its queue admits it.
+        return Ok(ReviveOutcome::Revived(meta.status));
+    }
     match meta.status {
         MetadataStatus::Cancelled => Ok(ReviveOutcome::Cancelled),
         MetadataStatus::Running => Ok(ReviveOutcome::Revived(meta.status)),
@@ -1122,6 +1219,9 @@ fn revive(
                 ..meta.clone()
             };
             txn.put_metadata(key, &updated, Some(&meta))?;
+            if meta.status.is_terminal() {
+                queue::rejoin(txn, key)?;
+            }
             Ok(ReviveOutcome::Revived(meta.status))
         }
     }
@@ -1170,6 +1270,7 @@ fn cancel(
         };
         txn.put_metadata(&key, &updated, Some(&meta))?;
         deliver_to_parent(txn, &key, &ChildEnd::Cancelled, now_ms)?;
+        queue::leave(txn, &key)?;
         for (step_key, record) in &steps {
             if child_step_of(step_key).is_none() {
                 continue;
@@ -1191,6 +1292,7 @@ fn delete(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineE
         return Ok(false);
     };
     remove_timers(txn, key)?;
+    queue::leave(txn, key)?;
     txn.remove_instance(key, &meta)?;
     Ok(true)
 }

@@ -203,6 +203,7 @@ pub async fn refused_lifecycle_transitions_write_nothing(factory: &dyn StoreFact
 
 /// Runs the write `op` against `store` with arguments that would succeed on
 /// the populated store.
+#[allow(clippy::too_many_lines)] // one arm per write op
 async fn write(
     store: &dyn StepStore,
     op: StoreOp,
@@ -264,6 +265,25 @@ async fn write(
             .await
             .map(drop),
         StoreOp::ReleaseInstance => store.release(running.clone()).await.map(drop),
+        StoreOp::Enqueue => store
+            .enqueue(
+                key("queued", "q3"),
+                input(b"q3"),
+                memable_core::QueueTicket::new("jobs"),
+                500,
+            )
+            .await
+            .map(drop),
+        StoreOp::Admit => {
+            let limits = memable_core::QueueLimits {
+                concurrency: Some(1),
+                ..memable_core::QueueLimits::default()
+            };
+            store
+                .admit("jobs", limits, None, None, 10, 500)
+                .await
+                .map(drop)
+        }
         StoreOp::StartChild => store
             .start_child(
                 running.clone(),

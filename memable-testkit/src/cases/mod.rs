@@ -26,6 +26,7 @@ pub mod listing;
 pub mod model;
 pub mod ownership;
 pub mod persistence;
+pub mod queues;
 pub mod signals;
 pub mod snapshot;
 pub mod start;

@@ -12,7 +12,7 @@ use super::RunEnv;
 use super::memo::{Entered, Memo};
 use super::step::StepBuilder;
 use super::suspend::{SuspendBuilder, SuspendPoint};
-use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY};
+use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, QUEUE_KEY};
 use crate::{
     EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ParentLink, ReviveOutcome,
     StepRecord, StepStoreExt, WorkflowState, decode_record, type_tag, validate_user_key,
@@ -379,6 +379,14 @@ impl Context {
 
     pub(super) fn is_suspended(&self) -> bool {
         self.run.suspended.load(Ordering::Acquire)
+    }
+
+    /// The queue this instance went through, if any.
+    pub(super) fn queue(&self) -> Option<String> {
+        let record = self.run.steps.get(QUEUE_KEY)?;
+        crate::QueueTicket::from_record(record)
+            .ok()
+            .map(|ticket| ticket.queue)
     }
 
     /// The parent that awaits this instance (a child not started detached).

@@ -93,12 +93,24 @@ pub(crate) struct RunEnv {
     /// Runs another instance in this process if its workflow is
     /// registered here: a child this run started, a parent its end woke.
     pub spawn: Arc<dyn Fn(&InstanceKey) + Send + Sync>,
+    /// Tells the engine a slot of a queue may be free.
+    pub kick: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// Decrements the engine's active-run and busy counts when the run task
 /// ends, even when it is dropped. It holds the counters, not the engine, so
 /// the engine (and its store) can be released before `wait_all` returns.
-struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>, Arc<StoreLease>);
+pub(crate) struct ActiveRun(Arc<watch::Sender<usize>>, Arc<Activity>, Arc<StoreLease>);
+
+impl ActiveRun {
+    /// Counts work that is not a run but must keep `wait_all` waiting (an
+    /// admission a queue owes), until the guard is dropped.
+    pub(crate) fn begin(inner: &Inner) -> Self {
+        inner.active_runs.send_modify(|n| *n += 1);
+        inner.activity.enter();
+        Self(inner.active_runs(), inner.activity(), inner.lease())
+    }
+}
 
 impl Drop for ActiveRun {
     fn drop(&mut self) {
@@ -236,6 +248,11 @@ async fn run_with(
         }
     };
     match &snapshot.metadata.status {
+        status if crate::store::is_queued(status) => {
+            // Not admitted yet: its queue runs it.
+            entry.publish(WorkflowState::from(status));
+            return;
+        }
         MetadataStatus::Cancelled => {
             entry.publish(WorkflowState::Cancelled);
             return;
@@ -261,6 +278,7 @@ async fn run_with(
         timers: Arc::clone(&inner.timers),
         activity: RunActivity::new(inner.activity()),
         spawn: inner.spawner(),
+        kick: inner.kicker(),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
@@ -420,6 +438,10 @@ async fn record_outcome(
             if let Some(parent) = ctx.awaiting_parent() {
                 // The finish completed the parent's point and woke it.
                 (ctx.run.env.spawn)(&parent);
+            }
+            if let Some(queue) = ctx.queue() {
+                // Its slot is free.
+                (ctx.run.env.kick)(&queue);
             }
         }
         Ok(FinishOutcome::NotRunning(Some(status))) => entry.publish(WorkflowState::from(&status)),
