@@ -52,6 +52,8 @@ pub use memable_core::{
 };
 // Typed workflows: name, input and output declared once.
 pub use memable_core::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
+// Queues: limits enforced when work is admitted.
+pub use memable_core::{Queue, QueueLimits};
 // Child workflows: started from a workflow, awaited, fanned out, listed.
 pub use memable_core::{
     ChildBuilder, ChildHandle, ChildInfo, FanOutBuilder, ParentLink, child_instance_id,
