@@ -65,7 +65,7 @@ pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// The workloads, in the order a full run measures them; `--only` picks one.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 10] = [
     "seq",
     "conc",
     "replay",
@@ -75,6 +75,7 @@ pub const WORKLOADS: [&str; 9] = [
     "disk",
     "disk_1k",
     "takeover",
+    "children",
 ];
 
 /// Whether `workload` means something on `backend`: the disk figures
@@ -113,6 +114,7 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
             "disk" => disk_bytes_per_step(backend, sizes, DiskValues::Small).await?,
             "disk_1k" => disk_bytes_per_step(backend, sizes, DiskValues::Kib).await?,
             "takeover" => crate::postgres::takeover(backend, sizes).await?,
+            "children" => child_overhead(backend, sizes).await?,
             other => {
                 return Err(EngineError::storage(
                     "benchmark",
@@ -189,6 +191,77 @@ async fn seq_workflow(backend: Backend, steps: usize) -> Result<f64> {
         .wait_output::<u64>()
         .await?;
     Ok(per_second(steps, started.elapsed()))
+}
+
+/// What child workflows cost against steps: in each round, on a fresh store
+/// each, one workflow of `children` sequential steps (`steps`), one of
+/// `children` steps run all at once (`steps_parallel`), and a parent
+/// awaiting a fan-out of `children` one-step children, no bound (so they
+/// run at once too), each timed from invoke to output. Prints the medians
+/// of the per-round ratios — children / parallel steps (`child_overhead`:
+/// the same work at the same concurrency) and children / sequential steps
+/// (`child_overhead_vs_seq`) — and of the children's rate.
+async fn child_overhead(backend: Backend, sizes: Sizes) -> Result<()> {
+    let n = sizes.children as u64;
+    let mut same = Vec::with_capacity(sizes.child_rounds);
+    let mut vs_seq = Vec::with_capacity(sizes.child_rounds);
+    let mut rate = Vec::with_capacity(sizes.child_rounds);
+    for _ in 0..sizes.child_rounds {
+        let seq = timed_steps(backend, "steps", n).await?;
+        let parallel = timed_steps(backend, "steps_parallel", n).await?;
+        let bench = Bench::new(backend).await?;
+        let started = Instant::now();
+        let sum = workloads::CHILDREN
+            .invoke(&bench.engine, n)
+            .await?
+            .output()
+            .await?;
+        let children = started.elapsed();
+        check_sum(sum, n)?;
+        bench.engine.shutdown().await;
+        same.push(children.as_secs_f64() / parallel.as_secs_f64().max(1e-9));
+        vs_seq.push(children.as_secs_f64() / seq.as_secs_f64().max(1e-9));
+        rate.push(per_second(sizes.children, children));
+    }
+    print_figure("child_overhead", backend, median(&mut same), "ratio");
+    print_figure(
+        "child_overhead_vs_seq",
+        backend,
+        median(&mut vs_seq),
+        "ratio",
+    );
+    print_figure("children_per_s", backend, median(&mut rate), "children/s");
+    Ok(())
+}
+
+/// One instance of `workflow` (`steps` or `steps_parallel`) with `n`
+/// steps on a fresh store, from invoke to output.
+async fn timed_steps(backend: Backend, workflow: &'static str, n: u64) -> Result<Duration> {
+    let bench = Bench::new(backend).await?;
+    let started = Instant::now();
+    let sum = bench
+        .engine
+        .invoke(workflow)
+        .input(n)
+        .await?
+        .wait_output::<u64>()
+        .await?;
+    let elapsed = started.elapsed();
+    check_sum(sum, n)?;
+    bench.engine.shutdown().await;
+    Ok(elapsed)
+}
+
+/// A figure from a wrong result is no figure: `sum` must be `0 + … + n-1`.
+fn check_sum(sum: u64, n: u64) -> Result<()> {
+    if sum == n * n.saturating_sub(1) / 2 {
+        Ok(())
+    } else {
+        Err(EngineError::storage(
+            "child_overhead",
+            format!("the sum of 0..{n} came out as {sum}"),
+        ))
+    }
 }
 
 /// Invokes `workflow` once per `(id, input)`, every invocation from its own

@@ -6,12 +6,13 @@
 //! ```
 //!
 //! Usage: `cargo run --release -p memable-bench -- --backend redb [--quick]
-//! [--only <workload>] [--replay-rounds <n>]`; `--backend postgres` uses
+//! [--only <workload>] [--replay-rounds <n>] [--children <n>]`; `--backend postgres` uses
 //! `--url postgres://…`, or starts a local server (Debian's package, fsync
 //! on) for the run; `--only` runs one workload
 //! (for profiling), such as `seq` or `timers`; `--replay-rounds` sets how
 //! many times the long instance is replayed (5), so two callgrind runs with
-//! different counts give the instructions of one replay.
+//! different counts give the instructions of one replay; `--children` sets
+//! the size of the `children` workload (1,000), to see how its cost grows.
 //! See `docs/performance.md` for what each figure means and its target.
 #![forbid(unsafe_code)]
 // Figures are reported as floating-point rates from integer counts.
@@ -51,6 +52,11 @@ struct Sizes {
     spread_ms: u64,
     suspended: usize,
     disk_steps: usize,
+    /// Children of the `child_overhead` parent (and steps of its
+    /// baselines).
+    children: usize,
+    /// Alternating rounds of the children and the steps versions.
+    child_rounds: usize,
     /// Pause between two workloads, in milliseconds.
     settle_ms: u64,
 }
@@ -72,6 +78,8 @@ impl Sizes {
         spread_ms: 2_000,
         suspended: 100_000,
         disk_steps: 20_000,
+        children: 1_000,
+        child_rounds: 5,
         settle_ms: 2_000,
     };
 
@@ -91,6 +99,8 @@ impl Sizes {
         spread_ms: 300,
         suspended: 2_000,
         disk_steps: 1_000,
+        children: 50,
+        child_rounds: 1,
         settle_ms: 0,
     };
 }
@@ -100,6 +110,7 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut only: Option<String> = None;
     let mut replay_rounds: Option<usize> = None;
+    let mut children: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -107,6 +118,7 @@ fn main() -> ExitCode {
             "--backend" => backend = args.next().and_then(|b| Backend::parse(&b)),
             "--only" => only = args.next(),
             "--replay-rounds" => replay_rounds = args.next().and_then(|n| n.parse().ok()),
+            "--children" => children = args.next().and_then(|n| n.parse().ok()),
             "--url" => {
                 if let Some(url) = args.next() {
                     backend::set_postgres_url(url);
@@ -114,7 +126,7 @@ fn main() -> ExitCode {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: memable-bench --backend <memory|redb|sqlite|postgres> [--url postgres://…] [--quick] [--only <workload>] [--replay-rounds <n>]\n\
+                    "usage: memable-bench --backend <memory|redb|sqlite|postgres> [--url postgres://…] [--quick] [--only <workload>] [--replay-rounds <n>] [--children <n>]\n\
                      workloads: {}",
                     figures::WORKLOADS.join(", ")
                 );
@@ -133,6 +145,9 @@ fn main() -> ExitCode {
     let mut sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
     if let Some(rounds) = replay_rounds {
         sizes.replay_rounds = rounds.max(1);
+    }
+    if let Some(children) = children {
+        sizes.children = children.max(1);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,11 +4,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use memable_core::{Clock, Context, Engine, EngineError, StepError, SuspendPoint, SystemClock};
+use memable_core::{
+    Clock, Context, Engine, EngineError, StepError, SuspendPoint, SystemClock, Workflow,
+};
 use tokio::sync::Mutex;
 
 /// Resumes a suspended `suspend` workflow.
 pub static WAKE: SuspendPoint<u64> = SuspendPoint::new("wake");
+
+/// A child of [`CHILDREN`]: one step returning its input.
+pub static CHILD: Workflow<u64, u64> = Workflow::new("child");
+
+/// Input `n`: fans [`CHILD`] out over `0..n` (no bound: every child runs
+/// at once) and returns the sum of their outputs.
+pub static CHILDREN: Workflow<u64, u64> = Workflow::new("children");
 
 /// Shared observations of the timer workflow.
 #[derive(Default)]
@@ -25,6 +34,10 @@ pub const KIB_VALUE_LEN: usize = 1_022;
 
 /// Registers every benchmark workflow:
 /// - `steps`: input `n`, runs `n` steps each returning an 8-byte `u64`;
+/// - `steps_parallel`: input `n`, runs `n` steps all at once (joined in
+///   one run), each returning an 8-byte `u64`;
+/// - [`CHILDREN`] and [`CHILD`]: the same `n` steps as `n` child workflows
+///   of one step each;
 /// - `steps_1k`: input `n`, runs `n` steps each returning a 1,024-byte
 ///   value (a `Vec<u8>` of [`KIB_VALUE_LEN`] bytes, different per step);
 /// - `first-step`: counts its first step in `obs.started`, then finishes;
@@ -40,6 +53,32 @@ pub fn register(engine: &Engine, obs: &Arc<Observations>) -> Result<(), EngineEr
                 .step(format!("s{i}"))
                 .run(|| async move { Ok::<_, StepError>(i) })
                 .await?;
+        }
+        Ok(sum)
+    })?;
+    engine.register("steps_parallel", |ctx: Context| async move {
+        let n: u64 = ctx.input()?;
+        let ctx = &ctx;
+        let steps = (0..n).map(|i| async move {
+            ctx.step(format!("s{i}"))
+                .run(|| async move { Ok::<_, StepError>(i) })
+                .await
+        });
+        let mut sum = 0u64;
+        for value in futures_util::future::join_all(steps).await {
+            sum += value?;
+        }
+        Ok(sum)
+    })?;
+    CHILD.register(engine, |ctx: Context, i: u64| async move {
+        ctx.step("s")
+            .run(|| async move { Ok::<_, StepError>(i) })
+            .await
+    })?;
+    CHILDREN.register(engine, |ctx: Context, n: u64| async move {
+        let mut sum = 0u64;
+        for value in ctx.fan_out(&CHILD, "c", 0..n).await? {
+            sum += value?;
         }
         Ok(sum)
     })?;

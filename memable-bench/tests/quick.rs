@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 14] = [
     "fsync_per_s",
     "seq_steps_per_s",
     "conc_steps_per_s",
@@ -15,11 +15,14 @@ const FIGURES: [&str; 11] = [
     "suspended_bytes_per_instance",
     "disk_bytes_per_step",
     "disk_bytes_per_step_1k",
+    "child_overhead",
+    "child_overhead_vs_seq",
+    "children_per_s",
 ];
 
 /// What a PostgreSQL run prints instead (no store files to measure; a
 /// commit floor instead of fsync; the take-over of many workers).
-const POSTGRES_FIGURES: [&str; 11] = [
+const POSTGRES_FIGURES: [&str; 14] = [
     "commit_per_s",
     "seq_steps_per_s",
     "seq_per_commit",
@@ -31,6 +34,9 @@ const POSTGRES_FIGURES: [&str; 11] = [
     "timer_lateness_p99_ms",
     "suspended_bytes_per_instance",
     "takeover_ms",
+    "child_overhead",
+    "child_overhead_vs_seq",
+    "children_per_s",
 ];
 
 fn quick(backend: &str) {
