@@ -1,8 +1,11 @@
 //! What deleting one instance of a family does, on every backend (see
-//! `support`): deleting is per instance and never cascades. A deleted
-//! parent's child goes on and ends on its own; a deleted child leaves the
-//! parent that awaits it waiting (a resume parks it again, nothing starts
-//! the child again) until the parent is cancelled.
+//! `support`): deleting is per instance and never deletes another, but an
+//! instance still waiting is cancelled first. So a deleted waiting parent
+//! cancels the child it awaited (as a cancel would), a deleted ended parent
+//! leaves its children, and a new parent under the same id adopts a
+//! leftover child only with the same input; a deleted waiting child is
+//! cancelled first, so the parent that awaits it gets `ChildCancelled`
+//! instead of waiting forever.
 
 mod support;
 
@@ -44,15 +47,19 @@ async fn family(backend: &support::Backend, id: &str) -> Engine {
 
 backend_tests! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_deleted_parents_child_goes_on_and_ends_on_its_own(backend) {
+    async fn deleting_a_waiting_parent_cancels_the_child_it_awaits(backend) {
         let engine = family(&backend, "p").await;
         assert!(engine.delete("parent", "p").await.unwrap());
-        let child = KID.instance(&engine, "parent:p:k");
-        assert!(
-            matches!(child.state().await.unwrap(), WorkflowState::Suspended { .. }),
-            "{backend}: the child was deleted or cancelled with its parent"
+        let parent = engine.get_metadata("parent", "p").await.unwrap();
+        assert!(parent.is_none(), "{backend}: {parent:?}");
+        // Nobody awaits the child any more: it is cancelled, not deleted.
+        let child = engine.get_metadata("kid", "parent:p:k").await.unwrap();
+        assert_eq!(
+            child.map(|m| m.status),
+            Some(MetadataStatus::Cancelled),
+            "{backend}"
         );
-        // Its link still names the parent; its end touches nothing.
+        // Its link still names the parent.
         assert_eq!(
             engine.parent("kid", "parent:p:k").await.unwrap(),
             Some(ParentLink {
@@ -62,42 +69,71 @@ backend_tests! {
             }),
             "{backend}"
         );
-        child.signal(&GO, 5).await.unwrap();
-        assert_eq!(child.wait_output().await.unwrap(), 6, "{backend}");
-        let parent = engine.get_metadata("parent", "p").await.unwrap();
-        assert!(parent.is_none(), "{backend}: {parent:?}");
         engine.shutdown().await;
     }
 }
 
 backend_tests! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_deleted_child_leaves_its_parent_waiting_until_cancelled(backend) {
+    async fn deleting_an_ended_parent_leaves_its_children(backend) {
+        let engine = family(&backend, "p").await;
+        KID.instance(&engine, "parent:p:k").signal(&GO, 5).await.unwrap();
+        assert_eq!(PARENT.instance(&engine, "p").wait_output().await.unwrap(), 6, "{backend}");
+        engine.wait_all().await;
+        assert!(engine.delete("parent", "p").await.unwrap());
+        assert_eq!(KID.instance(&engine, "parent:p:k").output().await.unwrap(), 6, "{backend}");
+        engine.shutdown().await;
+    }
+}
+
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_child_is_cancelled_first_and_its_parent_learns_it(backend) {
         let engine = family(&backend, "p").await;
         assert!(engine.delete("kid", "parent:p:k").await.unwrap());
+        let child = engine.get_metadata("kid", "parent:p:k").await.unwrap();
+        assert!(child.is_none(), "{backend}: {child:?}");
         let listed = engine.children("parent", "p").await.unwrap();
         assert_eq!(listed.len(), 1, "{backend}");
         assert!(listed[0].metadata.is_none(), "{backend}: {listed:?}");
-        // A resume replays the start from the parent's own records: the
-        // child is not started again, and the parent parks at `k` again.
-        let resumed = engine.resume("parent", "p").await.unwrap();
-        let state = resumed.wait_idle().await.unwrap();
-        assert!(
-            matches!(state, WorkflowState::Suspended { ref key, .. } if key == "k"),
-            "{backend}: {state:?}"
-        );
-        engine.wait_all().await;
-        let child = engine.get_metadata("kid", "parent:p:k").await.unwrap();
-        assert!(child.is_none(), "{backend}: started again: {child:?}");
-        // Cancelling is the way out.
-        engine.cancel("parent", "p").await.unwrap();
-        let meta = engine.get_metadata("parent", "p").await.unwrap().unwrap();
-        assert_eq!(meta.status, MetadataStatus::Cancelled, "{backend}");
+        // The parent is not left waiting for an instance that is gone: its
+        // `ctx.child` returned `ChildCancelled`, which it propagated.
         let output = PARENT.instance(&engine, "p").wait_output().await;
         assert!(
-            matches!(output, Err(EngineError::Cancelled { .. })),
+            matches!(&output, Err(EngineError::WorkflowFailed { error, .. }) if error.contains("cancelled")),
             "{backend}: {output:?}"
         );
+        let meta = engine.get_metadata("parent", "p").await.unwrap().unwrap();
+        assert!(matches!(meta.status, MetadataStatus::Failed(_)), "{backend}: {meta:?}");
+        engine.shutdown().await;
+    }
+}
+
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reused_parent_id_with_another_input_never_adopts_the_old_child(backend) {
+        let engine = family(&backend, "p").await;
+        // The family ends, then the parent is deleted (retention).
+        let old = KID.instance(&engine, "parent:p:k");
+        old.signal(&GO, 5).await.unwrap();
+        assert_eq!(PARENT.instance(&engine, "p").wait_output().await.unwrap(), 6, "{backend}");
+        engine.wait_all().await;
+        assert!(engine.delete("parent", "p").await.unwrap());
+        // A new parent under the same id, with another input: its child's
+        // derived id is taken by an instance of another input, which it
+        // must not adopt (its output would be the old input's).
+        let again = PARENT.invoke(&engine, 99).id("p").await.unwrap();
+        let output = again.output().await;
+        assert!(
+            matches!(&output, Err(EngineError::WorkflowFailed { error, .. }) if error.contains("another input")),
+            "{backend}: {output:?}"
+        );
+        assert_eq!(old.output().await.unwrap(), 6, "{backend}: the old child changed");
+        // The same input adopts it: its end is the parent's value at once.
+        engine.wait_all().await;
+        assert!(engine.delete("parent", "p").await.unwrap());
+        let same = PARENT.invoke(&engine, 1).id("p").await.unwrap();
+        assert_eq!(same.output().await.unwrap(), 6, "{backend}");
         engine.shutdown().await;
     }
 }

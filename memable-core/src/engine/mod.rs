@@ -778,7 +778,11 @@ impl Engine {
 
     /// Deletes every record of a finished, suspended or cancelled instance
     /// (retention). Returns whether it existed. An instance with a run in
-    /// progress is an [`InvalidState`](EngineError::InvalidState) error.
+    /// progress is an [`InvalidState`](EngineError::InvalidState) error. A
+    /// suspended (or queued) one is cancelled first, in its own
+    /// transition: a parent that awaits it gets
+    /// [`ChildCancelled`](EngineError::ChildCancelled), and the children it
+    /// awaits are cancelled; its children are not deleted.
     ///
     /// # Examples
     ///
@@ -802,6 +806,19 @@ impl Engine {
                 key,
                 state: StatusKind::Running,
             });
+        }
+        // An instance still waiting is cancelled first: a parent awaiting
+        // it gets `ChildCancelled` (instead of waiting for an instance that
+        // is gone), and the children it awaits are cancelled.
+        if let Some(meta) = self.inner.store.get_metadata(&key).await?
+            && !meta.status.is_terminal()
+        {
+            let now = self.inner.clock.now_ms();
+            if let CancelOutcome::Cancelled =
+                self.inner.store.cancel_instance(key.clone(), now).await?
+            {
+                family::after_cancel(&self.inner, &key).await;
+            }
         }
         let existed = self.inner.store.delete_instance(key).await?;
         self.inner.queues.kick_all(&self.inner);

@@ -282,6 +282,10 @@ pub enum ChildStartOutcome {
     /// The step key holds a record of another kind (the code changed a
     /// step, point or timer into a child); nothing was written.
     KeyInUse(StepKind),
+    /// An instance exists under the child's id with another input (an
+    /// earlier parent under this id, deleted, started it with other input);
+    /// nothing was written.
+    InputConflict,
 }
 
 /// Outcome of [`StepStoreExt::commit_step`].

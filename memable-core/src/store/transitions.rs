@@ -423,9 +423,11 @@ pub enum WriteOp {
     /// exists, the child (`Running`, `created_at = updated_at = now_ms`),
     /// its `_input` and its `_parent` link
     /// ([`ChildStartOutcome::Started`]). An existing instance under the
-    /// child's key is adopted: its `_parent` is written, and if it has
-    /// already ended, an awaited point is completed from its end at once
-    /// ([`ChildStartOutcome::Exists`]).
+    /// child's key with the same `_input` is adopted: its `_parent` is
+    /// written, and if it has already ended, an awaited point is completed
+    /// from its end at once ([`ChildStartOutcome::Exists`]); with another
+    /// input it is answered [`ChildStartOutcome::InputConflict`] without
+    /// writing.
     StartChild {
         /// The parent instance.
         parent: InstanceKey,
@@ -1147,6 +1149,13 @@ fn start_child(
     }
     let detached = point.is_none();
     let existing = txn.metadata(child)?;
+    if existing.is_some()
+        && txn.step(child, INPUT_KEY)?.is_some_and(|stored| {
+            (&stored.type_tag, &stored.value) != (&input.type_tag, &input.value)
+        })
+    {
+        return Ok(ChildStartOutcome::InputConflict);
+    }
     txn.put_step(
         parent,
         &link_key,

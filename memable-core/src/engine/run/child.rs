@@ -13,6 +13,7 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -200,6 +201,7 @@ impl Context {
                 Ok((child, point))
             }
             ChildStartOutcome::Exists { point } => Ok((child, point)),
+            ChildStartOutcome::InputConflict => Err(EngineError::InputConflict { key: child }),
             ChildStartOutcome::KeyInUse(found) => Err(EngineError::ChildKeyConflict {
                 key: key.to_owned(),
                 found,
@@ -489,25 +491,40 @@ where
             });
         }
         let mut running = children.iter().filter(|c| c.is_running()).count();
-        for (slot, input) in children.iter_mut().zip(&self.inputs) {
-            if running >= self.max_running {
+        // Children are started in batches, each batch at once, so their
+        // starts share the store's commits.
+        loop {
+            let room = self.max_running.saturating_sub(running);
+            let batch: Vec<usize> = (0..children.len())
+                .filter(|&i| !children[i].started)
+                .take(room)
+                .collect();
+            if batch.is_empty() {
                 break;
             }
-            if slot.started {
-                continue;
-            }
-            let point =
-                StepRecord::suspended(StepKind::Child, type_tag::<O>(), status.clone(), None);
-            let (_, now) = ctx
-                .start_child(self.workflow, &slot.key, input, Some(point))
-                .await?;
-            slot.started = true;
-            slot.point = now;
-            if slot.point.is_none() {
-                return Err(detached_conflict(&slot.key));
-            }
-            if slot.is_running() {
-                running += 1;
+            ctx.go_live().await?;
+            let starts = batch.iter().map(|&i| {
+                let point =
+                    StepRecord::suspended(StepKind::Child, type_tag::<O>(), status.clone(), None);
+                ctx.start_child(
+                    self.workflow,
+                    &children[i].key,
+                    &self.inputs[i],
+                    Some(point),
+                )
+            });
+            let started = join_all(starts).await;
+            for (&i, outcome) in batch.iter().zip(started) {
+                let (_, now) = outcome?;
+                let slot = &mut children[i];
+                slot.started = true;
+                slot.point = now;
+                if slot.point.is_none() {
+                    return Err(detached_conflict(&slot.key));
+                }
+                if slot.is_running() {
+                    running += 1;
+                }
             }
         }
         let mut results = Vec::with_capacity(children.len());
