@@ -65,7 +65,7 @@ pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// The workloads, in the order a full run measures them; `--only` picks one.
-pub const WORKLOADS: [&str; 10] = [
+pub const WORKLOADS: [&str; 11] = [
     "seq",
     "conc",
     "replay",
@@ -76,6 +76,7 @@ pub const WORKLOADS: [&str; 10] = [
     "disk_1k",
     "takeover",
     "children",
+    "queue",
 ];
 
 /// Whether `workload` means something on `backend`: the disk figures
@@ -115,6 +116,7 @@ pub async fn run_all(backend: Backend, sizes: Sizes, only: Option<&str>) -> Resu
             "disk_1k" => disk_bytes_per_step(backend, sizes, DiskValues::Kib).await?,
             "takeover" => crate::postgres::takeover(backend, sizes).await?,
             "children" => child_overhead(backend, sizes).await?,
+            "queue" => queue_dispatch(backend, sizes).await?,
             other => {
                 return Err(EngineError::storage(
                     "benchmark",
@@ -232,6 +234,73 @@ async fn child_overhead(backend: Backend, sizes: Sizes) -> Result<()> {
     );
     print_figure("children_per_s", backend, median(&mut rate), "children/s");
     Ok(())
+}
+
+/// The limit of the queue that `queue_dispatch` goes through.
+pub(crate) const QUEUE_LIMIT: usize = 64;
+
+/// Instances dispatched through a queue: in each round, on a fresh store
+/// each, `queue_instances` one-step instances invoked directly, then the
+/// same through a queue of concurrency [`QUEUE_LIMIT`], each timed from the
+/// first invoke to the last output. Prints the median rate through the
+/// queue (`queue_dispatch_per_s`: instances admitted, acquired and run per
+/// second) and the median of the per-round ratios queue / direct
+/// (`queue_dispatch_vs_direct`, the cost of the admission).
+async fn queue_dispatch(backend: Backend, sizes: Sizes) -> Result<()> {
+    let mut through = Vec::with_capacity(sizes.queue_rounds);
+    let mut ratios = Vec::with_capacity(sizes.queue_rounds);
+    for _ in 0..sizes.queue_rounds {
+        let direct = dispatch_round(backend, sizes.queue_instances, false).await?;
+        let queued = dispatch_round(backend, sizes.queue_instances, true).await?;
+        through.push(per_second(sizes.queue_instances, queued));
+        ratios.push(
+            per_second(sizes.queue_instances, queued) / per_second(sizes.queue_instances, direct),
+        );
+    }
+    print_figure(
+        "queue_dispatch_per_s",
+        backend,
+        median(&mut through),
+        "instances/s",
+    );
+    print_figure(
+        "queue_dispatch_vs_direct",
+        backend,
+        median(&mut ratios),
+        "ratio",
+    );
+    Ok(())
+}
+
+/// `n` instances of `one_step` on a fresh store, through the queue or not,
+/// from the first invoke to the last output.
+async fn dispatch_round(backend: Backend, n: usize, queued: bool) -> Result<Duration> {
+    let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+    let shared = MemoryStore::new();
+    let store = backend.open(dir.path(), &shared).await?;
+    let mut builder = Engine::builder().store(store);
+    if queued {
+        builder = builder.queue(
+            memable_core::Queue::new("bench")
+                .concurrency(QUEUE_LIMIT)
+                .default_for("one_step"),
+        );
+    }
+    let engine = builder.build();
+    workloads::register(&engine, &Arc::new(Observations::default()))?;
+    engine.start().await?;
+    let started = Instant::now();
+    let mut runs = Vec::with_capacity(n);
+    for i in 0..n {
+        runs.push(engine.invoke("one_step").id(format!("{i}")).await?);
+    }
+    for run in runs {
+        run.wait_output::<u64>().await?;
+    }
+    let elapsed = started.elapsed();
+    engine.shutdown().await;
+    drop(dir);
+    Ok(elapsed)
 }
 
 /// One instance of `workflow` (`steps` or `steps_parallel`) with `n`

@@ -57,6 +57,10 @@ struct Sizes {
     children: usize,
     /// Alternating rounds of the children and the steps versions.
     child_rounds: usize,
+    /// Instances of the `queue` workload (each round, each way).
+    queue_instances: usize,
+    /// Alternating rounds of the direct and the queued dispatch.
+    queue_rounds: usize,
     /// Pause between two workloads, in milliseconds.
     settle_ms: u64,
 }
@@ -80,6 +84,8 @@ impl Sizes {
         disk_steps: 20_000,
         children: 1_000,
         child_rounds: 5,
+        queue_instances: 2_000,
+        queue_rounds: 3,
         settle_ms: 2_000,
     };
 
@@ -101,6 +107,8 @@ impl Sizes {
         disk_steps: 1_000,
         children: 50,
         child_rounds: 1,
+        queue_instances: 100,
+        queue_rounds: 1,
         settle_ms: 0,
     };
 }

@@ -33,6 +33,7 @@ pub struct Observations {
 pub const KIB_VALUE_LEN: usize = 1_022;
 
 /// Registers every benchmark workflow:
+/// - `one_step`: one step returning 1 (the `queue` workload's instances);
 /// - `steps`: input `n`, runs `n` steps each returning an 8-byte `u64`;
 /// - `steps_parallel`: input `n`, runs `n` steps all at once (joined in
 ///   one run), each returning an 8-byte `u64`;
@@ -45,6 +46,11 @@ pub const KIB_VALUE_LEN: usize = 1_022;
 /// - `timer`: input = absolute deadline (ms), sleeps on a durable timer until
 ///   then, and records how late it woke in `obs.lateness_ms`.
 pub fn register(engine: &Engine, obs: &Arc<Observations>) -> Result<(), EngineError> {
+    engine.register("one_step", |ctx: Context| async move {
+        ctx.step("s")
+            .run(|| async { Ok::<_, StepError>(1u64) })
+            .await
+    })?;
     engine.register("steps", |ctx: Context| async move {
         let n: u64 = ctx.input()?;
         let mut sum = 0u64;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-const FIGURES: [&str; 14] = [
+const FIGURES: [&str; 16] = [
     "fsync_per_s",
     "seq_steps_per_s",
     "conc_steps_per_s",
@@ -18,11 +18,13 @@ const FIGURES: [&str; 14] = [
     "child_overhead",
     "child_overhead_vs_seq",
     "children_per_s",
+    "queue_dispatch_per_s",
+    "queue_dispatch_vs_direct",
 ];
 
 /// What a PostgreSQL run prints instead (no store files to measure; a
 /// commit floor instead of fsync; the take-over of many workers).
-const POSTGRES_FIGURES: [&str; 14] = [
+const POSTGRES_FIGURES: [&str; 16] = [
     "commit_per_s",
     "seq_steps_per_s",
     "seq_per_commit",
@@ -37,6 +39,8 @@ const POSTGRES_FIGURES: [&str; 14] = [
     "child_overhead",
     "child_overhead_vs_seq",
     "children_per_s",
+    "queue_dispatch_per_s",
+    "queue_dispatch_vs_direct",
 ];
 
 fn quick(backend: &str) {

@@ -284,8 +284,8 @@ async fn runs(log: &PgPool, schema: &str, workflow: &str) -> Vec<(String, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrency_limit_holds_across_three_worker_processes() {
-    let (schema, log, workers, client) = setup().await;
     const JOBS: usize = 30;
+    let (schema, log, workers, client) = setup().await;
     for i in 0..JOBS {
         client
             .invoke("job")
@@ -324,8 +324,8 @@ async fn a_concurrency_limit_holds_across_three_worker_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_over_its_window_across_workers() {
-    let (schema, log, workers, client) = setup().await;
     const JOBS: usize = 10;
+    let (schema, log, workers, client) = setup().await;
     let started = Instant::now();
     for i in 0..JOBS {
         client
@@ -338,7 +338,7 @@ async fn a_rate_limit_holds_over_its_window_across_workers() {
     let runs = runs(&log, &schema, "rated").await;
     assert_eq!(runs.len(), JOBS);
     let n = RATE.0 as usize;
-    let window = (RATE.1 - START_SLACK).as_secs_f64();
+    let window = RATE.1.saturating_sub(START_SLACK).as_secs_f64();
     for pair in runs.windows(n + 1) {
         let span = pair[n].2 - pair[0].2;
         assert!(

@@ -201,7 +201,7 @@ macro_rules! conformance_tests {
                 admit_holds_a_partition_to_its_limit,
                 admit_keeps_the_rate_window,
                 admit_by_a_worker_acquires_its_workflows_only,
-                ends_leave_the_queue_and_revive_rejoins,
+                ends_leave_the_queue_and_revive_runs_outside,
                 concurrent_admissions_never_exceed_the_limit,
                 concurrent_dedup_has_one_winner,
                 engine_queue_limit_holds,

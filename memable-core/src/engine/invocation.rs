@@ -239,6 +239,7 @@ impl InvokeBuilder {
                     priority: self.priority.unwrap_or(0),
                     dedup: self.dedup,
                     pending_key: None,
+                    held: Vec::new(),
                 };
                 match Self::enqueue(&self.engine, key.clone(), input, ticket, now).await? {
                     Ok(invocation) => return Ok(invocation),

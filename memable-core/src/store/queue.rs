@@ -11,27 +11,32 @@
 //!
 //! | key | value | written by |
 //! |---|---|---|
-//! | `seq` | the last ticket number (JSON `u64`) | enqueue |
-//! | `p:<priority><seq>` | a pending entry ([`QueueEntry`]), in admission order | enqueue; removed by admit, cancel, delete |
-//! | `a:<instance>` | an admitted entry: the instance holds a slot | admit, revive; removed when the instance ends |
+//! | `h` | the queue's [`QueueHeads`]: per priority, the next ticket number and the first one not admitted; the rate window's admission times | enqueue, admit |
+//! | `p:<priority><n>` | a pending entry ([`QueueEntry`]): ticket `n` of that priority | enqueue; removed by admit, cancel, delete |
+//! | `s:<i>` | slot `i` of the concurrency limit, held by an admitted instance | admit; removed when the instance ends |
+//! | `ps:<partition>:<j>` | slot `j` of a partition's limit | admit; removed when the instance ends |
 //! | `d:<dedup id>` | the instance holding a dedup id | enqueue; removed when it ends |
-//! | `rate` | admission times within the rate period (JSON `[u64]`) | admit |
 //!
-//! An [`Admit`](crate::WriteOp::Admit) takes pending entries in key order
-//! (highest priority first, then first come) while the queue's limits
-//! allow, and for each writes, together: the entry moved from pending to
-//! admitted, the instance `Running` (and, for a worker of a shared store,
-//! owned by it under a new epoch, as an acquisition), the rate window.
-//! An instance holds its slot from admission until it ends (completed,
-//! failed, cancelled, deleted), also while it is suspended: "at most K
-//! running" means at most K started and not ended. Its end removes its
-//! entries in the same transaction as the end.
+//! An [`Admit`](crate::WriteOp::Admit) reads the heads and probes the K
+//! slots of the limit (and a partition's slots when it meets one), then
+//! reads pending entries one by one from the head of the highest priority
+//! down — point reads only, so its cost does not grow with the length of
+//! the queue — while the limits allow, and for each writes, together: the
+//! entry removed, the slots it takes (recorded in its ticket), the
+//! instance `Running` (and, for a worker of a shared store, owned by it
+//! under a new epoch, as an acquisition), the heads and the rate window.
+//! An entry whose partition is full is skipped and stays pending (the head
+//! stops before it; later admissions look at it again). An instance holds
+//! its slots from admission until it ends (completed, failed, cancelled,
+//! deleted), also while it is suspended: "at most K running" means at most
+//! K started and not ended. Its end removes its slots and entries in the
+//! same transaction as the end.
 //!
 //! Who may touch what: enqueue and admit bump the queue instance's
-//! `updated_at`, so on a store where transactions run concurrently
-//! (PostgreSQL) two of them on one queue conflict and one is retried —
-//! they are serialized, and no admission counts slots from a stale view.
-//! An end only removes its own entries; an admission that does not see it
+//! `updated_at` and are the only writers of `h` and of the slots, so on a
+//! store where transactions run concurrently (PostgreSQL) two of them on
+//! one queue conflict and one is retried — they are serialized. An end only
+//! removes its own slots and entries; an admission that does not see that
 //! yet admits less, never more.
 //!
 //! Failures: every step above is inside one transition, so a crash leaves
@@ -53,11 +58,17 @@ pub const QUEUE_WORKFLOW: &str = "_queue";
 const TICKET_TAG: &str = "memable:queue-ticket";
 const ENTRY_TAG: &str = "memable:queue-entry";
 const STATE_TAG: &str = "memable:queue-state";
-const SEQ_KEY: &str = "seq";
-const RATE_KEY: &str = "rate";
+const HEADS_KEY: &str = "h";
 const PENDING_PREFIX: &str = "p:";
-const ADMITTED_PREFIX: &str = "a:";
+const SLOT_PREFIX: &str = "s:";
+const PARTITION_SLOT_PREFIX: &str = "ps:";
 const DEDUP_PREFIX: &str = "d:";
+
+/// At most this many pending entries an admission looks at beyond the
+/// ones it skipped (their partition full), per priority: a long run of
+/// blocked entries delays the ones behind it instead of making every
+/// admission read them all.
+const SCAN_LIMIT: u64 = 1_024;
 
 /// How an instance goes through a queue: stored with it under `_queue`.
 ///
@@ -82,8 +93,12 @@ pub struct QueueTicket {
     /// While an instance with this id is queued or holds a slot, another
     /// enqueue with it is refused.
     pub dedup: Option<String>,
-    /// The pending entry's key (set by the enqueue).
+    /// The pending entry's key (set by the enqueue, cleared by the
+    /// admission).
     pub pending_key: Option<String>,
+    /// The slots the instance holds (set by the admission).
+    #[serde(default)]
+    pub held: Vec<String>,
 }
 
 impl QueueTicket {
@@ -100,6 +115,7 @@ impl QueueTicket {
             priority: 0,
             dedup: None,
             pending_key: None,
+            held: Vec::new(),
         }
     }
 
@@ -194,6 +210,14 @@ pub(crate) struct QueueEntry {
     pub partition: Option<String>,
 }
 
+/// A queue's heads: per priority, `(first not admitted, next ticket)`, and
+/// the rate window's admission times.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueueHeads {
+    pub lanes: std::collections::BTreeMap<u8, (u64, u64)>,
+    pub rate: Vec<u64>,
+}
+
 /// Outcome of [`StepStoreExt::enqueue`](crate::StepStoreExt::enqueue).
 ///
 /// # Examples
@@ -228,7 +252,8 @@ pub struct AdmitOutcome {
     /// The instances admitted, each with the epoch its worker acquired
     /// (`None` when no worker was named).
     pub admitted: Vec<(InstanceKey, Option<u64>)>,
-    /// Entries still pending.
+    /// Entries still pending (at most: entries of instances that ended
+    /// while queued may still be counted).
     pub pending: usize,
     /// When the rate limit lets the next one in, if it is what holds the
     /// pending entries back.
@@ -260,12 +285,42 @@ fn corrupt(message: String) -> EngineError {
     StorageError::new(StorageErrorKind::Corrupt, "queue", message).into()
 }
 
-fn admitted_key(instance: &InstanceKey) -> String {
-    format!(
-        "{ADMITTED_PREFIX}{}:{}",
-        escape(instance.workflow()),
-        escape(instance.instance())
-    )
+fn pending_key(priority: u8, n: u64) -> String {
+    format!("{PENDING_PREFIX}{:02x}{n:016x}", u8::MAX - priority)
+}
+
+fn slot_key(i: usize) -> String {
+    format!("{SLOT_PREFIX}{i:08x}")
+}
+
+fn partition_slot_key(partition: &str, j: usize) -> String {
+    format!("{PARTITION_SLOT_PREFIX}{}:{j:08x}", escape(partition))
+}
+
+fn heads(txn: &mut impl Transaction, queue: &InstanceKey) -> Result<QueueHeads, EngineError> {
+    match txn.step(queue, HEADS_KEY)? {
+        Some(record) => from_json(STATE_TAG, "queue heads", &record),
+        None => Ok(QueueHeads::default()),
+    }
+}
+
+/// The free slots among `count` slots named by `name`.
+fn free_slots(
+    txn: &mut impl Transaction,
+    queue: &InstanceKey,
+    count: usize,
+    name: impl Fn(usize) -> String,
+) -> Result<Vec<String>, EngineError> {
+    let mut free = Vec::new();
+    for i in 0..count {
+        let key = name(i);
+        if txn.step(queue, &key)?.is_none() {
+            free.push(key);
+        }
+    }
+    // Taken from the back: the lowest slot first.
+    free.reverse();
+    Ok(free)
 }
 
 fn dedup_key(id: &str) -> String {
@@ -323,16 +378,12 @@ pub(crate) fn enqueue(
             return Ok(EnqueueOutcome::Duplicate(holder));
         }
     }
-    let seq = match txn.step(&queue, SEQ_KEY)? {
-        Some(record) => from_json::<u64>(STATE_TAG, "queue counter", &record)? + 1,
-        None => 1,
-    };
-    let pending_key = format!(
-        "{PENDING_PREFIX}{:02x}{seq:016x}",
-        u8::MAX - ticket.priority
-    );
+    let mut heads = heads(txn, &queue)?;
+    let lane = heads.lanes.entry(ticket.priority).or_insert((0, 0));
+    let pending_key = pending_key(ticket.priority, lane.1);
+    lane.1 += 1;
     touch_queue(txn, &queue, now_ms)?;
-    txn.put_step(&queue, SEQ_KEY, &json_record(STATE_TAG, &seq))?;
+    txn.put_step(&queue, HEADS_KEY, &json_record(STATE_TAG, &heads))?;
     let entry = QueueEntry {
         instance: key.clone(),
         partition: ticket.partition.clone(),
@@ -352,6 +403,7 @@ pub(crate) fn enqueue(
     txn.put_step(key, INPUT_KEY, input)?;
     let stored = QueueTicket {
         pending_key: Some(pending_key),
+        held: Vec::new(),
         ..ticket.clone()
     };
     txn.put_step(key, QUEUE_KEY, &stored.to_record())?;
@@ -359,7 +411,7 @@ pub(crate) fn enqueue(
 }
 
 /// The rule of [`WriteOp::Admit`](crate::WriteOp::Admit).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)] // one pass over the lanes
 pub(crate) fn admit(
     txn: &mut impl Transaction,
     queue_name: &str,
@@ -373,99 +425,186 @@ pub(crate) fn admit(
     if txn.metadata(&queue)?.is_none() {
         return Ok(AdmitOutcome::default());
     }
-    let mut pending = Vec::new();
-    let mut admitted = Vec::new();
-    let mut rate: Vec<u64> = Vec::new();
-    for (step_key, record) in txn.steps(&queue)? {
-        if step_key.starts_with(PENDING_PREFIX) {
-            pending.push((
-                step_key,
-                from_json::<QueueEntry>(ENTRY_TAG, "queue entry", &record)?,
-            ));
-        } else if step_key.starts_with(ADMITTED_PREFIX) {
-            admitted.push(from_json::<QueueEntry>(ENTRY_TAG, "queue entry", &record)?);
-        } else if step_key == RATE_KEY {
-            rate = from_json(STATE_TAG, "rate window", &record)?;
-        }
-    }
+    let mut heads = heads(txn, &queue)?;
+    let mut free = match limits.concurrency {
+        Some(k) => Some(free_slots(txn, &queue, k, slot_key)?),
+        None => None,
+    };
     if let Some((_, period)) = limits.rate {
-        rate.retain(|at| at.saturating_add(period) > now_ms);
+        heads.rate.retain(|at| at.saturating_add(period) > now_ms);
     }
     let mut outcome = AdmitOutcome::default();
-    let mut holding = admitted.len();
-    let mut left = pending.len();
-    for (pending_key, entry) in pending {
-        if outcome.admitted.len() >= max || limits.concurrency.is_some_and(|k| holding >= k) {
+    let mut partitions: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    let priorities: Vec<u8> = heads.lanes.keys().rev().copied().collect();
+    // Admitted entries that lie behind a skipped one (the head stays
+    // before them): not pending any more, though within the lanes' spans.
+    let mut behind_skip = 0usize;
+    let mut done = false;
+    for priority in priorities {
+        if done {
             break;
         }
-        if let Some((n, period)) = limits.rate
-            && rate.len() >= n as usize
-        {
-            outcome.retry_at_ms = rate.iter().min().map(|first| first.saturating_add(period));
-            break;
-        }
-        if workflows.is_some_and(|names| !names.iter().any(|n| n == entry.instance.workflow())) {
-            continue;
-        }
-        if let (Some(limit), Some(partition)) = (limits.per_partition, &entry.partition)
-            && admitted
-                .iter()
-                .filter(|a| a.partition.as_ref() == Some(partition))
-                .count()
-                >= limit
-        {
-            continue;
-        }
-        txn.remove_step(&queue, &pending_key)?;
-        left -= 1;
-        let Some(meta) = txn
-            .metadata(&entry.instance)?
-            .filter(|m| is_queued(&m.status))
-        else {
-            // Ended or gone meanwhile (its end removes its entry; this is a
-            // leftover): drop it.
-            continue;
-        };
-        txn.put_step(
-            &queue,
-            &admitted_key(&entry.instance),
-            &json_record(ENTRY_TAG, &entry),
-        )?;
-        let running = WorkflowMetadata {
-            status: MetadataStatus::Running,
-            updated_at_ms: now_ms,
-            ..meta.clone()
-        };
-        txn.put_metadata(&entry.instance, &running, Some(&meta))?;
-        let epoch = match worker {
-            Some(worker) => {
-                let epoch = txn.ownership(&entry.instance)?.map_or(0, |o| o.epoch) + 1;
-                txn.put_ownership(
-                    &entry.instance,
-                    &Ownership {
-                        worker: Some(worker.to_owned()),
-                        epoch,
-                    },
-                )?;
-                Some(epoch)
+        let (first, tail) = heads.lanes.get(&priority).copied().unwrap_or_default();
+        let mut new_head = first;
+        let mut skipped = false;
+        let mut n = first;
+        while n < tail && n < first.saturating_add(SCAN_LIMIT) {
+            if outcome.admitted.len() >= max || free.as_ref().is_some_and(Vec::is_empty) {
+                done = true;
+                break;
             }
-            None => None,
-        };
-        if limits.rate.is_some() {
-            rate.push(now_ms);
+            if let Some((limit, period)) = limits.rate
+                && heads.rate.len() >= limit as usize
+            {
+                outcome.retry_at_ms = heads.rate.iter().min().map(|t| t.saturating_add(period));
+                done = true;
+                break;
+            }
+            let key = pending_key(priority, n);
+            n += 1;
+            let Some(record) = txn.step(&queue, &key)? else {
+                // Gone (its instance ended while queued).
+                if !skipped {
+                    new_head = n;
+                }
+                continue;
+            };
+            let entry: QueueEntry = from_json(ENTRY_TAG, "queue entry", &record)?;
+            if workflows.is_some_and(|names| !names.iter().any(|w| w == entry.instance.workflow()))
+            {
+                skipped = true;
+                continue;
+            }
+            let partition_slot = match (limits.per_partition, &entry.partition) {
+                (Some(limit), Some(partition)) => {
+                    if !partitions.contains_key(partition) {
+                        let slots =
+                            free_slots(txn, &queue, limit, |j| partition_slot_key(partition, j))?;
+                        partitions.insert(partition.clone(), slots);
+                    }
+                    let Some(slot) = partitions.get_mut(partition).and_then(Vec::pop) else {
+                        skipped = true;
+                        continue;
+                    };
+                    Some(slot)
+                }
+                _ => None,
+            };
+            txn.remove_step(&queue, &key)?;
+            if skipped {
+                behind_skip += 1;
+            } else {
+                new_head = n;
+            }
+            let mut slots: Vec<String> = free
+                .as_mut()
+                .and_then(Vec::pop)
+                .into_iter()
+                .chain(partition_slot.clone())
+                .collect();
+            let Taken::Admitted(epoch) = take(
+                txn,
+                &queue,
+                queue_name,
+                &entry.instance,
+                &slots,
+                worker,
+                now_ms,
+            )?
+            else {
+                // Ended or gone meanwhile: a leftover entry, dropped; its
+                // slots stay free.
+                if let Some(global) = free.as_mut()
+                    && limits.concurrency.is_some()
+                    && !slots.is_empty()
+                {
+                    global.push(slots.remove(0));
+                }
+                if let (Some(slot), Some(partition)) = (partition_slot, &entry.partition)
+                    && let Some(free_here) = partitions.get_mut(partition)
+                {
+                    free_here.push(slot);
+                }
+                continue;
+            };
+            if limits.rate.is_some() {
+                heads.rate.push(now_ms);
+            }
+            outcome.admitted.push((entry.instance, epoch));
         }
-        holding += 1;
-        outcome.admitted.push((entry.instance.clone(), epoch));
-        admitted.push(entry);
+        if let Some(lane) = heads.lanes.get_mut(&priority) {
+            lane.0 = new_head;
+        }
     }
-    outcome.pending = left;
-    if !outcome.admitted.is_empty() {
+    outcome.pending = heads
+        .lanes
+        .values()
+        .map(|(head, tail)| usize::try_from(tail.saturating_sub(*head)).unwrap_or(usize::MAX))
+        .sum::<usize>()
+        .saturating_sub(behind_skip);
+    let before = self::heads(txn, &queue)?;
+    if !outcome.admitted.is_empty() || before != heads {
         touch_queue(txn, &queue, now_ms)?;
-        if limits.rate.is_some() {
-            txn.put_step(&queue, RATE_KEY, &json_record(STATE_TAG, &rate))?;
-        }
+        txn.put_step(&queue, HEADS_KEY, &json_record(STATE_TAG, &heads))?;
     }
     Ok(outcome)
+}
+
+/// What [`take`] did with one entry.
+enum Taken {
+    /// Its instance is no longer queued: nothing was written.
+    Leftover,
+    /// Admitted, with the epoch of the worker's acquisition, if any.
+    Admitted(Option<u64>),
+}
+
+/// Admits one queued instance into `slots`: the slots written, its ticket
+/// updated, the instance `Running` (and acquired by `worker`).
+fn take(
+    txn: &mut impl Transaction,
+    queue: &InstanceKey,
+    queue_name: &str,
+    instance: &InstanceKey,
+    slots: &[String],
+    worker: Option<&str>,
+    now_ms: u64,
+) -> Result<Taken, EngineError> {
+    let Some(meta) = txn.metadata(instance)?.filter(|m| is_queued(&m.status)) else {
+        return Ok(Taken::Leftover);
+    };
+    let holder = json_record(STATE_TAG, instance);
+    for slot in slots {
+        txn.put_step(queue, slot, &holder)?;
+    }
+    let ticket = match txn.step(instance, QUEUE_KEY)? {
+        Some(record) => QueueTicket::from_record(&record)?,
+        None => QueueTicket::new(queue_name),
+    };
+    let ticket = QueueTicket {
+        pending_key: None,
+        held: slots.to_vec(),
+        ..ticket
+    };
+    txn.put_step(instance, QUEUE_KEY, &ticket.to_record())?;
+    let running = WorkflowMetadata {
+        status: MetadataStatus::Running,
+        updated_at_ms: now_ms,
+        ..meta.clone()
+    };
+    txn.put_metadata(instance, &running, Some(&meta))?;
+    let Some(worker) = worker else {
+        return Ok(Taken::Admitted(None));
+    };
+    let epoch = txn.ownership(instance)?.map_or(0, |o| o.epoch) + 1;
+    txn.put_ownership(
+        instance,
+        &Ownership {
+            worker: Some(worker.to_owned()),
+            epoch,
+        },
+    )?;
+    Ok(Taken::Admitted(Some(epoch)))
 }
 
 /// The ticket of `key`, if it went through a queue.
@@ -484,9 +623,20 @@ pub(crate) fn leave(txn: &mut impl Transaction, key: &InstanceKey) -> Result<(),
         return Ok(());
     };
     let queue = queue_instance(&ticket.queue)?;
-    txn.remove_step(&queue, &admitted_key(key))?;
+    for slot in &ticket.held {
+        txn.remove_step(&queue, slot)?;
+    }
     if let Some(pending) = &ticket.pending_key {
         txn.remove_step(&queue, pending)?;
+    }
+    if !ticket.held.is_empty() || ticket.pending_key.is_some() {
+        // Left: a later end (after a resume) frees nothing of another's.
+        let left = QueueTicket {
+            held: Vec::new(),
+            pending_key: None,
+            ..ticket.clone()
+        };
+        txn.put_step(key, QUEUE_KEY, &left.to_record())?;
     }
     if let Some(id) = &ticket.dedup {
         let holder = dedup_key(id);
@@ -497,17 +647,4 @@ pub(crate) fn leave(txn: &mut impl Transaction, key: &InstanceKey) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// A revived instance that went through a queue holds a slot again.
-pub(crate) fn rejoin(txn: &mut impl Transaction, key: &InstanceKey) -> Result<(), EngineError> {
-    let Some(ticket) = ticket_of(txn, key)? else {
-        return Ok(());
-    };
-    let queue = queue_instance(&ticket.queue)?;
-    let entry = QueueEntry {
-        instance: key.clone(),
-        partition: ticket.partition,
-    };
-    txn.put_step(&queue, &admitted_key(key), &json_record(ENTRY_TAG, &entry))
 }

@@ -241,9 +241,9 @@ pub enum WriteOp {
     /// records of suspended points are kept, so a signal still reaches a
     /// point the new code waits at); `Running` is left as it is, and so is
     /// a queued instance not admitted yet (it runs when its queue admits
-    /// it). A revived ended instance that went through a queue holds a
-    /// slot of it again (its admitted entry is written; the limit does not
-    /// hold it back). Answers the status
+    /// it). A revived ended instance that went through a queue runs
+    /// outside its queue's limits (its slots were freed at its end). Answers
+    /// the status
     /// before the call as [`ReviveOutcome::Revived`], or
     /// [`ReviveOutcome::Cancelled`] / [`ReviveOutcome::InstanceMissing`]
     /// without writing.
@@ -1228,9 +1228,6 @@ fn revive(
                 ..meta.clone()
             };
             txn.put_metadata(key, &updated, Some(&meta))?;
-            if meta.status.is_terminal() {
-                queue::rejoin(txn, key)?;
-            }
             Ok(ReviveOutcome::Revived(meta.status))
         }
     }

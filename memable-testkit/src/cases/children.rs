@@ -425,14 +425,21 @@ pub async fn cancelled_child_completes_the_parents_point(factory: &dyn StoreFact
     assert_eq!(dump(&*store).await, expected, "the cancel of a child");
 }
 
-/// An instance already under the child's id is adopted; if it has ended,
-/// the start completes the point from its end at once.
+/// An instance already under the child's id with the same input is
+/// adopted; if it has ended, the start completes the point from its end at
+/// once. With another input it is refused, nothing written.
 pub async fn start_child_adopts_an_ended_instance(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     let parent = key("order", "1");
     start(&*store, &parent, 1).await;
     let child = child_of(&parent, "pay");
-    start(&*store, &child, 1).await;
+    // Started before with the same input the start passes.
+    ok(
+        store
+            .start_instance(child.clone(), input(b"child input"), 1)
+            .await,
+        "start_instance",
+    );
     finish(
         &*store,
         &child,
@@ -464,6 +471,22 @@ pub async fn start_child_adopts_an_ended_instance(factory: &dyn StoreFactory) {
         .and_then(|s| s.step("_parent"))
         .map(|r| ok(ParentLink::from_record(r), "ParentLink::from_record"));
     assert_eq!(link.map(|l| l.parent), Some(parent));
+
+    let other = key("order", "2");
+    start(&*store, &other, 1).await;
+    let taken = child_of(&other, "pay");
+    ok(
+        store
+            .start_instance(taken.clone(), input(b"another input"), 1)
+            .await,
+        "start_instance",
+    );
+    let before = dump(&*store).await;
+    assert_eq!(
+        start_child(&*store, &other, "pay", Some(point()), 5).await,
+        ChildStartOutcome::InputConflict
+    );
+    assert_eq!(dump(&*store).await, before, "a refused adoption wrote");
 }
 
 /// A child's finish racing its parent's cancel: whichever lands first, the

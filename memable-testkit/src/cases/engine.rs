@@ -547,6 +547,10 @@ pub async fn engine_recovery_after_reopen(factory: &dyn StoreFactory) {
     engine.start().await.unwrap();
     let mut states = engine.subscribe("nap", "t").await.unwrap();
     while states.next().await.is_some() {}
+    // On a shared store the worker loop takes `work/w` over on its own
+    // schedule, maybe after `nap` ended: wait for `work/w` itself.
+    let mut states = engine.subscribe("work", "w").await.unwrap();
+    while states.next().await.is_some() {}
     engine.wait_all().await;
     assert_eq!(engine.output::<u32>("work", "w").await.unwrap(), 6);
     assert_eq!(

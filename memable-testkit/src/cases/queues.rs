@@ -299,9 +299,9 @@ pub async fn admit_by_a_worker_acquires_its_workflows_only(factory: &dyn StoreFa
 }
 
 /// Cancel and delete take an instance out of its queue whether it waits or
-/// holds a slot; revive leaves a waiting one queued and makes an ended one
-/// hold a slot again.
-pub async fn ends_leave_the_queue_and_revive_rejoins(factory: &dyn StoreFactory) {
+/// holds a slot; revive leaves a waiting one queued, and an ended one runs
+/// outside the limit without freeing another's slot.
+pub async fn ends_leave_the_queue_and_revive_runs_outside(factory: &dyn StoreFactory) {
     let (_fx, store) = fresh(factory).await;
     for id in ["a", "b", "c"] {
         enqueue(&*store, &key("job", id), QueueTicket::new("jobs"), 1).await;
@@ -320,12 +320,23 @@ pub async fn ends_leave_the_queue_and_revive_rejoins(factory: &dyn StoreFactory)
     assert!(ok(store.delete_instance(key("job", "a")).await, "delete"));
     assert_eq!(ids(&admit(&*store, one, 5).await), vec!["c"]);
     finish(&*store, &key("job", "c"), 6).await;
-    // Revived after its end, it holds a slot again: nothing else gets in.
+    // Revived after its end, it runs outside the queue's limit: its slot
+    // was freed at its end, and its second end frees nothing of another's.
     enqueue(&*store, &key("job", "d"), QueueTicket::new("jobs"), 7).await;
+    enqueue(&*store, &key("job", "e"), QueueTicket::new("jobs"), 7).await;
     ok(store.revive_instance(key("job", "c"), 8).await, "revive");
-    assert!(admit(&*store, one, 9).await.admitted.is_empty());
+    assert_eq!(
+        status_of(&*store, &key("job", "c")).await,
+        MetadataStatus::Running
+    );
+    assert_eq!(ids(&admit(&*store, one, 9).await), vec!["d"]);
     finish(&*store, &key("job", "c"), 10).await;
-    assert_eq!(ids(&admit(&*store, one, 11).await), vec!["d"]);
+    assert!(
+        admit(&*store, one, 11).await.admitted.is_empty(),
+        "c's end freed d's slot"
+    );
+    finish(&*store, &key("job", "d"), 12).await;
+    assert_eq!(ids(&admit(&*store, one, 13).await), vec!["e"]);
 }
 
 /// Sixteen admissions at once with a limit of 4 over 32 pending admit
