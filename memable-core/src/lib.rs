@@ -66,5 +66,5 @@ pub use store::{
     FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, Ownership, ParentLink, ParkOutcome,
     QUEUE_WORKFLOW, QueueLimits, QueueTicket, ReviveOutcome, SignalOutcome, StaleEpoch,
     StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome, Workers,
-    child_instance_id, child_link_key,
+    child_instance_id, child_link_key, queue_admission_keys,
 };

@@ -46,10 +46,12 @@
 //! No acknowledged write is ever lost: a caller is answered `Ok` only after
 //! its batch's `COMMIT` succeeded.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use memable_core::queue_admission_keys;
 use memable_core::transitions::{Transaction, WriteOp, WriteOutcome, apply};
 use memable_core::{
     CommitOutcome, EngineError, FireOutcome, InstanceKey, Ownership, ReviveOutcome, SignalOutcome,
@@ -516,32 +518,40 @@ struct Batch<'a> {
 }
 
 /// Step keys an op reads, for the prefetch.
-fn named_steps(op: &WriteOp) -> Vec<&str> {
+fn named_steps(op: &WriteOp) -> Vec<Cow<'_, str>> {
+    let borrowed = |keys: &[&'static str]| keys.iter().map(|k| Cow::Borrowed(*k)).collect();
     match op {
-        WriteOp::Start { .. } | WriteOp::Enqueue { .. } => vec!["_input"],
+        WriteOp::Start { .. } | WriteOp::Enqueue { .. } => borrowed(&["_input"]),
         // A child's finish completes its parent's point (`_parent` says
         // where); an instance that went through a queue leaves it (`_queue`).
-        WriteOp::Finish { .. } => vec!["_output", "_parent", "_queue"],
+        WriteOp::Finish { .. } => borrowed(&["_output", "_parent", "_queue"]),
         WriteOp::Commit { step_key, .. }
         | WriteOp::StartChild { step_key, .. }
         | WriteOp::Suspend { step_key, .. }
         | WriteOp::Claim { step_key, .. }
-        | WriteOp::Signal { step_key, .. } => vec![step_key],
+        | WriteOp::Signal { step_key, .. } => vec![Cow::Borrowed(step_key.as_str())],
         WriteOp::Wait {
             step_key, members, ..
         } => std::iter::once(step_key.as_str())
             .chain(members.iter().map(|(k, _)| k.as_str()))
+            .map(Cow::Borrowed)
             .collect(),
-        WriteOp::Park { waiting, .. } => waiting.iter().map(String::as_str).collect(),
-        WriteOp::Fire { timer, .. } => vec![&timer.step_key],
+        WriteOp::Park { waiting, .. } => {
+            waiting.iter().map(|k| Cow::Borrowed(k.as_str())).collect()
+        }
+        WriteOp::Fire { timer, .. } => vec![Cow::Borrowed(timer.step_key.as_str())],
+        // The queue's heads and slots.
+        WriteOp::Admit { limits, .. } => queue_admission_keys(limits)
+            .into_iter()
+            .map(Cow::Owned)
+            .collect(),
         // Ownership is in the instance row, which the prefetch reads.
         WriteOp::Fenced { op, .. } => named_steps(op),
         WriteOp::Acquire { .. }
         | WriteOp::Release { .. }
         | WriteOp::Revive { .. }
         | WriteOp::Cancel { .. }
-        | WriteOp::Delete { .. }
-        | WriteOp::Admit { .. } => vec![],
+        | WriteOp::Delete { .. } => vec![],
     }
 }
 
@@ -668,7 +678,7 @@ impl Batch<'_> {
         let mut keys: Vec<&InstanceKey> = ops.iter().map(|op| op.key()).collect();
         keys.sort();
         keys.dedup();
-        let mut steps: Vec<(&InstanceKey, &str)> = ops
+        let mut steps: Vec<(&InstanceKey, Cow<'_, str>)> = ops
             .iter()
             .flat_map(|op| named_steps(op).into_iter().map(move |s| (op.key(), s)))
             .collect();
@@ -708,7 +718,7 @@ impl Batch<'_> {
                 .steps
                 .entry((*key).clone())
                 .or_default()
-                .insert((*step).to_owned(), None);
+                .insert(step.to_string(), None);
         }
         for row in &found {
             let tag: i16 = row.try_get(0)?;

@@ -42,7 +42,9 @@ pub use family::{ChildLink, ParentLink, child_instance_id, child_link_key};
 pub use memory::MemoryStore;
 pub use ownership::{AcquireOutcome, Acquired, Ownership, StaleEpoch, Workers};
 pub(crate) use queue::is_queued;
-pub use queue::{AdmitOutcome, EnqueueOutcome, QUEUE_WORKFLOW, QueueLimits, QueueTicket};
+pub use queue::{
+    AdmitOutcome, EnqueueOutcome, QUEUE_WORKFLOW, QueueLimits, QueueTicket, queue_admission_keys,
+};
 pub use slot::{EngineLease, EngineSlot};
 
 use crate::{

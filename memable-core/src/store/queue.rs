@@ -260,6 +260,24 @@ pub struct AdmitOutcome {
     pub retry_at_ms: Option<u64>,
 }
 
+/// The keys of a queue's records that an admission under `limits` reads
+/// first — the heads and the concurrency slots — so a store that fetches
+/// ahead can fetch them in one go.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{QueueLimits, queue_admission_keys};
+/// let limits = QueueLimits { concurrency: Some(2), ..QueueLimits::default() };
+/// assert_eq!(queue_admission_keys(&limits).len(), 3);
+/// ```
+#[must_use]
+pub fn queue_admission_keys(limits: &QueueLimits) -> Vec<String> {
+    std::iter::once(HEADS_KEY.to_owned())
+        .chain((0..limits.concurrency.unwrap_or(0)).map(slot_key))
+        .collect()
+}
+
 /// The reserved instance that holds `queue`.
 pub(crate) fn queue_instance(queue: &str) -> Result<InstanceKey, EngineError> {
     InstanceKey::new(QUEUE_WORKFLOW, queue)
