@@ -17,8 +17,6 @@
 //! runs until its stdin closes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,7 +29,10 @@ use memable_postgres::{PostgresOptions, PostgresStore};
 use memable_testkit::postgres::TestServer;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+mod common;
+
+use common::WorkerProcess;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(1);
@@ -133,9 +134,7 @@ fn worker_engine(store: PostgresStore, id: &str, capacity: usize) -> Engine {
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {PATIENCE:?}"))
+    common::within(what, PATIENCE, future).await
 }
 
 /// How long step `work` holds.
@@ -200,46 +199,26 @@ async fn child_worker_process() {
     engine.shutdown().await;
 }
 
-/// A worker process and the markers it prints.
-struct WorkerProcess {
-    child: Child,
-    markers: UnboundedReceiver<String>,
+/// A worker process and the markers it prints (`marker <name>` lines).
+struct Worker {
+    process: WorkerProcess,
     seen: HashSet<String>,
 }
 
-impl WorkerProcess {
+impl Worker {
     /// Starts worker `name` and waits until it is ready.
     async fn start(url: &str, name: &str, hold: &str, capacity: usize) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "child_worker_process",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(ENV_URL, url)
-            .env(ENV_WORKER, name)
-            .env(ENV_HOLD, hold)
-            .env(ENV_CAPACITY, capacity.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn a worker process");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, markers) = unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // The test harness may print on the same line before it.
-                if let Some((_, marker)) = line.split_once("marker ")
-                    && tx.send(marker.to_owned()).is_err()
-                {
-                    break;
-                }
-            }
-        });
+        let process = WorkerProcess::spawn(
+            "child_worker_process",
+            &[
+                (ENV_URL, url.to_owned()),
+                (ENV_WORKER, name.to_owned()),
+                (ENV_HOLD, hold.to_owned()),
+                (ENV_CAPACITY, capacity.to_string()),
+            ],
+        );
         let mut worker = Self {
-            child,
-            markers,
+            process,
             seen: HashSet::new(),
         };
         worker.expect(&format!("{name} starting"), "ready").await;
@@ -249,12 +228,15 @@ impl WorkerProcess {
     /// Waits until the process has printed the marker `marker` (markers
     /// come in any order); panics if the process ends first.
     async fn expect(&mut self, what: &str, marker: &str) {
-        let (markers, seen) = (&mut self.markers, &mut self.seen);
+        let (lines, seen) = (&mut self.process.lines, &mut self.seen);
         within(what, async {
             while !seen.contains(marker) {
-                match markers.recv().await {
+                match lines.recv().await {
+                    // The test harness may print on the same line before it.
                     Some(line) => {
-                        seen.insert(line);
+                        if let Some((_, found)) = line.split_once("marker ") {
+                            seen.insert(found.to_owned());
+                        }
                     }
                     None => panic!("the worker process ended before {what}"),
                 }
@@ -264,18 +246,8 @@ impl WorkerProcess {
     }
 
     /// Closes stdin and waits for a clean exit.
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = self.child.wait().expect("wait for the worker process");
-        assert!(status.success(), "the worker process failed: {status}");
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        // A failed test must not leave a running child behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) {
+        self.process.finish();
     }
 }
 
@@ -354,7 +326,7 @@ async fn a_fan_out_over_three_workers_keeps_its_bound_and_its_order() {
     let url = database().await;
     let mut workers = Vec::new();
     for name in ["w0", "w1", "w2"] {
-        workers.push(WorkerProcess::start(&url, name, "50", CAPACITY).await);
+        workers.push(Worker::start(&url, name, "50", CAPACITY).await);
     }
     let client = client(&url).await;
     let inputs: Vec<u32> = (0..N).collect();
@@ -437,7 +409,7 @@ async fn a_killed_parents_worker_is_taken_over_and_every_child_completes_once() 
     // The victim runs the parent and the children it starts, holding each
     // inside its step: the parent waits, parked, for four children the
     // victim owns.
-    let mut victim = WorkerProcess::start(&url, "victim", "forever", 8).await;
+    let mut victim = Worker::start(&url, "victim", "forever", 8).await;
     let inputs: Vec<u32> = (1..=8).collect();
     let batch = BATCH.invoke(&client, inputs.clone()).id("k").await.unwrap();
     let ids = child_ids("k", N);
@@ -464,14 +436,13 @@ async fn a_killed_parents_worker_is_taken_over_and_every_child_completes_once() 
     .await;
     // Started only now, so the victim got every child it started.
     let heirs = [
-        WorkerProcess::start(&url, "heir1", "0", CAPACITY).await,
-        WorkerProcess::start(&url, "heir2", "0", CAPACITY).await,
+        Worker::start(&url, "heir1", "0", CAPACITY).await,
+        Worker::start(&url, "heir2", "0", CAPACITY).await,
     ];
 
-    // `Child::kill` sends SIGKILL on Unix.
-    victim.child.kill().unwrap();
+    // SIGKILL, then the clock starts once the process is gone.
+    victim.process.kill();
     let killed = Instant::now();
-    victim.child.wait().unwrap();
     let output = within("the batch's output", batch.output()).await.unwrap();
     let took = killed.elapsed();
     assert_eq!(output, inputs.iter().map(|n| n * 10).collect::<Vec<_>>());

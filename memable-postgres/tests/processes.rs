@@ -17,8 +17,6 @@
 //! `by-<worker>`; its output is `<first>+<a>+<by-…>`, each the id of the
 //! worker whose closure produced it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -31,7 +29,10 @@ use memable_core::{
 };
 use memable_postgres::{PostgresOptions, PostgresStore};
 use memable_testkit::postgres::TestServer;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+mod common;
+
+use common::WorkerProcess;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const LEASE: Duration = Duration::from_secs(1);
@@ -60,9 +61,7 @@ async fn handle(url: &str, schema: &str) -> PostgresStore {
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {PATIENCE:?}"))
+    common::within(what, PATIENCE, future).await
 }
 
 /// How long step `a` holds.
@@ -221,90 +220,18 @@ async fn child_worker_process() {
     engine.shutdown().await;
 }
 
-/// A worker process and the lines it prints.
-struct WorkerProcess {
-    child: Child,
-    lines: UnboundedReceiver<String>,
-    /// Sent `SIGSTOP` and not `SIGCONT` since.
-    stopped: bool,
-}
-
-impl WorkerProcess {
-    fn spawn(schema: &str, worker: &str, hold: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "child_worker_process",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(ENV_URL, database())
-            .env(ENV_SCHEMA, schema)
-            .env(ENV_WORKER, worker)
-            .env(ENV_HOLD, hold)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn a worker process");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            stopped: false,
-        }
-    }
-
-    /// Waits for a line `matches` accepts; panics if the process ends first.
-    async fn expect_line(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        within(what, async {
-            loop {
-                match self.lines.recv().await {
-                    Some(line) if matches(&line) => return line,
-                    Some(_) => {}
-                    None => panic!("the worker process ended before {what}"),
-                }
-            }
-        })
-        .await
-    }
-
-    fn signal(&mut self, signal: &str) {
-        self.stopped = signal == "-STOP";
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Closes stdin and waits for a clean exit.
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = self.child.wait().expect("wait for the worker process");
-        assert!(status.success(), "the worker process failed: {status}");
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        // A failed test must not leave a stopped or running child behind.
-        if self.stopped {
-            let _ = Command::new("kill")
-                .args(["-CONT", &self.child.id().to_string()])
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts worker `worker` on `schema`, step `a` holding `hold` (ms, or
+/// `forever`).
+fn spawn_worker(schema: &str, worker: &str, hold: &str) -> WorkerProcess {
+    WorkerProcess::spawn(
+        "child_worker_process",
+        &[
+            (ENV_URL, database().to_owned()),
+            (ENV_SCHEMA, schema.to_owned()),
+            (ENV_WORKER, worker.to_owned()),
+            (ENV_HOLD, hold.to_owned()),
+        ],
+    )
 }
 
 /// An engine of this process that registers nothing: invokes and reads.
@@ -335,14 +262,14 @@ fn step_value(snapshot: &InstanceSnapshot, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_past_its_lease_lands_none_of_its_writes() {
     let schema = schema();
-    let mut zombie = WorkerProcess::spawn(&schema, "zombie", "400");
+    let mut zombie = spawn_worker(&schema, "zombie", "400");
     zombie
-        .expect_line("the zombie starting", |l| l == "ready")
+        .expect_line("the zombie starting", PATIENCE, |l| l == "ready")
         .await;
     let client = client(&schema).await;
     drop(client.invoke("relay").id("z").await.unwrap());
     zombie
-        .expect_line("the zombie entering step a", |l| l == "entered z")
+        .expect_line("the zombie entering step a", PATIENCE, |l| l == "entered z")
         .await;
     // Paused inside step `a`, with `first` committed under its epoch.
     zombie.signal("-STOP");
@@ -365,7 +292,7 @@ async fn a_paused_worker_past_its_lease_lands_none_of_its_writes() {
     // its commit must be refused.
     zombie.signal("-CONT");
     let refused = zombie
-        .expect_line("the zombie's write being refused", |l| {
+        .expect_line("the zombie's write being refused", PATIENCE, |l| {
             l.starts_with("refused ")
         })
         .await;
@@ -399,16 +326,18 @@ async fn a_paused_worker_past_its_lease_lands_none_of_its_writes() {
 /// Starts a worker process `name` holding `n` instances inside step `a`
 /// (held forever), invoked by `client`; returns it once all are entered.
 async fn worker_holding(schema: &str, name: &str, client: &Engine, n: usize) -> WorkerProcess {
-    let mut worker = WorkerProcess::spawn(schema, name, "forever");
+    let mut worker = spawn_worker(schema, name, "forever");
     worker
-        .expect_line("the worker starting", |l| l == "ready")
+        .expect_line("the worker starting", PATIENCE, |l| l == "ready")
         .await;
     for i in 0..n {
         drop(client.invoke("relay").id(format!("k{i}")).await.unwrap());
     }
     for _ in 0..n {
         worker
-            .expect_line("the worker entering step a", |l| l.starts_with("entered k"))
+            .expect_line("the worker entering step a", PATIENCE, |l| {
+                l.starts_with("entered k")
+            })
             .await;
     }
     worker
@@ -425,10 +354,9 @@ async fn a_killed_workers_running_instances_complete_elsewhere_within_its_lease(
     register_relay(&heir, "heir", Hold::For(Duration::ZERO), &heir_first_runs);
     heir.start().await.unwrap();
 
-    // `Child::kill` sends SIGKILL on Unix.
-    victim.child.kill().unwrap();
+    // SIGKILL, then the clock starts once the process is gone.
+    victim.kill();
     let killed = Instant::now();
-    victim.child.wait().unwrap();
     for i in 0..N {
         assert_eq!(
             output_of(&heir, &format!("k{i}")).await,
@@ -462,12 +390,11 @@ async fn a_worker_restarted_under_the_same_id_completes_what_its_last_process_le
     let schema = schema();
     let client = client(&schema).await;
     let mut first = worker_holding(&schema, "same", &client, N).await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
     drop(first);
-    let mut again = WorkerProcess::spawn(&schema, "same", "0");
+    let mut again = spawn_worker(&schema, "same", "0");
     again
-        .expect_line("the restart starting", |l| l == "ready")
+        .expect_line("the restart starting", PATIENCE, |l| l == "ready")
         .await;
     for i in 0..N {
         assert_eq!(output_of(&client, &format!("k{i}")).await, "same+same+same");

@@ -15,8 +15,6 @@
 //! worker prints `ready` once its engine started and runs until its stdin
 //! closes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,7 +26,10 @@ use memable_core::{
 use memable_postgres::{PostgresOptions, PostgresStore};
 use memable_testkit::postgres::TestServer;
 use sqlx::PgPool;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+mod common;
+
+use common::WorkerProcess;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 const ENV_URL: &str = "MEMABLE_QUEUE_URL";
@@ -85,9 +86,7 @@ fn log_table(schema: &str) -> String {
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {PATIENCE:?}"))
+    common::within(what, PATIENCE, future).await
 }
 
 /// Registers `job` and `rated`: one step that logs its start, holds
@@ -150,65 +149,20 @@ async fn queue_worker_process() {
     engine.shutdown().await;
 }
 
-struct WorkerProcess {
-    child: Child,
-    lines: UnboundedReceiver<String>,
-}
-
-impl WorkerProcess {
-    fn spawn(schema: &str, worker: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "queue_worker_process",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(ENV_URL, database())
-            .env(ENV_SCHEMA, schema)
-            .env(ENV_WORKER, worker)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn a worker process");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    async fn ready(&mut self) {
-        within("a worker's start", async {
-            loop {
-                match self.lines.recv().await {
-                    Some(line) if line == "ready" => return,
-                    Some(_) => {}
-                    None => panic!("a worker process ended before it was ready"),
-                }
-            }
-        })
+/// Starts worker `worker` on `schema` and waits until it is ready.
+async fn start_worker(schema: &str, worker: &str) -> WorkerProcess {
+    let mut process = WorkerProcess::spawn(
+        "queue_worker_process",
+        &[
+            (ENV_URL, database().to_owned()),
+            (ENV_SCHEMA, schema.to_owned()),
+            (ENV_WORKER, worker.to_owned()),
+        ],
+    );
+    process
+        .expect_line("a worker's start", PATIENCE, |line| line == "ready")
         .await;
-    }
-
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = self.child.wait().expect("wait for the worker process");
-        assert!(status.success(), "the worker process failed: {status}");
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process
 }
 
 /// Three workers ready on a fresh schema, the log table made, and a client
@@ -226,11 +180,9 @@ async fn setup() -> (String, PgPool, Vec<WorkerProcess>, Engine) {
     // The client creates the schema before the workers start.
     let client = engine(store(database(), &schema).await, "client");
     client.start().await.expect("start the client");
-    let mut workers: Vec<_> = (0..3)
-        .map(|i| WorkerProcess::spawn(&schema, &format!("w{i}")))
-        .collect();
-    for worker in &mut workers {
-        worker.ready().await;
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        workers.push(start_worker(&schema, &format!("w{i}")).await);
     }
     (schema, log, workers, client)
 }
