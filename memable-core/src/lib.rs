@@ -48,9 +48,9 @@ pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
     ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder, FanOutBuilder, FirstOf,
-    FirstOfBuilder, Invocation, InvokeBuilder, Queue, StatusStream, StepBuilder, SuspendBuilder,
-    SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle,
-    WorkflowState,
+    FirstOfBuilder, Invocation, InvokeBuilder, Queue, ShutdownReport, StatusStream, StepBuilder,
+    SuspendBuilder, SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow,
+    WorkflowHandle, WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};

@@ -167,11 +167,14 @@ impl InvokeBuilder {
         let inner = &engine.inner;
         inner.queues.check(&ticket.queue)?;
         let (queue, dedup) = (ticket.queue.clone(), ticket.dedup.clone());
+        // Watched before it exists: an admission already under way (kicked
+        // by another invocation) may run it to its end as soon as the
+        // enqueue commits, and its states must reach this handle.
+        let (guard, rx) = inner.live.subscribe(&key, || WorkflowState::Queued {
+            queue: queue.clone(),
+        });
         match inner.store.enqueue(key.clone(), input, ticket, now).await? {
             EnqueueOutcome::Enqueued => {
-                let (guard, rx) = inner.live.subscribe(&key, || WorkflowState::Queued {
-                    queue: queue.clone(),
-                });
                 inner.queues.kick(inner, &queue);
                 Ok(Ok(Invocation {
                     engine: engine.clone(),

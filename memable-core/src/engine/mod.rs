@@ -27,6 +27,7 @@ mod worker;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,6 +35,19 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use family::ChildInfo;
+
+/// What [`Engine::shutdown_timeout`] did.
+///
+/// # Examples
+///
+/// See [`Engine::shutdown_timeout`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Runs still in progress at the deadline, stopped at their next step
+    /// boundary (their instances run again on the next start); 0 if every
+    /// run ended in time.
+    pub interrupted: usize,
+}
 pub use invocation::{Invocation, InvokeBuilder};
 pub use queue::Queue;
 pub use run::{
@@ -86,6 +100,9 @@ struct Inner {
     /// Bounds the runs at once to the worker's capacity (`None`: no bound).
     permits: Option<Arc<tokio::sync::Semaphore>>,
     worker_loop: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set by [`Engine::shutdown_timeout`] once its deadline passed: runs
+    /// stop at their next step boundary, writing nothing more.
+    halted: watch::Sender<bool>,
     /// The queues declared here (see [`queue`]) and their admission tasks.
     queues: queue::Queues,
     queue_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -184,6 +201,7 @@ impl Engine {
                 worker,
                 permits,
                 worker_loop: std::sync::Mutex::new(None),
+                halted: watch::Sender::new(false),
                 queues,
                 queue_tasks: std::sync::Mutex::new(Vec::new()),
             }),
@@ -435,6 +453,57 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.stop();
         self.wait_all().await;
+        self.release_all().await;
+    }
+
+    /// Shuts down within `deadline` (by the engine's clock): stops taking
+    /// new work at once, lets the runs in progress finish for up to
+    /// `deadline`, then stops the rest at their next step boundary — a step
+    /// in flight finishes and commits, the next one does not start, and
+    /// the run ends without recording an end, so the instance stays
+    /// `Running` in the store and is run again by the next engine's
+    /// [`start`](Engine::start) (on a shared store, by another worker at
+    /// once: this worker's row is retired). Then shuts down as
+    /// [`shutdown`](Engine::shutdown) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let engine = memable_core::Engine::builder().build();
+    /// engine.start().await?;
+    /// let report = engine.shutdown_timeout(Duration::from_secs(30)).await;
+    /// assert_eq!(report.interrupted, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
+        let wait = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        let at = self.inner.clock.now_ms().saturating_add(wait);
+        self.stop();
+        let in_time = tokio::select! {
+            () = self.wait_all() => true,
+            () = self.inner.clock.sleep_until(at) => false,
+        };
+        let mut interrupted = 0;
+        if !in_time {
+            interrupted = *self.inner.active_runs.borrow();
+            tracing::info!(
+                runs = interrupted,
+                "shutdown deadline passed; the runs in progress stop at their next step boundary"
+            );
+            self.inner.halted.send_replace(true);
+            self.wait_all().await;
+        }
+        self.release_all().await;
+        ShutdownReport { interrupted }
+    }
+
+    /// The end of a shutdown once no run is in progress: the scheduler,
+    /// the queues' tasks and the worker loop end, the worker row is
+    /// retired, the store released.
+    async fn release_all(&self) {
         let scheduler = self
             .inner
             .scheduler
@@ -1070,6 +1139,11 @@ impl Inner {
     /// for a workflow registered here (on a shared store another worker
     /// takes the rest). It holds the engine weakly, so a run never keeps
     /// it alive.
+    /// Whether a shutdown's deadline passed (see [`Engine::shutdown_timeout`]).
+    fn halt(&self) -> watch::Receiver<bool> {
+        self.halted.subscribe()
+    }
+
     /// What a run calls when its instance, which held a slot of `queue`,
     /// ended: the queue may admit the next one.
     fn kicker(self: &Arc<Self>) -> Arc<dyn Fn(&str) + Send + Sync> {

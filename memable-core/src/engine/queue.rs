@@ -196,7 +196,9 @@ impl Kick {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (guard, closed) = &mut *owed;
-        if *closed || inner.is_stopped() {
+        // Only a started engine owes admissions: before `start` no task
+        // would ever take the guard (its first round is owed at start).
+        if *closed || inner.ensure_started().is_err() {
             return;
         }
         if guard.is_none() {

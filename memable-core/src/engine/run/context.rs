@@ -260,7 +260,7 @@ impl Context {
     /// whether the key is fresh in this run and its snapshot record.
     pub(super) fn enter_step(&self, key: &str) -> Result<Entered<'_>, EngineError> {
         validate_user_key("step_key", key)?;
-        self.check_active()?;
+        self.check_boundary()?;
         let entered = self.run.steps.enter(key);
         if !entered.fresh {
             if self.run.env.strict_keys {
@@ -285,6 +285,23 @@ impl Context {
             return Err(self.cancelled());
         }
         Ok(())
+    }
+
+    /// [`check_active`](Self::check_active) at a step boundary (a step, an
+    /// attempt, a wait, a child about to start), where a shutdown past its
+    /// deadline also stops the run ([`EngineError::Stopped`]). A step in
+    /// flight still commits.
+    pub(super) fn check_boundary(&self) -> Result<(), EngineError> {
+        self.check_active()?;
+        if self.is_halted() {
+            return Err(EngineError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Whether a shutdown's deadline passed: the run stops at this boundary.
+    pub(super) fn is_halted(&self) -> bool {
+        *self.run.env.halt.borrow()
     }
 
     /// Marks the run over: later uses of any clone of this context fail

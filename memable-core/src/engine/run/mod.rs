@@ -9,8 +9,9 @@
 //! at most one run of an instance executes at any time in this process.
 //!
 //! 1. **Load.** One read of the instance's metadata and step records. A
-//!    cancelled instance, or a finished one that is not being resumed, ends
-//!    the run at once with its stored state.
+//!    cancelled instance, a queued one its queue has not admitted, or a
+//!    finished one that is not being resumed, ends the run at once with its
+//!    stored state.
 //! 2. **Replay.** The workflow is called from the top; every step whose key
 //!    has a committed record returns it from the snapshot ([`memo`]) without
 //!    touching the store, and nothing is published (a run whose snapshot
@@ -20,9 +21,13 @@
 //!    live: a resumed finished instance is revived (`Running` again) and
 //!    `Running` is published. Each step commits its result (or its retry
 //!    state) before the workflow moves on.
-//! 4. **End.** A run that wrote a suspension ends suspended, whatever the
-//!    workflow returned. Otherwise its output (or error) is written by one
-//!    finish transition and published.
+//! 4. **End.** A run that wrote a suspension (or awaits a child) ends
+//!    suspended, whatever the workflow returned. Otherwise its output (or
+//!    error) is written by one finish transition and published; the finish
+//!    of a child completes its parent's point in that transition, and the
+//!    run then runs the parent here if its workflow is registered here; the
+//!    finish of an instance that held a queue slot frees it, and the run
+//!    kicks the queue's admission.
 //!
 //! Who touches what: the run reaches the store, the clock and the timer
 //! scheduler only through its [`RunEnv`]; the engine's other parts (signals,
@@ -44,6 +49,10 @@
 //!   instance is run again on the next start, resume or invoke of its id.
 //! - **Cancel** stops the run at its next step boundary (or backoff); it
 //!   writes nothing more.
+//! - **A shutdown past its deadline** (`Engine::shutdown_timeout`) stops the
+//!   run at its next step boundary (or backoff) with `Stopped`: the step in
+//!   flight commits, nothing after it is written, and the instance stays
+//!   `Running` for the next start.
 //! - **Abort** (a simulated crash, for tests) drops the run at its next
 //!   await point; it writes nothing more.
 
@@ -95,6 +104,9 @@ pub(crate) struct RunEnv {
     pub spawn: Arc<dyn Fn(&InstanceKey) + Send + Sync>,
     /// Tells the engine a slot of a queue may be free.
     pub kick: Arc<dyn Fn(&str) + Send + Sync>,
+    /// `true` once a shutdown's deadline passed: stop at the next step
+    /// boundary, record nothing more.
+    pub halt: watch::Receiver<bool>,
 }
 
 /// Decrements the engine's active-run and busy counts when the run task
@@ -279,6 +291,7 @@ async fn run_with(
         activity: RunActivity::new(inner.activity()),
         spawn: inner.spawner(),
         kick: inner.kicker(),
+        halt: inner.halt(),
     };
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
@@ -315,7 +328,12 @@ async fn run_with(
         }
         Err(_) => return, // aborted: a simulated crash writes nothing more
     };
-    if entry.is_cancelled() {
+    if ctx.is_halted() && matches!(outcome, Err(EngineError::Stopped)) {
+        // Stopped at a step boundary by a shutdown past its deadline: it
+        // writes nothing more, and the instance stays `Running` in the store
+        // for the next start.
+        tracing::info!(instance = %key, "run stopped by the shutdown deadline; it runs again on the next start");
+    } else if entry.is_cancelled() {
         entry.publish(WorkflowState::Cancelled);
     } else if ctx.is_suspended() {
         park(inner, &store, key, entry, &ctx).await;
@@ -413,6 +431,7 @@ async fn record_outcome(
             entry.publish(WorkflowState::Cancelled);
             return;
         }
+
         Err(EngineError::Storage(error)) => {
             // The store failed under the workflow (a step's commit): that is
             // no failure of the workflow, and the outcome of that write is

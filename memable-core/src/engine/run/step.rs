@@ -157,7 +157,7 @@ impl StepBuilder<'_> {
         let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
         let _in_flight = ctx.run.env.activity.step();
         loop {
-            ctx.check_active()?;
+            ctx.check_boundary()?;
             let result = match self.timeout {
                 Some(limit) => match tokio::time::timeout(limit, attempt()).await {
                     Ok(result) => result,
@@ -228,12 +228,14 @@ impl StepBuilder<'_> {
                         .now_ms()
                         .saturating_add(u64::try_from(delay_ms).unwrap_or(u64::MAX));
                     let backoff = ctx.run.env.activity.backoff();
+                    let mut halt = ctx.run.env.halt.clone();
                     tokio::select! {
                         () = ctx.run.env.clock.sleep_until(wake) => {}
                         () = ctx.run.env.entry.cancelled() => {}
+                        _ = halt.wait_for(|halted| *halted) => {}
                     }
                     drop(backoff);
-                    ctx.check_active()?;
+                    ctx.check_boundary()?;
                 }
             }
         }
