@@ -118,9 +118,9 @@ backend_tests! {
             engine.start().await.unwrap();
             engine.invoke("gated").id("g").await.unwrap();
             entered.notified().await;
-            // A deadline of zero has passed when the shutdown looks at it:
-            // by the time the engine refuses work, the runs are told to stop
-            // at their next boundary — with step `a` still in flight.
+            // With a deadline of zero the runs are told to stop at their
+            // next boundary before the engine refuses work — here with step
+            // `a` still in flight.
             let shutting = tokio::spawn({
                 let engine = engine.clone();
                 async move { engine.shutdown_timeout(Duration::ZERO).await }

@@ -481,11 +481,17 @@ impl Engine {
     pub async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
         let wait = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let at = self.inner.clock.now_ms().saturating_add(wait);
+        if wait == 0 {
+            // No time at all: the runs are told before the engine stops
+            // taking work, so nothing may start a step in between.
+            self.inner.halted.send_replace(true);
+        }
         self.stop();
-        let in_time = tokio::select! {
-            () = self.wait_all() => true,
-            () = self.inner.clock.sleep_until(at) => false,
-        };
+        let in_time = wait > 0
+            && tokio::select! {
+                () = self.wait_all() => true,
+                () = self.inner.clock.sleep_until(at) => false,
+            };
         let mut interrupted = 0;
         if !in_time {
             interrupted = *self.inner.active_runs.borrow();
