@@ -472,8 +472,10 @@ pub enum WriteOp {
     /// entries of workflows not in `workflows` (when given) and entries
     /// whose partition holds `limits.per_partition` slots. Each admitted
     /// instance — still queued, else its entry is dropped — is set
-    /// `Running` (`updated_at = now_ms`), its entry moved to the admitted
-    /// ones, its admission time added to the rate window, and with
+    /// `Running` (`updated_at = now_ms`), its pending entry removed, the
+    /// free concurrency and partition slots it takes written (and named in
+    /// its ticket, so its end frees exactly them), its admission time added
+    /// to the rate window, and with
     /// `worker` it is acquired by that worker (epoch + 1), together; the
     /// queue's `updated_at` is set when anything was admitted. Answers
     /// [`AdmitOutcome`]: the admitted instances (with their epochs), the
