@@ -58,6 +58,8 @@ pub use memable_core::{Queue, QueueLimits};
 pub use memable_core::{
     ChildBuilder, ChildHandle, ChildInfo, FanOutBuilder, ParentLink, child_instance_id,
 };
+// Operating: what an instance's steps did.
+pub use memable_core::{BufferedSignal, PendingTimer, StepEntry, StepHistory, StepKind, StepState};
 // Errors.
 pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 // Instances: keys, metadata, listing.
@@ -104,9 +106,10 @@ pub mod store {
     pub use memable_core::transitions::{self, Transaction, apply};
     pub use memable_core::{
         CancelOutcome, ClaimOutcome, Codec, CommitOutcome, Finish, FinishOutcome, FireOutcome,
-        InstanceSnapshot, MemoryStore, ParkOutcome, ReviveOutcome, SignalOutcome, StartOutcome,
-        StepKind, StepRecord, StepState, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
-        WaitOutcome, WriteOp, WriteOutcome, decode_record, decode_value, encode_value, type_tag,
+        InstanceSnapshot, MemoryStore, ParkOutcome, RecordLayout, ReviveOutcome, SignalOutcome,
+        StartOutcome, StepKind, StepRecord, StepRecordV1, StepRecordV2, StepState, StepStore,
+        StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome, WriteOp, WriteOutcome,
+        decode_record, decode_value, encode_value, type_tag, with_record_layout,
     };
 }
 

@@ -206,8 +206,8 @@ async fn finishes_with_the_old_values(
         assert_eq!(runs.load(Ordering::SeqCst), 0, "a stored step ran again");
         engine.shutdown().await;
     }
-    // Reopened: old and new records side by side, the journal in format 2.
-    assert_eq!(journal_version(&journal), 2);
+    // Reopened: old and new records side by side, the journal in the current format.
+    assert_eq!(journal_version(&journal), 3);
     let engine = Engine::builder().store(open().unwrap()).build();
     register(&engine, &runs);
     engine.start().await.unwrap();

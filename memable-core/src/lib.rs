@@ -47,15 +47,17 @@ pub use clock::{AutoAdvanceClock, ClockHold, ManualClock};
 pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
 pub use engine::{
-    ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder, FanOutBuilder, FirstOf,
-    FirstOfBuilder, Invocation, InvokeBuilder, Queue, ShutdownReport, StatusStream, StepBuilder,
-    SuspendBuilder, SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow,
-    WorkflowHandle, WorkflowState,
+    BufferedSignal, ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder,
+    FanOutBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder, PendingTimer, Queue,
+    ShutdownReport, StatusStream, StepBuilder, StepEntry, StepHistory, SuspendBuilder,
+    SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle,
+    WorkflowState,
 };
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{
-    MetadataStatus, StatusKind, StepKind, StepRecord, StepRecordV1, StepState, WorkflowMetadata,
+    MetadataStatus, RecordLayout, StatusKind, StepKind, StepRecord, StepRecordV1, StepRecordV2,
+    StepState, WorkflowMetadata, with_record_layout,
 };
 pub use retry::RetryPolicy;
 pub use store::transitions;

@@ -9,7 +9,16 @@
 //! | format | written by | content after the format byte |
 //! |---|---|---|
 //! | 1 | memable before codec ids (still the format of [`WorkflowMetadata`]) | postcard of the record without its codec ([`StepRecordV1`]); read as [`Codec::Postcard`] |
-//! | 2 | [`StepRecord::encode`] now | postcard of the [`StepRecord`], its [`codec`](StepRecord::codec) id included |
+//! | 2 | memable before step times | postcard of the record without its times ([`StepRecordV2`]) |
+//! | 3 | [`StepRecord::encode`] now | postcard of the [`StepRecord`], its codec id and times included |
+//!
+//! # Serde layouts
+//!
+//! A [`StepRecord`] also travels inside serialized [`WriteOp`](crate::WriteOp)s
+//! (the journal of `memable-store`), where no format byte precedes it. A
+//! reader of bytes written in an older layout says so with
+//! [`with_record_layout`]: the records deserialized inside its closure are
+//! read in that layout and converted.
 //!
 //! An unknown format byte or codec id is a
 //! [`StorageErrorKind::NewerFormat`] error; bytes that do not decode are
@@ -22,8 +31,11 @@ use crate::{Codec, EngineError, StorageError, StorageErrorKind};
 /// The format byte of records written before codec ids, and of metadata.
 const FORMAT_V1: u8 = 1;
 
-/// The format byte of step records carrying their codec id.
-const STEP_FORMAT: u8 = 2;
+/// The format byte of step records carrying their codec id, before times.
+const FORMAT_V2: u8 = 2;
+
+/// The format byte of step records carrying their codec id and times.
+const STEP_FORMAT: u8 = 3;
 
 /// The state of one step record.
 ///
@@ -112,6 +124,7 @@ pub enum StepKind {
 /// assert_eq!(StepRecord::decode(&rec.encode()).unwrap(), rec);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AnyLayout")]
 pub struct StepRecord {
     /// The record's state.
     pub state: StepState,
@@ -133,6 +146,15 @@ pub struct StepRecord {
     pub error: Option<String>,
     /// For timers: when the timer fires, in milliseconds since the Unix epoch.
     pub deadline_ms: Option<u64>,
+    /// When the step began, in milliseconds since the Unix epoch: its first
+    /// attempt (steps), the start of the wait (suspend points, timers,
+    /// children), the write (engine records). `None` on records written
+    /// before memable kept step times.
+    pub started_at_ms: Option<u64>,
+    /// When the record was completed: the commit of a step's result, the
+    /// signal, timer or child end that completed a point. `None` while it is
+    /// not completed (and on records written before memable kept step times).
+    pub completed_at_ms: Option<u64>,
 }
 
 impl StepRecord {
@@ -165,6 +187,8 @@ impl StepRecord {
             attempts: 0,
             error: None,
             deadline_ms: None,
+            started_at_ms: None,
+            completed_at_ms: None,
         }
     }
 
@@ -197,6 +221,8 @@ impl StepRecord {
             attempts: 0,
             error: None,
             deadline_ms,
+            started_at_ms: None,
+            completed_at_ms: None,
         }
     }
 
@@ -224,6 +250,8 @@ impl StepRecord {
             attempts,
             error: Some(error.into()),
             deadline_ms: None,
+            started_at_ms: None,
+            completed_at_ms: None,
         }
     }
 
@@ -246,8 +274,27 @@ impl StepRecord {
         self
     }
 
-    /// Encodes the record as bytes (format byte 2 + postcard, the codec id
-    /// included).
+    /// The record with its [`started_at_ms`](Self::started_at_ms) and
+    /// [`completed_at_ms`](Self::completed_at_ms) set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{StepKind, StepRecord};
+    ///
+    /// let rec = StepRecord::completed(StepKind::Step, "()", b"null".to_vec(), None)
+    ///     .with_times(Some(10), Some(25));
+    /// assert_eq!((rec.started_at_ms, rec.completed_at_ms), (Some(10), Some(25)));
+    /// ```
+    #[must_use]
+    pub fn with_times(mut self, started_at_ms: Option<u64>, completed_at_ms: Option<u64>) -> Self {
+        self.started_at_ms = started_at_ms;
+        self.completed_at_ms = completed_at_ms;
+        self
+    }
+
+    /// Encodes the record as bytes (format byte 3 + postcard, the codec id
+    /// and times included).
     ///
     /// # Examples
     ///
@@ -255,15 +302,16 @@ impl StepRecord {
     /// use memable_core::{StepKind, StepRecord};
     ///
     /// let bytes = StepRecord::completed(StepKind::Step, "()", b"null".to_vec(), None).encode();
-    /// assert_eq!(bytes[0], 2);
+    /// assert_eq!(bytes[0], 3);
     /// ```
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         encode_with_format(STEP_FORMAT, self)
     }
 
-    /// Decodes bytes written by [`encode`](Self::encode), or by memable
-    /// before codec ids (format 1, read as [`Codec::Postcard`]).
+    /// Decodes bytes written by [`encode`](Self::encode), by memable before
+    /// step times (format 2, read without times) or before codec ids (format
+    /// 1, read as [`Codec::Postcard`]).
     ///
     /// # Examples
     ///
@@ -278,9 +326,12 @@ impl StepRecord {
             Some((&FORMAT_V1, rest)) => postcard::from_bytes::<StepRecordV1>(rest)
                 .map(Self::from)
                 .map_err(|e| corrupt(OPERATION, e)),
-            Some((&STEP_FORMAT, rest)) => {
+            Some((&FORMAT_V2, rest)) => postcard::from_bytes::<StepRecordV2>(rest)
+                .map(Self::from)
+                .map_err(|e| step_error(OPERATION, rest, e)),
+            Some((&STEP_FORMAT, rest)) => with_record_layout(RecordLayout::Current, || {
                 postcard::from_bytes(rest).map_err(|e| step_error(OPERATION, rest, e))
-            }
+            }),
             Some((format, _)) => Err(newer_format(OPERATION, *format)),
             None => Err(corrupt(OPERATION, "empty record")),
         }
@@ -335,7 +386,171 @@ impl From<StepRecordV1> for StepRecord {
             attempts: old.attempts,
             error: old.error,
             deadline_ms: old.deadline_ms,
+            started_at_ms: None,
+            completed_at_ms: None,
         }
+    }
+}
+
+/// The layout of a [`StepRecord`] before step times: what record format 2
+/// and journal format 2 hold. Only read, and only to convert into a
+/// [`StepRecord`] without times.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Codec, StepKind, StepRecord, StepRecordV2, StepState};
+///
+/// let old = StepRecordV2 {
+///     state: StepState::Completed,
+///     kind: StepKind::Step,
+///     type_tag: "u32".into(),
+///     value: b"7".to_vec(),
+///     codec: Codec::Json,
+///     status: None,
+///     attempts: 0,
+///     error: None,
+///     deadline_ms: None,
+/// };
+/// let rec = StepRecord::from(old);
+/// assert_eq!((rec.started_at_ms, rec.completed_at_ms), (None, None));
+/// assert_eq!(memable_core::decode_record::<u32>("k", &rec).unwrap(), 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // The fields of StepRecord, less its times.
+pub struct StepRecordV2 {
+    pub state: StepState,
+    pub kind: StepKind,
+    pub type_tag: String,
+    pub value: Vec<u8>,
+    pub codec: Codec,
+    pub status: Option<String>,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub deadline_ms: Option<u64>,
+}
+
+impl From<StepRecordV2> for StepRecord {
+    fn from(old: StepRecordV2) -> Self {
+        Self {
+            state: old.state,
+            kind: old.kind,
+            type_tag: old.type_tag,
+            value: old.value,
+            codec: old.codec,
+            status: old.status,
+            attempts: old.attempts,
+            error: old.error,
+            deadline_ms: old.deadline_ms,
+            started_at_ms: None,
+            completed_at_ms: None,
+        }
+    }
+}
+
+/// The serde layout in which [`StepRecord`]s are deserialized on this
+/// thread (see [`with_record_layout`]).
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{RecordLayout, with_record_layout};
+///
+/// assert_eq!(with_record_layout(RecordLayout::BeforeTimes, || 1 + 1), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecordLayout {
+    /// The layout [`StepRecord`] serializes in now.
+    #[default]
+    Current,
+    /// The layout before step times ([`StepRecordV2`]): record format 2,
+    /// journal format 2.
+    BeforeTimes,
+}
+
+thread_local! {
+    static READ_LAYOUT: std::cell::Cell<RecordLayout> = const { std::cell::Cell::new(RecordLayout::Current) };
+}
+
+/// Runs `read` with every [`StepRecord`] it deserializes on this thread read
+/// in `layout` (and converted to the current one); the layout in force
+/// before is restored afterwards, also if `read` panics.
+///
+/// For a reader of bytes that embed records without a format byte of their
+/// own, such as a journal of an older format.
+///
+/// # Examples
+///
+/// ```
+/// use memable_core::{Codec, RecordLayout, StepKind, StepRecord, StepRecordV2, StepState, with_record_layout};
+///
+/// let old = StepRecordV2 {
+///     state: StepState::Completed, kind: StepKind::Step, type_tag: "u8".into(),
+///     value: b"1".to_vec(), codec: Codec::Json, status: None, attempts: 0,
+///     error: None, deadline_ms: None,
+/// };
+/// let bytes = postcard::to_allocvec(&vec![old.clone()]).unwrap();
+/// let read: Vec<StepRecord> =
+///     with_record_layout(RecordLayout::BeforeTimes, || postcard::from_bytes(&bytes)).unwrap();
+/// assert_eq!(read, vec![StepRecord::from(old)]);
+/// ```
+pub fn with_record_layout<R>(layout: RecordLayout, read: impl FnOnce() -> R) -> R {
+    struct Restore(RecordLayout);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            READ_LAYOUT.with(|current| current.set(self.0));
+        }
+    }
+    let _restore = Restore(READ_LAYOUT.with(|current| current.replace(layout)));
+    read()
+}
+
+/// A [`StepRecord`] deserialized in the layout [`with_record_layout`] set.
+struct AnyLayout(StepRecord);
+
+impl From<AnyLayout> for StepRecord {
+    fn from(read: AnyLayout) -> Self {
+        read.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AnyLayout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The current layout, field for field (what `StepRecord` serializes).
+        #[derive(Deserialize)]
+        #[serde(rename = "StepRecord")]
+        struct Current {
+            state: StepState,
+            kind: StepKind,
+            type_tag: String,
+            value: Vec<u8>,
+            codec: Codec,
+            status: Option<String>,
+            attempts: u32,
+            error: Option<String>,
+            deadline_ms: Option<u64>,
+            started_at_ms: Option<u64>,
+            completed_at_ms: Option<u64>,
+        }
+        Ok(Self(match READ_LAYOUT.with(std::cell::Cell::get) {
+            RecordLayout::Current => {
+                let r = Current::deserialize(deserializer)?;
+                StepRecord {
+                    state: r.state,
+                    kind: r.kind,
+                    type_tag: r.type_tag,
+                    value: r.value,
+                    codec: r.codec,
+                    status: r.status,
+                    attempts: r.attempts,
+                    error: r.error,
+                    deadline_ms: r.deadline_ms,
+                    started_at_ms: r.started_at_ms,
+                    completed_at_ms: r.completed_at_ms,
+                }
+            }
+            RecordLayout::BeforeTimes => StepRecordV2::deserialize(deserializer)?.into(),
+        }))
     }
 }
 
@@ -711,13 +926,51 @@ mod tests {
     }
 
     #[test]
-    fn the_codec_round_trips_through_format_2() {
+    fn codec_and_times_round_trip_through_format_3() {
         for codec in [Codec::Postcard, Codec::Json] {
-            let rec = StepRecord::completed(StepKind::Step, "u8", vec![1], None).with_codec(codec);
+            let rec = StepRecord::completed(StepKind::Step, "u8", vec![1], None)
+                .with_codec(codec)
+                .with_times(Some(3), Some(u64::MAX));
             let bytes = rec.encode();
-            assert_eq!(bytes[0], 2);
-            assert_eq!(StepRecord::decode(&bytes).unwrap().codec, codec);
+            assert_eq!(bytes[0], 3);
+            assert_eq!(StepRecord::decode(&bytes).unwrap(), rec);
         }
+    }
+
+    #[test]
+    fn format_2_records_read_without_times() {
+        let old = StepRecordV2 {
+            state: StepState::Retrying,
+            kind: StepKind::Step,
+            type_tag: String::new(),
+            value: vec![],
+            codec: Codec::Json,
+            status: None,
+            attempts: 2,
+            error: Some("503".into()),
+            deadline_ms: None,
+        };
+        let mut bytes = vec![2];
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let rec = StepRecord::decode(&bytes).unwrap();
+        assert_eq!(rec, StepRecord::from(old));
+        assert_eq!((rec.attempts, rec.started_at_ms), (2, None));
+    }
+
+    #[test]
+    fn the_read_layout_applies_inside_its_closure_only() {
+        let now = StepRecord::completed(StepKind::Step, "u8", b"1".to_vec(), None)
+            .with_times(Some(1), Some(2));
+        let bytes = postcard::to_allocvec(&now).unwrap();
+        // Read as the old layout, the current bytes do not decode as the
+        // same record; outside the closure they do again.
+        let as_old: Result<StepRecord, _> =
+            with_record_layout(RecordLayout::BeforeTimes, || postcard::from_bytes(&bytes));
+        assert_ne!(as_old.ok(), Some(now.clone()));
+        assert_eq!(postcard::from_bytes::<StepRecord>(&bytes).unwrap(), now);
+        // JSON, a self-describing format, round-trips in the current layout.
+        let json = serde_json::to_string(&now).unwrap();
+        assert_eq!(serde_json::from_str::<StepRecord>(&json).unwrap(), now);
     }
 
     #[test]
@@ -730,7 +983,7 @@ mod tests {
         bytes[at] = 9;
         let err = StepRecord::decode(&bytes).unwrap_err();
         assert_eq!(err.storage_kind(), Some(StorageErrorKind::NewerFormat));
-        bytes[0] = 3;
+        bytes[0] = 4;
         let err = StepRecord::decode(&bytes).unwrap_err();
         assert_eq!(err.storage_kind(), Some(StorageErrorKind::NewerFormat));
     }

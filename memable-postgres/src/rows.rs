@@ -132,7 +132,7 @@ pub fn metadata_at(
 /// macro, for `concat!`).
 macro_rules! step_columns {
     () => {
-        "step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec"
+        "step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec, started_at_ms, completed_at_ms"
     };
 }
 pub(crate) use step_columns;
@@ -149,6 +149,8 @@ pub fn step_at(
     let codec_id: i16 = row.try_get(at + 9).map_err(sql(op))?;
     let attempts: i64 = row.try_get(at + 6).map_err(sql(op))?;
     let deadline: Option<i64> = row.try_get(at + 8).map_err(sql(op))?;
+    let started: Option<i64> = row.try_get(at + 10).map_err(sql(op))?;
+    let completed: Option<i64> = row.try_get(at + 11).map_err(sql(op))?;
     Ok((
         text_at(row, at, op)?,
         StepRecord {
@@ -178,6 +180,8 @@ pub fn step_at(
                         format!("unknown value codec id {codec_id}: written by a newer memable?"),
                     )
                 })?,
+            started_at_ms: started.map(|t| from_sql_int(t, op)).transpose()?,
+            completed_at_ms: completed.map(|t| from_sql_int(t, op)).transpose()?,
         },
     ))
 }

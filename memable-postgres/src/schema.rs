@@ -66,6 +66,10 @@ const MIGRATIONS: &[&str] = &[
         alive_until TIMESTAMPTZ NOT NULL,
         started_at  TIMESTAMPTZ NOT NULL DEFAULT now()
     );",
+    // 2: when each step began and was completed (ms since the Unix epoch);
+    // NULL on every row written before.
+    "ALTER TABLE steps ADD COLUMN started_at_ms BIGINT;
+    ALTER TABLE steps ADD COLUMN completed_at_ms BIGINT;",
 ];
 
 /// The schema version this build writes (`memable_meta.schema_version`).
@@ -73,12 +77,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_postgres::SCHEMA_VERSION, 1);
+/// assert_eq!(memable_postgres::SCHEMA_VERSION, 2);
 /// ```
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 1,
+    MIGRATIONS.len() == 2,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 

@@ -286,7 +286,7 @@ impl PostgresStore {
 const LOAD_INSTANCE: &str = concat!(
     "SELECT 0::int2, ",
     metadata_columns!(),
-    ", owner, epoch, NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 ",
+    ", owner, epoch, NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2, NULL::int8, NULL::int8 ",
     "FROM instances WHERE workflow = $1 AND instance_id = $2 ",
     "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL::text, NULL::int8, ",
     step_columns!(),

@@ -306,7 +306,9 @@ impl WriterLoop {
             .bind(record.error.as_deref().map(str::as_bytes))
             .bind(record.deadline_ms.map(rows::deadline_to_sql))
             .bind(i16::from(record.codec.id()))
-            .bind(epoch.map(to_sql_int));
+            .bind(epoch.map(to_sql_int))
+            .bind(record.started_at_ms.map(to_sql_int))
+            .bind(record.completed_at_ms.map(to_sql_int));
         let row = match self.runtime.block_on(query.fetch_one(&mut *conn)) {
             Ok(row) => row,
             Err(error) => {
@@ -559,7 +561,7 @@ const PREFETCH: &str = concat!(
     "WITH m AS (SELECT ",
     metadata_columns!(),
     ", owner, epoch FROM instances WHERE (workflow, instance_id) IN (SELECT * FROM UNNEST($1::bytea[], $2::bytea[])) FOR UPDATE) ",
-    "SELECT 0::int2, * , NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2 FROM m ",
+    "SELECT 0::int2, * , NULL::bytea, NULL::text, NULL::text, NULL::bytea, NULL::bytea, NULL::bytea, NULL::int8, NULL::bytea, NULL::int8, NULL::int2, NULL::int8, NULL::int8 FROM m ",
     "UNION ALL SELECT 1::int2, workflow, instance_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL::text, NULL::int8, ",
     step_columns!(),
     " FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]))"
@@ -584,11 +586,12 @@ const FAST_COMMIT: &str = concat!(
     "WHEN EXISTS (SELECT 1 FROM inst WHERE status = 'cancelled') THEN 'cancelled' ",
     "WHEN EXISTS (SELECT 1 FROM cur WHERE state IN ('completed', 'suspended')) THEN 'kept' ",
     "ELSE 'commit' END AS v), ",
-    "ins AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec) ",
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM verdict WHERE v = 'commit' ",
+    "ins AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec, started_at_ms, completed_at_ms) ",
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15 FROM verdict WHERE v = 'commit' ",
     "ON CONFLICT (workflow, instance_id, step_key) DO UPDATE SET state = EXCLUDED.state, kind = EXCLUDED.kind, ",
     "type_tag = EXCLUDED.type_tag, value = EXCLUDED.value, status = EXCLUDED.status, attempts = EXCLUDED.attempts, ",
-    "error = EXCLUDED.error, deadline_ms = EXCLUDED.deadline_ms, codec = EXCLUDED.codec ",
+    "error = EXCLUDED.error, deadline_ms = EXCLUDED.deadline_ms, codec = EXCLUDED.codec, ",
+    "started_at_ms = EXCLUDED.started_at_ms, completed_at_ms = EXCLUDED.completed_at_ms ",
     "WHERE steps.state NOT IN ('completed', 'suspended') RETURNING 1) ",
     "SELECT CASE WHEN v = 'commit' AND NOT EXISTS (SELECT 1 FROM ins) THEN 'retry' ELSE v END, ",
     "(SELECT epoch FROM inst), cur.* FROM verdict LEFT JOIN cur ON true"
@@ -612,11 +615,12 @@ const FLUSH: &str = "WITH \
    message = EXCLUDED.message, created_at_ms = EXCLUDED.created_at_ms, updated_at_ms = EXCLUDED.updated_at_ms, \
    completed_at_ms = EXCLUDED.completed_at_ms, owner = EXCLUDED.owner, epoch = EXCLUDED.epoch), \
  sd AS (DELETE FROM steps WHERE (workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($9::bytea[], $10::bytea[], $11::bytea[]))), \
- su AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec) \
-   SELECT * FROM UNNEST($12::bytea[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::bytea[], $18::bytea[], $19::bytea[], $20::int8[], $21::bytea[], $22::int8[], $23::int2[]) \
+ su AS (INSERT INTO steps (workflow, instance_id, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, codec, started_at_ms, completed_at_ms) \
+   SELECT * FROM UNNEST($12::bytea[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::bytea[], $18::bytea[], $19::bytea[], $20::int8[], $21::bytea[], $22::int8[], $23::int2[], $34::int8[], $35::int8[]) \
    ON CONFLICT (workflow, instance_id, step_key) DO UPDATE SET state = EXCLUDED.state, kind = EXCLUDED.kind, \
    type_tag = EXCLUDED.type_tag, value = EXCLUDED.value, status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-   error = EXCLUDED.error, deadline_ms = EXCLUDED.deadline_ms, codec = EXCLUDED.codec), \
+   error = EXCLUDED.error, deadline_ms = EXCLUDED.deadline_ms, codec = EXCLUDED.codec, \
+   started_at_ms = EXCLUDED.started_at_ms, completed_at_ms = EXCLUDED.completed_at_ms), \
  td AS (DELETE FROM timers WHERE (deadline_ms, workflow, instance_id, step_key) IN (SELECT * FROM UNNEST($24::int8[], $25::bytea[], $26::bytea[], $27::bytea[]))), \
  ti AS (INSERT INTO timers (deadline_ms, workflow, instance_id, step_key) \
    SELECT * FROM UNNEST($28::int8[], $29::bytea[], $30::bytea[], $31::bytea[]) ON CONFLICT DO NOTHING) \
@@ -636,6 +640,8 @@ struct StepColumns {
     error: Vec<Option<Vec<u8>>>,
     deadline: Vec<Option<i64>>,
     codec: Vec<i16>,
+    started: Vec<Option<i64>>,
+    completed: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -661,6 +667,8 @@ impl StepColumns {
         self.deadline
             .push(record.deadline_ms.map(rows::deadline_to_sql));
         self.codec.push(i16::from(record.codec.id()));
+        self.started.push(record.started_at_ms.map(to_sql_int));
+        self.completed.push(record.completed_at_ms.map(to_sql_int));
     }
 }
 
@@ -857,7 +865,9 @@ impl Batch<'_> {
             .bind(added.instance)
             .bind(added.key)
             .bind(mo)
-            .bind(me);
+            .bind(me)
+            .bind(put.started)
+            .bind(put.completed);
         self.runtime.block_on(query.execute(&mut *self.conn))?;
         self.set_owners()
     }

@@ -64,3 +64,51 @@ async fn an_unreachable_server_is_an_io_error() {
         .unwrap_err();
     assert_eq!(err.storage_kind(), Some(StorageErrorKind::Io));
 }
+
+/// A schema-1 database (before step times) is upgraded on connect: its
+/// records read with no times, and new records keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_database_is_upgraded_and_its_records_read_without_times() {
+    use memable_core::{InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt};
+
+    let server = TestServer::shared();
+    let url = server.database();
+    let db = url.rsplit('/').next().unwrap();
+    let key = InstanceKey::new("wf", "old").unwrap();
+    let old = StepRecord::completed(StepKind::Step, "u8", b"1".to_vec(), None);
+    {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store
+            .start_instance(key.clone(), old.clone(), 1)
+            .await
+            .unwrap();
+        store
+            .commit_step(key.clone(), "a".into(), old.clone())
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    // What schema 1 was: the steps without their time columns.
+    server
+        .psql(
+            db,
+            "ALTER TABLE memable.steps DROP COLUMN started_at_ms, DROP COLUMN completed_at_ms; \
+             UPDATE memable.memable_meta SET value = 1 WHERE key = 'schema_version'",
+        )
+        .unwrap();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let version = server
+        .psql(
+            db,
+            "SELECT value FROM memable.memable_meta WHERE key = 'schema_version'",
+        )
+        .unwrap();
+    assert_eq!(version.trim(), SCHEMA_VERSION.to_string());
+    assert_eq!(store.get_step(&key, "a").await.unwrap(), Some(old.clone()));
+    let timed = old.with_times(Some(5), Some(7));
+    store
+        .commit_step(key.clone(), "b".into(), timed.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.get_step(&key, "b").await.unwrap(), Some(timed));
+}

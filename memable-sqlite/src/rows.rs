@@ -153,7 +153,7 @@ macro_rules! step_columns {
         "step_key, state, kind, type_tag, \
          CASE WHEN value_id IS NULL THEN value \
          ELSE (SELECT step_values.value FROM step_values WHERE step_values.id = steps.value_id) END, \
-         status, attempts, error, deadline_ms, codec"
+         status, attempts, error, deadline_ms, codec, started_at_ms, completed_at_ms"
     };
 }
 
@@ -180,6 +180,8 @@ pub fn step(row: &Row<'_>) -> rusqlite::Result<(String, StepRecord)> {
             error: row.get(7)?,
             deadline_ms: row.get::<_, Option<i64>>(8)?.map(deadline_from_sql),
             codec: codec(row.get(9)?)?,
+            started_at_ms: row.get::<_, Option<i64>>(10)?.map(from_sql_int),
+            completed_at_ms: row.get::<_, Option<i64>>(11)?.map(from_sql_int),
         },
     ))
 }

@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: the codec id of each step's value (`memable_core::Codec::id`).
     // Every row written before is postcard, id 0.
     "ALTER TABLE steps ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;",
+    // 5: when each step began and was completed (ms since the Unix epoch);
+    // NULL on every row written before.
+    "ALTER TABLE steps ADD COLUMN started_at_ms INTEGER;
+    ALTER TABLE steps ADD COLUMN completed_at_ms INTEGER;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -104,12 +108,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 4);
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 5);
 /// ```
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 4,
+    MIGRATIONS.len() == 5,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 

@@ -105,13 +105,14 @@ impl Transaction for SqlTxn<'_> {
         };
         self.0
             .prepare_cached(
-                "INSERT INTO steps (workflow, instance, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, value_id, codec)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                "INSERT INTO steps (workflow, instance, step_key, state, kind, type_tag, value, status, attempts, error, deadline_ms, value_id, codec, started_at_ms, completed_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (workflow, instance, step_key) DO UPDATE SET
                    state = excluded.state, kind = excluded.kind, type_tag = excluded.type_tag,
                    value = excluded.value, status = excluded.status, attempts = excluded.attempts,
                    error = excluded.error, deadline_ms = excluded.deadline_ms,
-                   value_id = excluded.value_id, codec = excluded.codec",
+                   value_id = excluded.value_id, codec = excluded.codec,
+                   started_at_ms = excluded.started_at_ms, completed_at_ms = excluded.completed_at_ms",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -128,6 +129,8 @@ impl Transaction for SqlTxn<'_> {
                     record.deadline_ms.map(rows::deadline_to_sql),
                     value_id,
                     record.codec.id(),
+                    record.started_at_ms.map(to_sql_int),
+                    record.completed_at_ms.map(to_sql_int),
                 ])
             })
             .map(drop)

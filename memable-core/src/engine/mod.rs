@@ -13,6 +13,7 @@
 mod activity;
 mod builder;
 mod family;
+mod history;
 mod invocation;
 mod lease;
 mod live;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use family::ChildInfo;
+pub use history::{BufferedSignal, PendingTimer, StepEntry, StepHistory};
 
 /// What [`Engine::shutdown_timeout`] did.
 ///
@@ -481,11 +483,14 @@ impl Engine {
     pub async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
         let wait = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let at = self.inner.clock.now_ms().saturating_add(wait);
-        if wait == 0 {
-            // No time at all: the runs are told before the engine stops
-            // taking work, so nothing may start a step in between.
+        // No time at all: the runs are told before the engine stops taking
+        // work, so nothing may start a step in between; the runs in
+        // progress are counted first (told to halt, they end at once).
+        let at_halt = (wait == 0).then(|| {
+            let running = *self.inner.active_runs.borrow();
             self.inner.halted.send_replace(true);
-        }
+            running
+        });
         self.stop();
         let in_time = wait > 0
             && tokio::select! {
@@ -494,7 +499,7 @@ impl Engine {
             };
         let mut interrupted = 0;
         if !in_time {
-            interrupted = *self.inner.active_runs.borrow();
+            interrupted = at_halt.unwrap_or_else(|| *self.inner.active_runs.borrow());
             tracing::info!(
                 runs = interrupted,
                 "shutdown deadline passed; the runs in progress stop at their next step boundary"

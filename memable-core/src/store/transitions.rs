@@ -716,8 +716,8 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             step_key,
             record,
             members,
-            now_ms: _,
-        } => WriteOutcome::Wait(wait(txn, key, step_key, record, members)?),
+            now_ms,
+        } => WriteOutcome::Wait(wait(txn, key, step_key, record, members, *now_ms)?),
         WriteOp::Park {
             key,
             waiting,
@@ -1122,7 +1122,10 @@ fn deliver_to_parent(
     else {
         return Ok(());
     };
-    txn.put_step(&link.parent, &link.step_key, &end.point(&waiting))?;
+    let point = end
+        .point(&waiting)
+        .with_times(waiting.started_at_ms, Some(now_ms));
+    txn.put_step(&link.parent, &link.step_key, &point)?;
     wake(txn, &link.parent, &parent_meta, now_ms)
 }
 
@@ -1175,7 +1178,11 @@ fn start_child(
     .to_record();
     let Some(existing) = existing else {
         if let Some(point) = point {
-            txn.put_step(parent, step_key, point)?;
+            txn.put_step(
+                parent,
+                step_key,
+                &point.clone().with_times(Some(now_ms), None),
+            )?;
         }
         txn.put_metadata(child, &WorkflowMetadata::running(child, now_ms), None)?;
         txn.put_step(child, INPUT_KEY, input)?;
@@ -1196,8 +1203,9 @@ fn start_child(
             },
             status: point.status.clone(),
             ..ended
-        },
-        None => point.clone(),
+        }
+        .with_times(Some(now_ms), Some(now_ms)),
+        None => point.clone().with_times(Some(now_ms), None),
     };
     txn.put_step(parent, step_key, &written)?;
     Ok(ChildStartOutcome::Exists {
@@ -1370,6 +1378,7 @@ fn wait(
     step_key: &str,
     record: &StepRecord,
     members: &[(String, StepRecord)],
+    now_ms: u64,
 ) -> Result<WaitOutcome, EngineError> {
     if let Err(status) = active(txn, key)? {
         return Ok(WaitOutcome::NotActive(status));
@@ -1380,6 +1389,13 @@ fn wait(
     {
         return resolution(txn, key, done.clone());
     }
+    // Waiting since the first run that reached the point.
+    let since = existing
+        .as_ref()
+        .filter(|old| old.state == StepState::Suspended)
+        .and_then(|old| old.started_at_ms)
+        .unwrap_or(now_ms);
+    let waiting = |record: &StepRecord| record.clone().with_times(Some(since), None);
     // A signal that arrived before the workflow got here.
     // A timer is resolved by its deadline only: a signal sent to its key
     // before it was reached stays buffered.
@@ -1407,7 +1423,8 @@ fn wait(
             kind: StepKind::Suspend,
             status: record.status.clone(),
             ..buffered
-        };
+        }
+        .with_times(Some(since), Some(now_ms));
         txn.remove_step(key, &buffered_key)?;
         if let Some(old_timer) = existing
             .as_ref()
@@ -1430,10 +1447,11 @@ fn wait(
                     .step(key, member)?
                     .is_none_or(|r| r.state != StepState::Completed)
             {
-                txn.put_step(key, member, member_record)?;
+                txn.put_step(key, member, &waiting(member_record))?;
             }
         }
-        let group = group_won_by(point, record.status.clone());
+        let group =
+            group_won_by(point, record.status.clone()).with_times(Some(since), Some(now_ms));
         txn.put_step(key, step_key, &group)?;
         return Ok(WaitOutcome::Resolved {
             record: group,
@@ -1447,7 +1465,7 @@ fn wait(
     {
         txn.remove_timer(&old_timer)?;
     }
-    txn.put_step(key, step_key, record)?;
+    txn.put_step(key, step_key, &waiting(record))?;
     if let Some(timer) = timer_of(key, step_key, record) {
         txn.put_timer(&timer)?;
     }
@@ -1456,7 +1474,7 @@ fn wait(
             .step(key, member)?
             .is_some_and(|r| r.state == StepState::Completed);
         if !kept {
-            txn.put_step(key, member, member_record)?;
+            txn.put_step(key, member, &waiting(member_record))?;
         }
     }
     Ok(WaitOutcome::Waiting)
@@ -1540,7 +1558,8 @@ fn signal(
         let buffered = StepRecord {
             kind: StepKind::Engine,
             ..payload.clone()
-        };
+        }
+        .with_times(Some(now_ms), Some(now_ms));
         txn.put_step(key, &buffered_key, &buffered)?;
         return Ok(SignalOutcome::Buffered);
     };
@@ -1558,7 +1577,8 @@ fn signal(
         kind: StepKind::Suspend,
         status: existing.status.clone(),
         ..payload.clone()
-    };
+    }
+    .with_times(existing.started_at_ms, Some(now_ms));
     if existing.kind == StepKind::Member {
         let Some(group_key) = group_of(&existing) else {
             return Ok(SignalOutcome::NotAPoint(StepKind::Member));
@@ -1575,7 +1595,8 @@ fn signal(
         txn.put_step(
             key,
             &group_key,
-            &group_won_by(step_key, group.status.clone()),
+            &group_won_by(step_key, group.status.clone())
+                .with_times(group.started_at_ms, Some(now_ms)),
         )?;
     } else if let Some(timer) = timer_of(key, step_key, &existing) {
         txn.remove_timer(&timer)?;
@@ -1606,7 +1627,8 @@ fn fire(
         kind: StepKind::Timer,
         status: waiting.status.clone(),
         ..payload.clone()
-    };
+    }
+    .with_times(waiting.started_at_ms, Some(now_ms));
     txn.put_step(key, &timer.step_key, &fired)?;
     wake(txn, key, &meta, now_ms)?;
     Ok(FireOutcome::Fired)

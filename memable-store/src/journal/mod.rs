@@ -11,7 +11,7 @@
 //! (they carry their own clock readings), so re-applying a batch reproduces
 //! exactly what was acknowledged.
 //!
-//! # File format (version 2)
+//! # File format (version 3)
 //!
 //! All integers little-endian.
 //!
@@ -31,19 +31,22 @@
 //! | 4 | CRC-32 (IEEE) of `lsn`, `len` and the payload |
 //! | `len` | the batch's ops, postcard-encoded as a sequence of [`WriteOp`] |
 //!
-//! # Version 1
+//! # Versions 1 and 2
 //!
-//! Version 1 (memable before values carried a codec id) differs only in the
-//! layout of the step records inside the ops (no codec id). A version-1
-//! journal is read as such: its ops come back with records of
-//! [`Codec::Postcard`](memable_core::Codec::Postcard). Appends continue in
-//! version 2 only from the file's start (an empty chain, or after a
+//! The older versions differ only in the layout of the step records inside
+//! the ops: version 1 (memable before values carried a codec id) has no
+//! codec id, and its ops come back with records of
+//! [`Codec::Postcard`](memable_core::Codec::Postcard); version 2 (before step
+//! times) has no times, read as `None`
+//! ([`RecordLayout::BeforeTimes`](memable_core::RecordLayout::BeforeTimes)).
+//! A journal of an older version is read as such. Appends continue in
+//! version 3 only from the file's start (an empty chain, or after a
 //! [`reset`](Journal::reset), when every record in the file is stale): the
 //! first such append first zeroes the first record's header and syncs (so a
-//! stale version-1 record is never read under the new header), then writes a
-//! version-2 header and syncs. Appending to a version-1 chain in place is
-//! refused ([`StorageErrorKind::Unsupported`]); the file-backed stores never
-//! do, as they reset the journal right after replaying it.
+//! stale record of the older version is never read under the new header),
+//! then writes a version-3 header and syncs. Appending to an older chain in
+//! place is refused ([`StorageErrorKind::Unsupported`]); the file-backed
+//! stores never do, as they reset the journal right after replaying it.
 //!
 //! # The valid chain
 //!
@@ -121,7 +124,7 @@ pub use files::{
 };
 
 use memable_core::transitions::WriteOp;
-use memable_core::{EngineError, StorageError, StorageErrorKind};
+use memable_core::{EngineError, RecordLayout, StorageError, StorageErrorKind, with_record_layout};
 
 /// The magic bytes at the start of every journal file.
 ///
@@ -137,12 +140,16 @@ pub const MAGIC: [u8; 8] = *b"MEMABLEJ";
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_store::journal::FORMAT_VERSION, 2);
+/// assert_eq!(memable_store::journal::FORMAT_VERSION, 3);
 /// ```
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
-/// The oldest format this build reads (see the module docs, "Version 1").
+/// The oldest format this build reads (see the module docs, "Versions 1
+/// and 2").
 const OLDEST_VERSION: u32 = 1;
+
+/// The format before step times.
+const BEFORE_TIMES_VERSION: u32 = 2;
 
 /// Length of the file header in bytes (magic, version, owner id, CRC).
 ///
@@ -398,10 +405,12 @@ fn read_chain(bytes: &[u8], name: &str, version: u32) -> Result<(Vec<Record>, us
         {
             break; // a stale record of an earlier cycle
         }
-        let ops = if version == OLDEST_VERSION {
-            v1::decode(payload)
-        } else {
-            postcard::from_bytes::<Vec<WriteOp>>(payload)
+        let ops = match version {
+            OLDEST_VERSION => v1::decode(payload),
+            BEFORE_TIMES_VERSION => with_record_layout(RecordLayout::BeforeTimes, || {
+                postcard::from_bytes::<Vec<WriteOp>>(payload)
+            }),
+            _ => postcard::from_bytes::<Vec<WriteOp>>(payload),
         };
         let ops = ops.map_err(|e| {
             error(
@@ -662,7 +671,8 @@ impl<F: JournalFile> Journal<F> {
     }
 
     /// Before the first append to a journal of an older format: makes the
-    /// file a version-2 journal (see the module docs, "Version 1").
+    /// file a journal of the current version (see the module docs,
+    /// "Versions 1 and 2").
     fn upgrade(&mut self, lsn: u64) -> Result<(), EngineError> {
         if self.end != HEADER_LEN {
             return Err(error(

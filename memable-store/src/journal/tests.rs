@@ -547,7 +547,13 @@ fn preallocated_zeros_are_not_records() {
 /// A journal of format 1 (before codec ids) holding `records`, each a batch
 /// of format-1 ops.
 fn v1_journal(records: &[(u64, Vec<v1::OpV1>)]) -> Vec<u8> {
-    let mut bytes = header_of(1, OWNER).to_vec();
+    old_journal(1, records)
+}
+
+/// A journal of format `version` holding `records`, each a batch of ops in
+/// that format's layout.
+fn old_journal<Op: serde::Serialize>(version: u32, records: &[(u64, Vec<Op>)]) -> Vec<u8> {
+    let mut bytes = header_of(version, OWNER).to_vec();
     for (lsn, ops) in records {
         let payload = postcard::to_allocvec(ops).unwrap();
         let mut head = lsn.to_le_bytes().to_vec();
@@ -635,6 +641,80 @@ fn a_format_1_journal_reads_its_records_as_postcard() {
             assert_eq!(record.codec, memable_core::Codec::Postcard);
         }
     }
+}
+
+/// The first two [`WriteOp`] variants as journal format 2 (before step
+/// times) holds them: postcard encodes a variant by its index, so these
+/// encode exactly as format 2 did.
+#[derive(serde::Serialize)]
+enum OpV2 {
+    Start {
+        key: memable_core::InstanceKey,
+        input: memable_core::StepRecordV2,
+        now_ms: u64,
+    },
+    Commit {
+        key: memable_core::InstanceKey,
+        step_key: String,
+        record: memable_core::StepRecordV2,
+    },
+}
+
+fn v2_rec(attempts: u32) -> memable_core::StepRecordV2 {
+    memable_core::StepRecordV2 {
+        state: memable_core::StepState::Completed,
+        kind: StepKind::Step,
+        type_tag: "u32".into(),
+        value: b"7".to_vec(),
+        codec: memable_core::Codec::Json,
+        status: None,
+        attempts,
+        error: None,
+        deadline_ms: Some(11),
+    }
+}
+
+#[test]
+fn a_format_2_journal_reads_its_records_without_times() {
+    let ops = |n: u64| {
+        vec![
+            OpV2::Start {
+                key: key(n),
+                input: v2_rec(0),
+                now_ms: n,
+            },
+            OpV2::Commit {
+                key: key(n),
+                step_key: "a".into(),
+                record: v2_rec(3),
+            },
+        ]
+    };
+    let file = SimFile::with(old_journal(2, &[(4, ops(4)), (5, ops(5))]));
+    let (mut journal, records) = open(&file).unwrap();
+    assert_eq!(lsns(&records), [4, 5]);
+    let read = |n: u64| {
+        vec![
+            WriteOp::Start {
+                key: key(n),
+                input: StepRecord::from(v2_rec(0)),
+                now_ms: n,
+            },
+            WriteOp::Commit {
+                key: key(n),
+                step_key: "a".into(),
+                record: StepRecord::from(v2_rec(3)),
+            },
+        ]
+    };
+    assert_eq!(records[0].ops, read(4));
+    assert_eq!(records[1].ops, read(5));
+    // Appends go on in the current format, from the file's start.
+    journal.reset();
+    journal.append(6, &record(6).ops).unwrap();
+    assert_eq!(u32_at(&file.data(), 8), FORMAT_VERSION);
+    let (_, records) = open(&file).unwrap();
+    assert_eq!(records, [record(6)]);
 }
 
 #[test]

@@ -22,6 +22,11 @@ fn point() -> StepRecord {
     StepRecord::suspended(StepKind::Child, "u32", Some("waiting for pay".into()), None)
 }
 
+/// [`point`] as the store writes it at a start at `now_ms`: waiting since.
+fn point_since(now_ms: u64) -> StepRecord {
+    point().with_times(Some(now_ms), None)
+}
+
 fn child_of(parent: &InstanceKey, step: &str) -> InstanceKey {
     key(
         "pay",
@@ -144,7 +149,7 @@ pub async fn start_child_writes_link_point_and_child(factory: &dyn StoreFactory)
         }
         .to_record(),
     );
-    set_step(&mut expected, &parent, "pay", point());
+    set_step(&mut expected, &parent, "pay", point_since(5));
     let child_snap = got
         .instance(&child)
         .unwrap_or_else(|| panic!("the child {child} was not created"));
@@ -183,13 +188,13 @@ pub async fn start_child_twice_writes_nothing(factory: &dyn StoreFactory) {
     assert_eq!(
         start_child(&*store, &parent, "pay", Some(point()), 9).await,
         ChildStartOutcome::Exists {
-            point: Some(point())
+            point: Some(point_since(5))
         }
     );
     assert_eq!(
         start_child(&*store, &parent, "pay", None, 9).await,
         ChildStartOutcome::Exists {
-            point: Some(point())
+            point: Some(point_since(5))
         }
     );
     assert_eq!(dump(&*store).await, before, "a repeated start wrote");
@@ -274,7 +279,13 @@ pub async fn child_finish_completes_the_parents_point(factory: &dyn StoreFactory
                 ..child_output()
             }
         };
-        set_step(&mut expected, &parent, "pay", completed);
+        // Waiting since the start, completed by the child's end.
+        set_step(
+            &mut expected,
+            &parent,
+            "pay",
+            completed.with_times(Some(2), Some(9)),
+        );
         set_meta(
             &mut expected,
             &parent,
@@ -415,7 +426,8 @@ pub async fn cancelled_child_completes_the_parents_point(factory: &dyn StoreFact
                 b"cancelled".to_vec(),
                 point().status,
             )
-        },
+        }
+        .with_times(Some(2), Some(9)),
     );
     set_meta(
         &mut expected,
@@ -450,11 +462,13 @@ pub async fn start_child_adopts_an_ended_instance(factory: &dyn StoreFactory) {
         2,
     )
     .await;
+    // Waiting and completed at the start itself.
     let expected_point = StepRecord {
         kind: StepKind::Child,
         status: point().status,
         ..child_output()
-    };
+    }
+    .with_times(Some(5), Some(5));
     assert_eq!(
         start_child(&*store, &parent, "pay", Some(point()), 5).await,
         ChildStartOutcome::Exists {
@@ -541,7 +555,7 @@ pub async fn child_finish_races_parent_cancel(factory: &dyn StoreFactory) {
             // The cancel came first and cascaded: the finish was refused.
             MetadataStatus::Cancelled => assert_eq!(
                 parent_snap.step("pay"),
-                Some(&point()),
+                Some(&point_since(2)),
                 "child {i} was cancelled by the cascade, yet its point moved"
             ),
             other => panic!("child {i} ended up {other:?}"),

@@ -47,6 +47,12 @@ fn delivered(point: &StepRecord, value: &[u8]) -> StepRecord {
     }
 }
 
+/// `record` with the times a store gives it: waiting (or begun) since
+/// `started`, completed at `completed`.
+fn timed(record: StepRecord, started: u64, completed: Option<u64>) -> StepRecord {
+    record.with_times(Some(started), completed)
+}
+
 /// A suspended group (`first_of`) record.
 fn group(deadline_ms: Option<u64>) -> StepRecord {
     StepRecord::suspended(StepKind::Select, "", Some("either".into()), deadline_ms)
@@ -197,7 +203,8 @@ pub async fn wait_registers_point_and_keeps_status(factory: &dyn StoreFactory) {
         WaitOutcome::Waiting
     );
     let mut expected = before;
-    set_step(&mut expected, &k, "p", Some(waiting()));
+    // The point waits since the wait's clock reading.
+    set_step(&mut expected, &k, "p", Some(timed(waiting(), 2, None)));
     assert_eq!(dump(&*store).await, expected, "wait without deadline");
     assert!(expected.timers.is_empty());
 
@@ -210,7 +217,7 @@ pub async fn wait_registers_point_and_keeps_status(factory: &dyn StoreFactory) {
     assert_eq!(got.next_deadline, Some(500));
     assert_eq!(
         got.instance(&k).and_then(|s| s.step("t")),
-        Some(&waiting_until(500))
+        Some(&timed(waiting_until(500), 3, None))
     );
     assert_eq!(meta(&*store, &k).await, running(&k, 1, 1));
 
@@ -228,9 +235,10 @@ pub async fn wait_registers_point_and_keeps_status(factory: &dyn StoreFactory) {
     let got = dump(&*store).await;
     assert_eq!(got.timers, vec![entry(900, &k, "t")], "the old row stayed");
     assert_eq!(got.next_deadline, Some(900));
+    // Still waiting since the first wait.
     assert_eq!(
         got.instance(&k).and_then(|s| s.step("t")),
-        Some(&waiting_until(900))
+        Some(&timed(waiting_until(900), 3, None))
     );
 
     // A suspended instance waits too, and stays suspended.
@@ -241,7 +249,10 @@ pub async fn wait_registers_point_and_keeps_status(factory: &dyn StoreFactory) {
         WaitOutcome::Waiting
     );
     assert_eq!(meta(&*store, &k).await, parked, "a wait changed the status");
-    assert_eq!(ok(store.get_step(&k, "q").await, "get"), Some(waiting()));
+    assert_eq!(
+        ok(store.get_step(&k, "q").await, "get"),
+        Some(timed(waiting(), 7, None))
+    );
 }
 
 /// A wait at a point that already has a `Completed` record is `Resolved`
@@ -263,7 +274,10 @@ pub async fn wait_at_completed_point_is_resolved(factory: &dyn StoreFactory) {
         "commit",
     );
     let before = dump(&*store).await;
-    for (step, rec) in [("p", delivered(&waiting(), b"yes")), ("s", done(b"d"))] {
+    for (step, rec) in [
+        ("p", timed(delivered(&waiting(), b"yes"), 2, Some(3))),
+        ("s", done(b"d")),
+    ] {
         let outcome = wait(&*store, &k, step, waiting_until(50), vec![], 4).await;
         assert_eq!(
             outcome,
@@ -337,16 +351,13 @@ pub async fn signal_before_wait_is_buffered_once(factory: &dyn StoreFactory) {
         SignalOutcome::Buffered
     );
     let mut expected = before;
-    set_step(
-        &mut expected,
-        &k,
-        &buffered("p"),
-        Some(buffered_row(b"first")),
-    );
+    // Received at the signal's clock reading.
+    let row = timed(buffered_row(b"first"), 2, Some(2));
+    set_step(&mut expected, &k, &buffered("p"), Some(row.clone()));
     let got = dump(&*store).await;
     assert_eq!(got, expected, "a buffered signal");
     let snap = ok(store.load_instance(&k).await, "load").expect("snapshot");
-    assert_eq!(snap.step(&buffered("p")), Some(&buffered_row(b"first")));
+    assert_eq!(snap.step(&buffered("p")), Some(&row));
     assert_eq!(snap.step("p"), None, "buffering wrote the point itself");
 
     assert_eq!(
@@ -373,7 +384,8 @@ pub async fn wait_consumes_buffered_signal(factory: &dyn StoreFactory) {
         SignalOutcome::Buffered
     );
     let outcome = wait(&*store, &k, "p", waiting_until(70), vec![], 3).await;
-    let resolved = delivered(&waiting(), b"early");
+    // Reached and resolved at the wait.
+    let resolved = timed(delivered(&waiting(), b"early"), 3, Some(3));
     assert_eq!(
         outcome,
         WaitOutcome::Resolved {
@@ -413,17 +425,26 @@ pub async fn buffered_signal_of_other_type_stays_buffered(factory: &dyn StoreFac
         WaitOutcome::Waiting
     );
     let mut expected = before;
-    set_step(&mut expected, &k, "p", Some(waiting_until(40)));
+    set_step(
+        &mut expected,
+        &k,
+        "p",
+        Some(timed(waiting_until(40), 3, None)),
+    );
     expected.timers = vec![entry(40, &k, "p")];
     expected.next_deadline = Some(40);
     let got = dump(&*store).await;
     assert_eq!(got, expected);
     assert_eq!(
         got.instance(&k).and_then(|s| s.step(&buffered("p"))),
-        Some(&StepRecord {
-            kind: StepKind::Engine,
-            ..other
-        })
+        Some(&timed(
+            StepRecord {
+                kind: StepKind::Engine,
+                ..other
+            },
+            2,
+            Some(2)
+        ))
     );
 }
 
@@ -451,7 +472,8 @@ pub async fn signal_to_waiting_point_is_delivered(factory: &dyn StoreFactory) {
         &mut expected,
         &k,
         "p",
-        Some(delivered(&waiting_until(300), b"v")),
+        // Waiting since the wait, completed by the signal.
+        Some(timed(delivered(&waiting_until(300), b"v"), 2, Some(9))),
     );
     drop_timer(&mut expected, &k, "p", 300);
     set_meta(&mut expected, &k, running(&k, 1, 9));
@@ -472,7 +494,12 @@ pub async fn signal_to_waiting_point_is_delivered(factory: &dyn StoreFactory) {
     );
     let got = dump(&*store).await;
     let mut expected = before;
-    set_step(&mut expected, &r, "p", Some(delivered(&waiting(), b"w")));
+    set_step(
+        &mut expected,
+        &r,
+        "p",
+        Some(timed(delivered(&waiting(), b"w"), 2, Some(9))),
+    );
     // The rule does not fix `updated_at` of a running instance.
     let got_meta = got.instance(&r).map(|s| s.metadata.clone()).expect("r");
     assert_eq!(got_meta.status, MetadataStatus::Running);
@@ -628,9 +655,19 @@ pub async fn wait_with_members_writes_group_and_members(factory: &dyn StoreFacto
         WaitOutcome::Waiting
     );
     let mut expected = before;
-    set_step(&mut expected, &k, "g", Some(group(Some(800))));
+    set_step(
+        &mut expected,
+        &k,
+        "g",
+        Some(timed(group(Some(800)), 2, None)),
+    );
     for i in 0..3 {
-        set_step(&mut expected, &k, &format!("m{i}"), Some(member("g")));
+        set_step(
+            &mut expected,
+            &k,
+            &format!("m{i}"),
+            Some(timed(member("g"), 2, None)),
+        );
     }
     expected.timers = vec![entry(800, &k, "g")];
     expected.next_deadline = Some(800);
@@ -652,10 +689,12 @@ pub async fn group_first_member_signal_wins(factory: &dyn StoreFactory) {
         signal(&*store, &k, "m1", payload(b"one"), 4).await,
         SignalOutcome::Delivered
     );
-    let won = delivered(&member("g"), b"one");
+    // Member and group: waiting since the wait, completed by the signal.
+    let won = timed(delivered(&member("g"), b"one"), 2, Some(4));
+    let group_won = timed(won_by("m1"), 2, Some(4));
     let mut expected = before;
     set_step(&mut expected, &k, "m1", Some(won.clone()));
-    set_step(&mut expected, &k, "g", Some(won_by("m1")));
+    set_step(&mut expected, &k, "g", Some(group_won.clone()));
     drop_timer(&mut expected, &k, "g", 800);
     set_meta(&mut expected, &k, running(&k, 1, 4));
     assert_eq!(
@@ -679,7 +718,7 @@ pub async fn group_first_member_signal_wins(factory: &dyn StoreFactory) {
     assert_eq!(
         wait(&*store, &k, "g", group(Some(800)), members("g", 3), 6).await,
         WaitOutcome::Resolved {
-            record: won_by("m1"),
+            record: group_won,
             winner: Some(("m1".into(), won)),
         }
     );
@@ -712,19 +751,24 @@ pub async fn group_wait_consumes_buffered_member_signal(factory: &dyn StoreFacto
     let WaitOutcome::Resolved { record, winner } = outcome else {
         panic!("a group with a buffered member signal: {outcome:?}");
     };
-    assert_eq!(record, won_by("m1"));
+    // Reached and resolved at the wait.
+    assert_eq!(record, timed(won_by("m1"), 3, Some(3)));
     let (winner_key, winner_record) = winner.expect("the winning member");
     assert_eq!(winner_key, "m1");
     assert_eq!(winner_record.state, memable_core::StepState::Completed);
     assert_eq!(winner_record.value, b"early".to_vec());
+    assert_eq!(
+        (winner_record.started_at_ms, winner_record.completed_at_ms),
+        (Some(3), Some(3))
+    );
     let got = dump(&*store).await;
     let mut expected = before;
-    set_step(&mut expected, &k, "g", Some(won_by("m1")));
+    set_step(&mut expected, &k, "g", Some(record));
     set_step(&mut expected, &k, "m1", Some(winner_record));
     // The other members are registered (so their later signals are
     // superseded); nothing else is written.
     for other in ["m0", "m2"] {
-        set_step(&mut expected, &k, other, Some(member("g")));
+        set_step(&mut expected, &k, other, Some(timed(member("g"), 3, None)));
     }
     assert_eq!(got, expected);
 }
@@ -764,12 +808,18 @@ pub async fn group_exactly_one_winner_of_32(factory: &dyn StoreFactory) {
         let w = winners[0];
         let snap = ok(store.load_instance(&k).await, "load").expect("snapshot");
         let winner_key = format!("m{w}");
-        assert_eq!(snap.step("g"), Some(&won_by(&winner_key)));
-        assert_eq!(snap.step(&winner_key), Some(&delivered(&member("g"), &[w])));
+        assert_eq!(
+            snap.step("g"),
+            Some(&timed(won_by(&winner_key), 2, Some(4)))
+        );
+        assert_eq!(
+            snap.step(&winner_key),
+            Some(&timed(delivered(&member("g"), &[w]), 2, Some(4)))
+        );
         for i in (0..32_u8).filter(|i| *i != w) {
             assert_eq!(
                 snap.step(&format!("m{i}")),
-                Some(&member("g")),
+                Some(&timed(member("g"), 2, None)),
                 "loser m{i}"
             );
         }
@@ -809,7 +859,7 @@ pub async fn buffered_exactly_one_of_32(factory: &dyn StoreFactory) {
     assert_eq!(winners.len(), 1, "winners {winners:?}");
     assert_eq!(
         ok(store.get_step(&k, &buffered("p")).await, "get"),
-        Some(buffered_row(&[winners[0]]))
+        Some(timed(buffered_row(&[winners[0]]), 2, Some(2)))
     );
 }
 
@@ -914,10 +964,15 @@ pub async fn fire_due_timer_completes_point(factory: &dyn StoreFactory) {
         &mut expected,
         &k,
         "nap",
-        Some(StepRecord {
-            status: Some("napping".into()),
-            ..tick()
-        }),
+        // Waiting since the wait, completed when fired.
+        Some(timed(
+            StepRecord {
+                status: Some("napping".into()),
+                ..tick()
+            },
+            2,
+            Some(100),
+        )),
     );
     drop_timer(&mut expected, &k, "nap", 100);
     set_meta(&mut expected, &k, running(&k, 1, 100));
@@ -938,6 +993,10 @@ pub async fn fire_due_timer_completes_point(factory: &dyn StoreFactory) {
     assert_eq!(
         (fired.state, fired.kind),
         (memable_core::StepState::Completed, StepKind::Timer)
+    );
+    assert_eq!(
+        (fired.started_at_ms, fired.completed_at_ms),
+        (Some(2), Some(150))
     );
     assert_eq!(snap.metadata.status, MetadataStatus::Running);
     let before = dump(&*store).await;
@@ -1067,7 +1126,7 @@ pub async fn buffered_signals_follow_delete_and_cancel(factory: &dyn StoreFactor
     ok(store.cancel_instance(c.clone(), 3).await, "cancel");
     assert_eq!(
         ok(store.get_step(&c, &buffered("p")).await, "get"),
-        Some(buffered_row(b"early")),
+        Some(timed(buffered_row(b"early"), 2, Some(2))),
         "cancel removed the buffered signal"
     );
     let before = dump(&*store).await;
@@ -1113,7 +1172,7 @@ pub async fn buffered_signal_does_not_resolve_a_timer(factory: &dyn StoreFactory
     assert_eq!(got.timers, vec![entry(100, &k, "nap")]);
     assert_eq!(
         got.instance(&k).and_then(|s| s.step("nap")),
-        Some(&crate::support::timer(100))
+        Some(&timed(crate::support::timer(100), 3, None))
     );
 }
 

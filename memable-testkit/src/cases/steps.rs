@@ -70,6 +70,9 @@ pub async fn every_record_field_round_trips(factory: &dyn StoreFactory) {
                 attempts: u32::try_from(i * 1000 + j).unwrap_or(u32::MAX),
                 error: (i > 0).then(|| "boom: ünïcode".to_owned()),
                 deadline_ms: (j == 2).then_some(u64::MAX - 1),
+                // Every store keeps the step's times, or their absence.
+                started_at_ms: (j != 1).then(|| 1_700_000_000_000 + u64::try_from(i).unwrap_or(0)),
+                completed_at_ms: (j == 0).then_some(1_700_000_000_999),
             };
             let step = format!("s-{i}-{j}");
             assert_eq!(

@@ -149,15 +149,21 @@ impl StepBuilder<'_> {
         let ctx = self.ctx;
         let key = self.key;
         let entered = ctx.enter_step(&key)?;
-        let mut attempts = 0;
-        if let Some(memoised) = ctx.memoised(&key, &entered, &mut attempts) {
+        let mut earlier = Earlier::default();
+        if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier) {
             return memoised;
         }
+        // `started_at_ms`: when the first attempt began, across retries and runs.
+        let Earlier {
+            mut attempts,
+            mut started_at_ms,
+        } = earlier;
         ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
         let _in_flight = ctx.run.env.activity.step();
         loop {
             ctx.check_boundary()?;
+            let started = *started_at_ms.get_or_insert_with(|| ctx.run.env.clock.now_ms());
             let result = match self.timeout {
                 Some(limit) => match tokio::time::timeout(limit, attempt()).await {
                     Ok(result) => result,
@@ -172,12 +178,15 @@ impl StepBuilder<'_> {
             match result {
                 Ok(value) => {
                     let bytes = encode_value(&key, &value)?;
-                    let record = StepRecord::completed(
+                    let mut record = StepRecord::completed(
                         StepKind::Step,
                         type_tag::<T>(),
                         bytes,
                         ctx.current_status(),
-                    );
+                    )
+                    .with_times(Some(started), Some(ctx.run.env.clock.now_ms()));
+                    // The attempts made, this successful one included.
+                    record.attempts = attempts.saturating_add(1);
                     return match ctx.commit(&key, record).await? {
                         CommitOutcome::Committed => Ok(value),
                         CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
@@ -206,7 +215,8 @@ impl StepBuilder<'_> {
                     // Recorded durably so a crash mid-sequence does not grant a fresh budget.
                     ctx.commit(
                         &key,
-                        StepRecord::failure(state, attempts, source.to_string()),
+                        StepRecord::failure(state, attempts, source.to_string())
+                            .with_times(Some(started), None),
                     )
                     .await?;
                     if exhausted {
@@ -242,15 +252,24 @@ impl StepBuilder<'_> {
     }
 }
 
+/// What earlier attempts of a step left that is not a result: how many
+/// were made and when the first began (from a `Retrying` or re-attempted
+/// `Failed` record).
+#[derive(Default)]
+pub(super) struct Earlier {
+    attempts: u32,
+    started_at_ms: Option<u64>,
+}
+
 impl Context {
     /// The memoised outcome of step `key`, if it has one: a result committed
     /// earlier in this run (a reused key) or in the snapshot, a dead letter,
-    /// or a conflict. Sets `attempts` from a recorded retry sequence.
+    /// or a conflict. Sets `earlier` from a recorded retry sequence.
     pub(super) fn memoised<T: DeserializeOwned + 'static>(
         &self,
         key: &str,
         entered: &Entered<'_>,
-        attempts: &mut u32,
+        earlier: &mut Earlier,
     ) -> Option<Result<T, EngineError>> {
         // Only a key used before in this run can have a result of this run.
         let this_run = if entered.fresh {
@@ -272,14 +291,25 @@ impl Context {
                 key: key.to_owned(),
             })),
             StepState::Retrying => {
-                *attempts = record.attempts;
+                *earlier = Earlier {
+                    attempts: record.attempts,
+                    started_at_ms: record.started_at_ms,
+                };
                 None
             }
             // A dead letter written by this run is final for this run.
             StepState::Failed if this_run.is_some() || !self.run.retry_dead_letters => {
                 Some(dead_letter())
             }
-            StepState::Failed => None,
+            // A re-attempted dead letter gets a fresh budget of attempts; its
+            // first start is kept.
+            StepState::Failed => {
+                *earlier = Earlier {
+                    attempts: 0,
+                    started_at_ms: record.started_at_ms,
+                };
+                None
+            }
         }
     }
 
