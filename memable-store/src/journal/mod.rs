@@ -38,7 +38,7 @@
 //! codec id, and its ops come back with records of
 //! [`Codec::Postcard`](memable_core::Codec::Postcard); version 2 (before step
 //! times) has no times, read as `None`
-//! ([`RecordLayout::BeforeTimes`](memable_core::RecordLayout::BeforeTimes)).
+//! ([`memable_core::RecordLayout::BeforeTimes`]).
 //! A journal of an older version is read as such. Appends continue in
 //! version 3 only from the file's start (an empty chain, or after a
 //! [`reset`](Journal::reset), when every record in the file is stale): the
