@@ -50,6 +50,8 @@ pub use memable_core::{
     RetryPolicy, StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
     WorkflowState,
 };
+// Retention: ended instances deleted in the background.
+pub use memable_core::{RetentionPolicy, RetentionRule, RetentionStats, TerminalStatus};
 // Typed workflows: name, input and output declared once.
 pub use memable_core::{TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle};
 // Queues: limits enforced when work is admitted.
@@ -60,6 +62,12 @@ pub use memable_core::{
 };
 // Operating: what an instance's steps did.
 pub use memable_core::{BufferedSignal, PendingTimer, StepEntry, StepHistory, StepKind, StepState};
+// `check` before a deploy: a dry run of the code over stored instances.
+pub use memable_core::{
+    CheckKind, CheckStop, DEFAULT_CHECK_TIMEOUT, InstanceCheck, TypeMismatchReport,
+};
+// The names of the engine's tracing spans and events.
+pub use memable_core::telemetry;
 // Errors.
 pub use memable_core::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 // Instances: keys, metadata, listing.

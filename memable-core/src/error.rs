@@ -553,6 +553,22 @@ pub enum EngineError {
         /// The epoch this run acquired.
         epoch: u64,
     },
+
+    /// [`Engine::fork`](crate::Engine::fork) named a new id under which an
+    /// instance already exists; nothing was written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{EngineError, InstanceKey};
+    /// let err = EngineError::InstanceExists { key: InstanceKey::new("etl", "1").unwrap() };
+    /// assert!(err.to_string().contains("already exists"));
+    /// ```
+    #[error("instance {key} already exists")]
+    InstanceExists {
+        /// The instance.
+        key: InstanceKey,
+    },
 }
 
 impl EngineError {

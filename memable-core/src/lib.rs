@@ -46,13 +46,15 @@ mod store;
 pub use clock::{AutoAdvanceClock, ClockHold, ManualClock};
 pub use clock::{Clock, EngineActivity, Sleep, SystemClock};
 pub use codec::{Codec, decode_record, decode_value, encode_value, type_tag};
+pub use engine::telemetry;
 pub use engine::{
     BufferedSignal, ChildBuilder, ChildHandle, ChildInfo, Context, Engine, EngineBuilder,
     FanOutBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder, PendingTimer, Queue,
-    ShutdownReport, StatusStream, StepBuilder, StepEntry, StepHistory, SuspendBuilder,
-    SuspendPoint, SuspendTimeout, TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle,
-    WorkflowState,
+    RetentionPolicy, RetentionRule, RetentionStats, ShutdownReport, StatusStream, StepBuilder,
+    StepEntry, StepHistory, SuspendBuilder, SuspendPoint, SuspendTimeout, TerminalStatus,
+    TypedInvocation, TypedInvokeBuilder, Workflow, WorkflowHandle, WorkflowState,
 };
+pub use engine::{CheckKind, CheckStop, DEFAULT_CHECK_TIMEOUT, InstanceCheck, TypeMismatchReport};
 pub use error::{EngineError, InvalidKeyReason, StepError, StorageError, StorageErrorKind};
 pub use key::{InstanceKey, MAX_KEY_LEN, validate_key, validate_user_key};
 pub use record::{
@@ -65,8 +67,8 @@ pub use store::transitions::{WriteOp, WriteOutcome};
 pub use store::{
     AcquireOutcome, Acquired, AdmitOutcome, CancelOutcome, ChildLink, ChildStartOutcome,
     ClaimOutcome, CommitOutcome, EngineLease, EngineSlot, EnqueueOutcome, Finish, FinishOutcome,
-    FireOutcome, InstanceFilter, InstanceSnapshot, MemoryStore, Ownership, ParentLink, ParkOutcome,
-    QUEUE_WORKFLOW, QueueLimits, QueueTicket, ReviveOutcome, SignalOutcome, StaleEpoch,
-    StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome, Workers,
-    child_instance_id, child_link_key, queue_admission_keys,
+    FireOutcome, ForgetOutcome, ForkOutcome, InstanceFilter, InstanceSnapshot, MemoryStore,
+    Ownership, ParentLink, ParkOutcome, QUEUE_WORKFLOW, QueueLimits, QueueTicket, ReviveOutcome,
+    SignalOutcome, StaleEpoch, StartOutcome, StepStore, StepStoreExt, SuspendOutcome, TimerEntry,
+    WaitOutcome, Workers, child_instance_id, child_link_key, queue_admission_keys,
 };

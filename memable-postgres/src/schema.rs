@@ -70,6 +70,11 @@ const MIGRATIONS: &[&str] = &[
     // NULL on every row written before.
     "ALTER TABLE steps ADD COLUMN started_at_ms BIGINT;
     ALTER TABLE steps ADD COLUMN completed_at_ms BIGINT;",
+    // 3: terminal instances by when they ended, for retention sweeps
+    // (`InstanceFilter::ended_before` with a status): a sweep reads the
+    // instances old enough instead of every instance of the status.
+    "CREATE INDEX instances_by_end ON instances (status, completed_at_ms)
+        WHERE completed_at_ms IS NOT NULL;",
 ];
 
 /// The schema version this build writes (`memable_meta.schema_version`).
@@ -77,12 +82,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_postgres::SCHEMA_VERSION, 2);
+/// assert_eq!(memable_postgres::SCHEMA_VERSION, 3);
 /// ```
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 2,
+    MIGRATIONS.len() == 3,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 

@@ -419,6 +419,9 @@ impl StepStore for PostgresStore {
              WHERE ($1::text IS NULL OR status = $1)
                AND ($2::bytea IS NULL OR workflow = $2)
                AND ($3::bytea IS NULL OR (workflow, instance_id) > ($3::bytea, $4::bytea))
+               AND ($6::bigint IS NULL OR created_at_ms < $6)
+               AND ($7::bigint IS NULL OR created_at_ms >= $7)
+               AND ($8::bigint IS NULL OR completed_at_ms < $8)
              ORDER BY workflow, instance_id LIMIT $5"
         ))
         .bind(filter.status.map(memable_core::StatusKind::as_str))
@@ -426,6 +429,9 @@ impl StepStore for PostgresStore {
         .bind(after_workflow)
         .bind(after_instance)
         .bind(limit)
+        .bind(filter.created_before.map(rows::to_sql_int))
+        .bind(filter.created_since.map(rows::to_sql_int))
+        .bind(filter.ended_before.map(rows::to_sql_int))
         .fetch_all(&self.shared.pool)
         .await
         .map_err(sql(op))?;

@@ -244,6 +244,11 @@ impl WriterLoop {
         match self.attempt(&ops) {
             Ok(outcomes) => {
                 tracing::trace!(ops = batch.len(), "committed a batch");
+                #[cfg(feature = "metrics")]
+                #[allow(clippy::cast_precision_loss)]
+                // a batch is far below 2^52 writes
+                metrics::histogram!("memable_commit_batch_ops", "store" => "postgres")
+                    .record(batch.len() as f64);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(Ok(outcome));
                 }
@@ -542,6 +547,9 @@ fn named_steps(op: &WriteOp) -> Vec<Cow<'_, str>> {
             waiting.iter().map(|k| Cow::Borrowed(k.as_str())).collect()
         }
         WriteOp::Fire { timer, .. } => vec![Cow::Borrowed(timer.step_key.as_str())],
+        // The records to forget (their timers and child links are found
+        // from them).
+        WriteOp::Forget { steps, .. } => steps.iter().map(|k| Cow::Borrowed(k.as_str())).collect(),
         // The queue's heads and slots.
         WriteOp::Admit { limits, .. } => queue_admission_keys(limits)
             .into_iter()
@@ -553,7 +561,10 @@ fn named_steps(op: &WriteOp) -> Vec<Cow<'_, str>> {
         | WriteOp::Release { .. }
         | WriteOp::Revive { .. }
         | WriteOp::Cancel { .. }
-        | WriteOp::Delete { .. } => vec![],
+        | WriteOp::Delete { .. }
+        // A fork's key is its new instance, which has no records yet; the
+        // source's records are read whole.
+        | WriteOp::Fork { .. } => vec![],
     }
 }
 

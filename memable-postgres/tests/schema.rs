@@ -88,11 +88,13 @@ async fn a_schema_1_database_is_upgraded_and_its_records_read_without_times() {
             .unwrap();
         store.close().await;
     }
-    // What schema 1 was: the steps without their time columns.
+    // What schema 1 was: the steps without their time columns, and no
+    // index of instances by end (schema 3).
     server
         .psql(
             db,
             "ALTER TABLE memable.steps DROP COLUMN started_at_ms, DROP COLUMN completed_at_ms; \
+             DROP INDEX memable.instances_by_end; \
              UPDATE memable.memable_meta SET value = 1 WHERE key = 'schema_version'",
         )
         .unwrap();

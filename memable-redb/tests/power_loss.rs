@@ -116,6 +116,8 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         | WriteOp::StartChild { .. }
         | WriteOp::Enqueue { .. }
         | WriteOp::Admit { .. }
+        | WriteOp::Forget { .. }
+        | WriteOp::Fork { .. }
         | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }

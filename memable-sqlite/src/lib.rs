@@ -19,7 +19,7 @@
 //!
 //! | table | key | columns |
 //! |---|---|---|
-//! | `instances` | `(workflow, instance)` | `status` (`running`, `suspended`, `completed`, `failed`, `cancelled`), `suspended_key`, `message` (status message or error), `created_at_ms`, `updated_at_ms`, `completed_at_ms`; index `instances_by_status (status, workflow, instance)` |
+//! | `instances` | `(workflow, instance)` | `status` (`running`, `suspended`, `completed`, `failed`, `cancelled`), `suspended_key`, `message` (status message or error), `created_at_ms`, `updated_at_ms`, `completed_at_ms`; index `instances_by_status (status, workflow, instance)`, partial index `instances_by_end (status, completed_at_ms)` |
 //! | `steps` | `(workflow, instance, step_key)` | `state` (`completed`, `suspended`, `retrying`, `failed`), `kind`, `type_tag`, `value` (the value's bytes in its `codec`, empty when `value_id` is set), `status`, `attempts`, `error`, `deadline_ms`, `value_id` (the `step_values` row of a value longer than 256 bytes), `codec` (the value's [`Codec`](memable_core::Codec) id: 1 JSON, written now; 0 postcard, every row written before schema 4), `started_at_ms` and `completed_at_ms` (the step's times, NULL on rows written before schema 5); foreign key to `instances` |
 //! | `step_values` | `id` (rowid) | `value`: a long step value, deleted with its step row by triggers |
 //! | `timers` | `(deadline_ms, workflow, instance, step_key)` | — |

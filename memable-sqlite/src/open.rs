@@ -318,7 +318,7 @@ impl SqliteStoreBuilder {
         )?;
         let readers = Readers::new(target, visibility.as_ref())?;
         Ok(SqliteStore::from_shared(Shared {
-            writer,
+            writer: Some(writer),
             readers,
             counters,
             durability: self.durability,
@@ -410,4 +410,88 @@ fn lock_file(path: &Path) -> Result<File, EngineError> {
         .into()),
         Err(fs4::TryLockError::Error(e)) => Err(lock_error(e)),
     }
+}
+
+/// [`SqliteStore::open_read_only`]: checks the file and its schema through
+/// a read-only connection, then opens the readers; no lock, no writer.
+pub(crate) fn open_read_only(path: &Path) -> Result<SqliteStore, EngineError> {
+    let op = "open read-only";
+    check_store_path(path)?;
+    let missing = || -> EngineError {
+        StorageError::new(
+            StorageErrorKind::Io,
+            op,
+            format!("{}: no such database file", path.display()),
+        )
+        .into()
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => {}
+        Ok(_) => {
+            return Err(StorageError::new(
+                StorageErrorKind::NotMemable,
+                op,
+                format!("{} is empty, not a memable database", path.display()),
+            )
+            .into());
+        }
+        Err(_) => return Err(missing()),
+    }
+    check_header(path)?;
+    let target = path.to_string_lossy().into_owned();
+    let probe = Connection::open_with_flags(
+        &target,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error(op))?;
+    probe
+        .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;")
+        .map_err(sqlite_error(op))?;
+    let application_id: i32 = probe
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(sqlite_error(op))?;
+    let version: i64 = probe
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error(op))?;
+    drop(probe);
+    if application_id != schema::APPLICATION_ID {
+        return Err(StorageError::new(
+            StorageErrorKind::NotMemable,
+            op,
+            format!(
+                "{} is not a memable database (application_id {application_id:#x})",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    if version != schema::SCHEMA_VERSION {
+        let (kind, what) = if version > schema::SCHEMA_VERSION {
+            (StorageErrorKind::NewerFormat, "newer; upgrade memable")
+        } else {
+            (
+                StorageErrorKind::Unsupported,
+                "older; open it read-write once to migrate it",
+            )
+        };
+        return Err(StorageError::new(
+            kind,
+            op,
+            format!(
+                "{} has schema version {version}, this memable reads {} ({what})",
+                path.display(),
+                schema::SCHEMA_VERSION
+            ),
+        )
+        .into());
+    }
+    let readers = Readers::new(&target, None)?;
+    Ok(SqliteStore::from_shared(Shared {
+        writer: None,
+        readers,
+        counters: Arc::new(Counters::default()),
+        durability: Durability::default(),
+        path: Some(path.to_path_buf()),
+        _lock: None,
+    }))
 }

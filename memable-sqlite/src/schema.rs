@@ -101,6 +101,11 @@ const MIGRATIONS: &[&str] = &[
     // NULL on every row written before.
     "ALTER TABLE steps ADD COLUMN started_at_ms INTEGER;
     ALTER TABLE steps ADD COLUMN completed_at_ms INTEGER;",
+    // 6: terminal instances by when they ended, for retention sweeps
+    // (`InstanceFilter::ended_before` with a status): a sweep reads the
+    // instances old enough instead of every instance of the status.
+    "CREATE INDEX instances_by_end ON instances (status, completed_at_ms)
+        WHERE completed_at_ms IS NOT NULL;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -108,12 +113,12 @@ const MIGRATIONS: &[&str] = &[
 /// # Examples
 ///
 /// ```
-/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 5);
+/// assert_eq!(memable_sqlite::SCHEMA_VERSION, 6);
 /// ```
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const _: () = assert!(
-    MIGRATIONS.len() == 5,
+    MIGRATIONS.len() == 6,
     "SCHEMA_VERSION must equal the number of migrations"
 );
 

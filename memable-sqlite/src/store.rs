@@ -58,7 +58,8 @@ pub struct SqliteStore {
 /// connection closing last cannot do that.)
 pub(crate) struct Shared {
     pub readers: Arc<Readers>,
-    pub writer: Writer,
+    /// `None` for a store opened read-only.
+    pub writer: Option<Writer>,
     pub counters: Arc<Counters>,
     pub durability: Durability,
     pub path: Option<PathBuf>,
@@ -178,8 +179,7 @@ impl SqliteStore {
         let target = BackupFile::new(path.as_ref())?;
         let temp = target.temp().to_path_buf();
         let in_memory = self.shared.path.is_none();
-        self.shared
-            .writer
+        self.writer("backup")?
             .run("backup", move |backend| {
                 backend.vacuum_into(&temp, in_memory)
             })
@@ -190,6 +190,82 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| EngineError::storage("backup", e.to_string()))?
+    }
+
+    /// Opens the database at `path` for reading only, beside the store
+    /// that holds it (an application's engine in this or another
+    /// process): no lock is taken, nothing is written, no migration or
+    /// recovery runs. Every read works as on a full store and sees what
+    /// the holder has committed to the database (SQLite's WAL), which may
+    /// trail the writes it has acknowledged by a few milliseconds (a
+    /// journaled store commits held batches as soon as it is idle); every
+    /// write (and [`backup`](Self::backup)) is refused with a storage
+    /// error of kind [`Unsupported`](StorageErrorKind::Unsupported).
+    /// An engine can be built on it to read (list, state, metadata), not
+    /// started.
+    ///
+    /// Refused: a missing file ([`Io`](StorageErrorKind::Io)), one that is
+    /// not a memable database ([`NotMemable`](StorageErrorKind::NotMemable)),
+    /// a schema of another version ([`NewerFormat`](StorageErrorKind::NewerFormat)
+    /// for a newer one; [`Unsupported`](StorageErrorKind::Unsupported) for an
+    /// older one, which a full open migrates first).
+    ///
+    /// A database whose holder crashed and that no full open has recovered
+    /// yet shows what its file holds, which after a power loss may lack the
+    /// last acknowledged writes (its journal has them until the next full
+    /// open replays it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, StepKind, StepRecord, StepStore, StepStoreExt, StorageErrorKind};
+    /// use memable_sqlite::SqliteStore;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.db");
+    /// let app = SqliteStore::open(&path).unwrap(); // holds the file
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let input = StepRecord::completed(StepKind::Engine, "()", vec![], None);
+    /// app.start_instance(key.clone(), input.clone(), 0).await.unwrap();
+    ///
+    /// let reader = SqliteStore::open_read_only(&path).unwrap();
+    /// assert!(reader.get_metadata(&key).await.unwrap().is_some());
+    /// let refused = reader.start_instance(key, input, 0).await.unwrap_err();
+    /// assert_eq!(refused.storage_kind(), Some(StorageErrorKind::Unsupported));
+    /// # });
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        crate::open::open_read_only(path.as_ref())
+    }
+
+    /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!memable_sqlite::SqliteStore::in_memory().unwrap().is_read_only());
+    /// ```
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.shared.writer.is_none()
+    }
+
+    fn writer(&self, operation: &'static str) -> Result<&Writer, EngineError> {
+        self.shared.writer.as_ref().ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::Unsupported,
+                operation,
+                format!(
+                    "{} is opened read-only; writes go through the store that holds it",
+                    self.shared
+                        .path
+                        .as_deref()
+                        .map_or_else(|| "the database".to_owned(), |p| p.display().to_string())
+                ),
+            )
+            .into()
+        })
     }
 
     /// Commits, operations and checkpoints so far.
@@ -231,7 +307,7 @@ impl StepStore for SqliteStore {
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, EngineError> {
-        self.shared.writer.submit(op).await
+        self.writer(op.name())?.submit(op).await
     }
 
     async fn load_instance(
@@ -299,6 +375,21 @@ impl StepStore for SqliteStore {
                 if let Some(workflow) = &filter.workflow {
                     sql_text.push_str(" AND workflow = ?");
                     values.push(Value::Text(workflow.clone()));
+                }
+                let time = |t: u64| Value::Integer(i64::try_from(t).unwrap_or(i64::MAX));
+                if let Some(t) = filter.created_before {
+                    sql_text.push_str(" AND created_at_ms < ?");
+                    values.push(time(t));
+                }
+                if let Some(t) = filter.created_since {
+                    sql_text.push_str(" AND created_at_ms >= ?");
+                    values.push(time(t));
+                }
+                if let Some(t) = filter.ended_before {
+                    // `instances_by_end` (status, completed_at_ms) serves a
+                    // retention sweep, which names the status.
+                    sql_text.push_str(" AND completed_at_ms < ?");
+                    values.push(time(t));
                 }
                 if let Some(after) = &filter.after {
                     sql_text.push_str(" AND (workflow, instance) > (?, ?)");

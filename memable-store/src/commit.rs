@@ -732,6 +732,8 @@ impl<B: Backend> Loop<B> {
             let lone = writes.len() == 1;
             if !writes.is_empty() {
                 tracing::trace!(writes = writes.len(), "memable group commit");
+                #[cfg(feature = "metrics")]
+                crate::writer::record_batch(writes.len());
                 answer_batch(writes, &mut |ops, answer| self.commit(ops, answer));
             }
             if self.held.as_ref().is_some_and(|held| {

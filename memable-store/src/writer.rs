@@ -242,6 +242,26 @@ pub fn answer_batch(batch: Vec<Request>, commit: &mut CommitBatch<'_>) {
     }
 }
 
+/// Records a group commit of `ops` writes in the histogram
+/// `memable_commit_batch_ops` (feature `metrics`), labelled `store` by the
+/// writer thread's name (`memable-redb-writer` → `redb`).
+///
+/// # Examples
+///
+/// ```
+/// memable_store::writer::record_batch(3); // no recorder installed: a no-op
+/// ```
+#[cfg(feature = "metrics")]
+pub fn record_batch(ops: usize) {
+    let store = match std::thread::current().name() {
+        Some("memable-redb-writer") => "redb",
+        Some("memable-sqlite-writer") => "sqlite",
+        _ => "other",
+    };
+    #[allow(clippy::cast_precision_loss)] // a batch is far below 2^52 writes
+    metrics::histogram!("memable_commit_batch_ops", "store" => store).record(ops as f64);
+}
+
 /// Handle to a writer thread that owns a `C` (its backend). Dropping it
 /// closes the queue and joins the thread, so whatever the thread owns (its
 /// connection) is gone when the drop returns.

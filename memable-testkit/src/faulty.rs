@@ -70,11 +70,15 @@ pub enum StoreOp {
     Enqueue,
     /// `admit`.
     Admit,
+    /// `forget_steps`.
+    ForgetSteps,
+    /// `fork_instance`.
+    ForkInstance,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 23] = [
+    pub const ALL: [StoreOp; 25] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -98,10 +102,12 @@ impl StoreOp {
         Self::StartChild,
         Self::Enqueue,
         Self::Admit,
+        Self::ForgetSteps,
+        Self::ForkInstance,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 17] = [
+    pub const WRITES: [StoreOp; 19] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -119,6 +125,8 @@ impl StoreOp {
         Self::StartChild,
         Self::Enqueue,
         Self::Admit,
+        Self::ForgetSteps,
+        Self::ForkInstance,
     ];
 
     /// The method name, as used in storage errors.
@@ -154,6 +162,8 @@ impl StoreOp {
             Self::StartChild => "start_child",
             Self::Enqueue => "enqueue",
             Self::Admit => "admit",
+            Self::ForgetSteps => "forget_steps",
+            Self::ForkInstance => "fork_instance",
         }
     }
 
@@ -189,6 +199,8 @@ impl StoreOp {
             WriteOp::StartChild { .. } => Self::StartChild,
             WriteOp::Enqueue { .. } => Self::Enqueue,
             WriteOp::Admit { .. } => Self::Admit,
+            WriteOp::Forget { .. } => Self::ForgetSteps,
+            WriteOp::Fork { .. } => Self::ForkInstance,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

@@ -112,6 +112,11 @@ macro_rules! conformance_tests {
                 list_pages_with_after_and_limit,
                 list_by_workflow_and_status,
             ],
+            age: [
+                list_by_creation_time_is_half_open,
+                list_by_end_time_skips_instances_not_ended,
+                age_filtered_pages_are_full,
+            ],
             delete: [
                 delete_removes_every_row,
                 delete_missing_returns_false,
@@ -209,6 +214,15 @@ macro_rules! conformance_tests {
                 engine_rate_limit_follows_the_clock,
                 engine_dedup_refuses_while_active,
                 engine_listens_to_its_queues_only,
+            ],
+            repair: [
+                forget_removes_named_records_and_their_timers,
+                forget_refusals_write_nothing,
+                forget_child_point_removes_its_link,
+                fork_copies_records_except_bookkeeping,
+                fork_refusals_write_nothing,
+                engine_forget_and_fork_rerun_only_those_steps,
+                engine_fork_runs_on_the_next_start,
             ],
         }
     };

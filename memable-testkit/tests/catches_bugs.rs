@@ -338,7 +338,9 @@ impl StepStore for Broken {
             | WriteOp::Acquire { .. }
             | WriteOp::Release { .. }
             | WriteOp::Enqueue { .. }
-            | WriteOp::Admit { .. }) => self.inner.write(op).await?,
+            | WriteOp::Admit { .. }
+            | WriteOp::Forget { .. }
+            | WriteOp::Fork { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(

@@ -34,6 +34,7 @@ pub struct EngineBuilder {
     poll_interval: std::time::Duration,
     queues: Vec<super::Queue>,
     listen_queues: Option<Vec<String>>,
+    retention: Option<super::RetentionPolicy>,
 }
 
 impl Default for EngineBuilder {
@@ -50,6 +51,7 @@ impl Default for EngineBuilder {
             poll_interval: super::worker::DEFAULT_POLL,
             queues: Vec::new(),
             listen_queues: None,
+            retention: None,
         }
     }
 }
@@ -219,6 +221,7 @@ impl EngineBuilder {
                 shared: false,
             },
             super::queue::Queues::new(self.queues, self.listen_queues),
+            self.retention,
         )
     }
 
@@ -253,6 +256,27 @@ impl EngineBuilder {
     /// ```
     pub fn listen_queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
         self.listen_queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Deletes ended instances in the background by `policy` (see
+    /// [`RetentionPolicy`](super::RetentionPolicy)): the started engine
+    /// sweeps at once and then every interval, on its clock, in bounded
+    /// batches, until it stops. Default: no retention, nothing is deleted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Engine, RetentionPolicy, RetentionRule};
+    /// let week = Duration::from_secs(7 * 86_400);
+    /// let engine = Engine::builder()
+    ///     .retention(RetentionPolicy::new().rule(RetentionRule::new(week)))
+    ///     .build();
+    /// # let _ = engine;
+    /// ```
+    pub fn retention(mut self, policy: super::RetentionPolicy) -> Self {
+        self.retention = Some(policy);
         self
     }
 

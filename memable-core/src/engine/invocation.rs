@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::Engine;
 use super::live::{LiveInstance, RunEnd, RunRequest};
+use super::telemetry::RunReason;
 use crate::key::{INPUT_KEY, OUTPUT_KEY};
 use crate::{
     EngineError, InstanceKey, MetadataStatus, StartOutcome, StatusStream, StepKind, StepRecord,
@@ -271,7 +272,8 @@ impl InvokeBuilder {
                 })
             }
             StartOutcome::Started => {
-                let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
+                let (entry, rx) =
+                    inner.trigger_run_from(&key, RunRequest::default(), RunReason::Start);
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, true))
             }
             StartOutcome::Exists(_)
@@ -290,7 +292,8 @@ impl InvokeBuilder {
             {
                 // Running in the store with no run in this process: a crash
                 // (or a start whose acknowledgement was lost) left it. Run it.
-                let (entry, rx) = inner.trigger_run(&key, RunRequest::default());
+                let (entry, rx) =
+                    inner.trigger_run_from(&key, RunRequest::default(), RunReason::Recovery);
                 Ok(Invocation::for_entry(&self.engine, key, entry, rx, false))
             }
             StartOutcome::Exists(meta) => {

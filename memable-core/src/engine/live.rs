@@ -69,7 +69,7 @@ struct RunSlot {
 }
 
 impl LiveInstance {
-    fn new(initial: WorkflowState) -> Self {
+    pub(crate) fn new(initial: WorkflowState) -> Self {
         Self {
             state: watch::Sender::new(initial),
             ended: Mutex::new(None),

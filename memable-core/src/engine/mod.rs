@@ -12,16 +12,21 @@
 
 mod activity;
 mod builder;
+mod check;
 mod family;
 mod history;
 mod invocation;
 mod lease;
 mod live;
+pub(crate) mod metrics;
 mod queue;
 mod registry;
+mod repair;
+mod retention;
 mod run;
 mod scheduler;
 mod status;
+pub mod telemetry;
 mod typed;
 mod worker;
 
@@ -35,8 +40,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
+pub use check::{CheckKind, CheckStop, DEFAULT_CHECK_TIMEOUT, InstanceCheck, TypeMismatchReport};
 pub use family::ChildInfo;
 pub use history::{BufferedSignal, PendingTimer, StepEntry, StepHistory};
+pub use retention::{RetentionPolicy, RetentionRule, RetentionStats, TerminalStatus};
 
 /// What [`Engine::shutdown_timeout`] did.
 ///
@@ -68,6 +75,7 @@ use crate::{
 use live::{LiveInstances, RunRequest, Triggered};
 use registry::Registry;
 use scheduler::TimerWakeup;
+use telemetry::{RunOrigin, RunReason};
 
 const NOT_STARTED: u8 = 0;
 const STARTED: u8 = 1;
@@ -108,6 +116,12 @@ struct Inner {
     /// The queues declared here (see [`queue`]) and their admission tasks.
     queues: queue::Queues,
     queue_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The retention policy and its counters (see [`retention`]); `None`
+    /// without a policy.
+    retention: Option<Arc<retention::Retention>>,
+    /// Counters of an engine without a policy (they stay zero).
+    no_retention: watch::Sender<RetentionStats>,
+    retention_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -168,6 +182,7 @@ impl Engine {
         EngineBuilder::default()
     }
 
+    #[allow(clippy::too_many_arguments)] // the builder's fields, passed once
     fn from_parts(
         store: Arc<dyn StepStore>,
         clock: Arc<dyn Clock>,
@@ -176,6 +191,7 @@ impl Engine {
         strict_keys: bool,
         mut worker: worker::WorkerConfig,
         queues: queue::Queues,
+        retention: Option<RetentionPolicy>,
     ) -> Self {
         worker.shared = store.workers().is_some();
         let permits = worker
@@ -206,6 +222,9 @@ impl Engine {
                 halted: watch::Sender::new(false),
                 queues,
                 queue_tasks: std::sync::Mutex::new(Vec::new()),
+                retention: retention.map(retention::Retention::new),
+                no_retention: watch::Sender::new(RetentionStats::default()),
+                retention_task: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -359,6 +378,14 @@ impl Engine {
             .queue_tasks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = queue::spawn(&self.inner);
+        if let Some(retention) = &self.inner.retention {
+            *self
+                .inner
+                .retention_task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(retention::spawn(&self.inner, Arc::clone(retention)));
+        }
         Ok(())
     }
 
@@ -376,7 +403,8 @@ impl Engine {
                     tracing::warn!(instance = %key, "not recovering: workflow is not registered");
                     continue;
                 }
-                self.inner.trigger_run(&key, RunRequest::default());
+                self.inner
+                    .trigger_run_from(&key, RunRequest::default(), RunReason::Recovery);
                 recovered += 1;
             }
             match page.last() {
@@ -536,6 +564,16 @@ impl Engine {
             // Each ends at `stop`.
             let _ = task.await;
         }
+        let retention_task = self
+            .inner
+            .retention_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = retention_task {
+            // It ends at `stop`, after a batch in flight.
+            let _ = task.await;
+        }
         let worker_loop = self
             .inner
             .worker_loop
@@ -604,7 +642,9 @@ impl Engine {
     /// # async fn main() -> Result<(), memable_core::EngineError> {
     /// let engine = Engine::builder().build();
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// let mut stats = engine.retention_stats();
     /// engine.start().await?;
+    /// stats.wait_for(|s| s.sweeps >= 1).await.unwrap(); // the sweep at start is over
     /// engine.invoke("noop").id("a").await?.wait_idle().await?;
     /// let again = engine.resume("noop", "a").await?;
     /// assert!(again.wait_idle().await?.is_terminal());
@@ -624,12 +664,13 @@ impl Engine {
                 Err(EngineError::Cancelled { key })
             }
             Some(_) => {
-                let (entry, rx) = self.inner.trigger_run(
+                let (entry, rx) = self.inner.trigger_run_from(
                     &key,
                     RunRequest {
                         resume: true,
                         epoch: None,
                     },
+                    RunReason::Resume,
                 );
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
@@ -705,12 +746,19 @@ impl Engine {
             .await?
         {
             SignalOutcome::Delivered if runs_here => {
-                let (entry, rx) = self.inner.trigger_run(&key, RunRequest::default());
+                telemetry::signal(&key, step_key, false);
+                let (entry, rx) =
+                    self.inner
+                        .trigger_run_from(&key, RunRequest::default(), RunReason::Signal);
                 Ok(Invocation::for_entry(self, key, entry, rx, false))
             }
             // A shared store: a worker that has the workflow runs it.
-            SignalOutcome::Delivered => self.follow(key).await,
+            SignalOutcome::Delivered => {
+                telemetry::signal(&key, step_key, false);
+                self.follow(key).await
+            }
             SignalOutcome::Buffered => {
+                telemetry::signal(&key, step_key, true);
                 tracing::debug!(instance = %key, point = step_key, "signal buffered until the workflow reaches its point");
                 self.follow(key).await
             }
@@ -905,6 +953,74 @@ impl Engine {
         Ok(existed)
     }
 
+    /// Runs one retention sweep now, with the policy set by
+    /// [`EngineBuilder::retention`] (see [`RetentionPolicy`]): deletes at
+    /// most one batch of ended instances old enough, and returns how many it
+    /// deleted (0 without a policy). The background sweeps of a started
+    /// engine go on as before; this one counts in
+    /// [`retention_stats`](Engine::retention_stats) too. After
+    /// [`stop`](Engine::stop) it fails with [`EngineError::Stopped`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Context, Engine, ManualClock, RetentionPolicy, RetentionRule};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let clock = ManualClock::new(0);
+    /// let policy = RetentionPolicy::new()
+    ///     .rule(RetentionRule::new(Duration::from_secs(60)))
+    ///     .interval(Duration::from_secs(3600)); // background sweeps: at start, then hourly
+    /// let engine = Engine::builder().clock(clock.clone()).retention(policy).build();
+    /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
+    /// engine.start().await?;
+    /// engine.invoke("noop").id("x").await?.wait_idle().await?;
+    /// assert_eq!(engine.sweep_retention().await?, 0); // ended just now
+    /// engine.wait_all().await; // (an instance whose run is still winding down waits a sweep)
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(engine.sweep_retention().await?, 1);
+    /// assert!(engine.get_metadata("noop", "x").await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn sweep_retention(&self) -> Result<usize, EngineError> {
+        if self.inner.lifecycle.load(Ordering::Acquire) == STOPPED {
+            return Err(EngineError::Stopped);
+        }
+        match &self.inner.retention {
+            Some(retention) => Ok(retention.sweep_and_record(&self.inner).await?.0),
+            None => Ok(0),
+        }
+    }
+
+    /// What retention has done so far, as a watch of [`RetentionStats`]
+    /// (sweeps, instances deleted) that changes after every sweep; await
+    /// `changed` or `wait_for` on it to follow the background sweeps.
+    /// Without a policy the counters stay zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Engine, ManualClock, RetentionPolicy, RetentionRule};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let policy = RetentionPolicy::new().rule(RetentionRule::new(Duration::from_secs(60)));
+    /// let engine = Engine::builder().clock(ManualClock::new(0)).retention(policy).build();
+    /// let mut stats = engine.retention_stats();
+    /// engine.start().await?; // the first sweep runs at once
+    /// stats.wait_for(|s| s.sweeps >= 1).await.unwrap();
+    /// assert_eq!(stats.borrow().deleted, 0);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn retention_stats(&self) -> watch::Receiver<RetentionStats> {
+        match &self.inner.retention {
+            Some(retention) => retention.subscribe(),
+            None => self.inner.no_retention.subscribe(),
+        }
+    }
+
     /// The instance's live state: the in-process state while a run is in
     /// progress (with its status message), else the persisted status.
     ///
@@ -1032,8 +1148,9 @@ impl Engine {
         self.inner.store.get_metadata(&key).await
     }
 
-    /// Lists instances, filtered by workflow and status, paged by `after` /
-    /// `limit`; see [`InstanceFilter`].
+    /// Lists instances, filtered by workflow, status and age (created
+    /// before / since, ended before), paged by `after` / `limit`; see
+    /// [`InstanceFilter`].
     ///
     /// # Examples
     ///
@@ -1188,10 +1305,22 @@ impl Inner {
 
     /// Runs `key` now, or queues the request behind its run in progress.
     /// Returns the live entry and a receiver subscribed before the run starts.
+    /// The run's span has the reason `woken` (see [`telemetry`]).
     fn trigger_run(
         self: &Arc<Self>,
         key: &InstanceKey,
         request: RunRequest,
+    ) -> (Arc<live::LiveInstance>, watch::Receiver<WorkflowState>) {
+        self.trigger_run_from(key, request, RunReason::Woken)
+    }
+
+    /// [`trigger_run`](Self::trigger_run) for `reason`: the run's span is a
+    /// child of the span current here (the caller's).
+    fn trigger_run_from(
+        self: &Arc<Self>,
+        key: &InstanceKey,
+        request: RunRequest,
+        reason: RunReason,
     ) -> (Arc<live::LiveInstance>, watch::Receiver<WorkflowState>) {
         let (triggered, receiver) = self.live.trigger(key, request);
         let entry = match triggered {
@@ -1204,6 +1333,7 @@ impl Inner {
                     key.clone(),
                     Arc::clone(&entry),
                     request,
+                    RunOrigin::here(reason),
                 ));
                 entry
             }

@@ -368,6 +368,7 @@ async fn round(weak: &Weak<Inner>, queue: &str) -> Option<Option<u64>> {
         {
             Ok(outcome) => {
                 let full = outcome.admitted.len() == max && outcome.pending > 0;
+                super::metrics::queue_admission(queue, outcome.admitted.len(), outcome.pending);
                 for (key, epoch) in outcome.admitted {
                     tracing::debug!(instance = %key, queue, "admitted");
                     inner.trigger_run(

@@ -189,8 +189,13 @@ async fn fire(inner: &Arc<Inner>, timer: &TimerEntry) -> Result<(), EngineError>
     let _in_flight = inner.live.claiming(&timer.instance);
     match inner.store.fire_timer(timer.clone(), payload, now).await? {
         FireOutcome::Fired => {
-            tracing::debug!(instance = %timer.instance, step = %timer.step_key, "timer fired");
-            inner.trigger_run(&timer.instance, RunRequest::default());
+            super::telemetry::timer_fired(&timer.instance, &timer.step_key);
+            super::metrics::timer_fired(timer.instance.workflow());
+            inner.trigger_run_from(
+                &timer.instance,
+                RunRequest::default(),
+                super::telemetry::RunReason::Timer,
+            );
         }
         FireOutcome::Stale => {
             tracing::debug!(instance = %timer.instance, step = %timer.step_key, "stale timer row removed");

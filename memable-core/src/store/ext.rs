@@ -6,8 +6,9 @@ use std::future::Future;
 use super::queue::queue_instance;
 use super::{
     AcquireOutcome, AdmitOutcome, CancelOutcome, ChildStartOutcome, ClaimOutcome, CommitOutcome,
-    EnqueueOutcome, Finish, FinishOutcome, FireOutcome, ParkOutcome, QueueLimits, QueueTicket,
-    ReviveOutcome, SignalOutcome, StartOutcome, StepStore, SuspendOutcome, TimerEntry, WaitOutcome,
+    EnqueueOutcome, Finish, FinishOutcome, FireOutcome, ForgetOutcome, ForkOutcome, ParkOutcome,
+    QueueLimits, QueueTicket, ReviveOutcome, SignalOutcome, StartOutcome, StepStore,
+    SuspendOutcome, TimerEntry, WaitOutcome,
 };
 use crate::transitions::{WriteOp, WriteOutcome};
 use crate::{EngineError, InstanceKey, StepRecord, StorageError, StorageErrorKind};
@@ -566,6 +567,69 @@ pub trait StepStoreExt: StepStore {
     fn release(&self, key: InstanceKey) -> impl Future<Output = Result<bool, EngineError>> + Send {
         transition(self, WriteOp::Release { key }, |o| match o {
             WriteOutcome::Release(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Forget** chosen step results of an instance that is not running;
+    /// see [`WriteOp::Forget`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{ForgetOutcome, InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// let outcome = store.forget_steps(key, vec!["fetch".into()], 0).await.unwrap();
+    /// assert_eq!(outcome, ForgetOutcome::InstanceMissing);
+    /// # });
+    /// ```
+    fn forget_steps(
+        &self,
+        key: InstanceKey,
+        steps: Vec<String>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ForgetOutcome, EngineError>> + Send {
+        let op = WriteOp::Forget { key, steps, now_ms };
+        transition(self, op, |o| match o {
+            WriteOutcome::Forget(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// **Fork** an instance to a new id without chosen steps; see
+    /// [`WriteOp::Fork`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{ForkOutcome, InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let from = InstanceKey::new("etl", "1").unwrap();
+    /// let to = InstanceKey::new("etl", "1-retry").unwrap();
+    /// let outcome = store.fork_instance(from, to, vec![], 0).await.unwrap();
+    /// assert_eq!(outcome, ForkOutcome::SourceMissing);
+    /// # });
+    /// ```
+    fn fork_instance(
+        &self,
+        from: InstanceKey,
+        to: InstanceKey,
+        without: Vec<String>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ForkOutcome, EngineError>> + Send {
+        let op = WriteOp::Fork {
+            from,
+            to,
+            without,
+            now_ms,
+        };
+        transition(self, op, |o| match o {
+            WriteOutcome::Fork(o) => Some(o),
             _ => None,
         })
     }

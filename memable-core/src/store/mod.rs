@@ -31,6 +31,7 @@ mod family;
 mod memory;
 mod ownership;
 mod queue;
+mod repair;
 mod slot;
 pub mod transitions;
 
@@ -45,6 +46,7 @@ pub(crate) use queue::is_queued;
 pub use queue::{
     AdmitOutcome, EnqueueOutcome, QUEUE_WORKFLOW, QueueLimits, QueueTicket, queue_admission_keys,
 };
+pub use repair::{ForgetOutcome, ForkOutcome};
 pub use slot::{EngineLease, EngineSlot};
 
 use crate::{
@@ -125,7 +127,11 @@ pub struct TimerEntry {
 /// Which instances [`StepStore::list_instances`] returns.
 ///
 /// Results are ordered by `(workflow name, instance id)`; `after` and `limit`
-/// page through them.
+/// page through them. Every condition set must hold; `limit` counts only
+/// matching instances, so a page is full unless the listing ended. Times are
+/// ms since the Unix epoch on the engine's clock (the stored
+/// [`WorkflowMetadata`] timestamps); the age bounds are half-open:
+/// `created_since(a).created_before(b)` is `a <= created_at_ms < b`.
 ///
 /// # Examples
 ///
@@ -145,6 +151,15 @@ pub struct InstanceFilter {
     pub after: Option<InstanceKey>,
     /// At most this many instances.
     pub limit: Option<usize>,
+    /// Only instances created strictly before this time
+    /// (`created_at_ms < t`).
+    pub created_before: Option<u64>,
+    /// Only instances created at or after this time (`created_at_ms >= t`).
+    pub created_since: Option<u64>,
+    /// Only instances that ended (reached a terminal status) strictly
+    /// before this time (`completed_at_ms < t`); instances that have not
+    /// ended never match.
+    pub ended_before: Option<u64>,
 }
 
 impl InstanceFilter {
@@ -217,8 +232,62 @@ impl InstanceFilter {
         self
     }
 
-    /// Whether `meta` passes the workflow, status and `after` conditions
-    /// (`limit` is applied by the caller).
+    /// Only instances created strictly before `at_ms` (ms since the Unix
+    /// epoch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, InstanceKey, WorkflowMetadata};
+    /// let meta = WorkflowMetadata::running(&InstanceKey::new("etl", "1").unwrap(), 100);
+    /// assert!(InstanceFilter::new().created_before(101).matches(&meta));
+    /// assert!(!InstanceFilter::new().created_before(100).matches(&meta));
+    /// ```
+    #[must_use]
+    pub fn created_before(mut self, at_ms: u64) -> Self {
+        self.created_before = Some(at_ms);
+        self
+    }
+
+    /// Only instances created at or after `at_ms` (ms since the Unix
+    /// epoch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, InstanceKey, WorkflowMetadata};
+    /// let meta = WorkflowMetadata::running(&InstanceKey::new("etl", "1").unwrap(), 100);
+    /// assert!(InstanceFilter::new().created_since(100).matches(&meta));
+    /// assert!(!InstanceFilter::new().created_since(101).matches(&meta));
+    /// ```
+    #[must_use]
+    pub fn created_since(mut self, at_ms: u64) -> Self {
+        self.created_since = Some(at_ms);
+        self
+    }
+
+    /// Only instances that ended (completed, failed or were cancelled)
+    /// strictly before `at_ms` (ms since the Unix epoch). An instance that
+    /// has not ended never matches. Retention lists with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceFilter, InstanceKey, WorkflowMetadata};
+    /// let mut meta = WorkflowMetadata::running(&InstanceKey::new("etl", "1").unwrap(), 100);
+    /// assert!(!InstanceFilter::new().ended_before(1_000).matches(&meta));
+    /// meta.completed_at_ms = Some(500);
+    /// assert!(InstanceFilter::new().ended_before(501).matches(&meta));
+    /// assert!(!InstanceFilter::new().ended_before(500).matches(&meta));
+    /// ```
+    #[must_use]
+    pub fn ended_before(mut self, at_ms: u64) -> Self {
+        self.ended_before = Some(at_ms);
+        self
+    }
+
+    /// Whether `meta` passes the workflow, status, age and `after`
+    /// conditions (`limit` is applied by the caller).
     ///
     /// # Examples
     ///
@@ -234,6 +303,11 @@ impl InstanceFilter {
             .as_deref()
             .is_none_or(|w| w == meta.workflow_name)
             && self.status.is_none_or(|s| s == meta.status.kind())
+            && self.created_before.is_none_or(|t| meta.created_at_ms < t)
+            && self.created_since.is_none_or(|t| meta.created_at_ms >= t)
+            && self
+                .ended_before
+                .is_none_or(|t| meta.completed_at_ms.is_some_and(|end| end < t))
             && self.after.as_ref().is_none_or(|after| {
                 (meta.workflow_name.as_str(), meta.instance_id.as_str())
                     > (after.workflow(), after.instance())

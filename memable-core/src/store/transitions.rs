@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::family::{CHILD_CANCELLED, CHILD_FAILED, child_link_key, child_step_of};
 use super::ownership::{OWNER_KEY, acquirable};
 use super::queue;
+use super::repair::{self, ForgetOutcome, ForkOutcome};
 use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, buffered_signal_key};
 use crate::{
     AcquireOutcome, AdmitOutcome, CancelOutcome, ChildLink, ChildStartOutcome, ClaimOutcome,
@@ -495,6 +496,57 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Forget** chosen step results (an operator's repair), so they run
+    /// again. Refused without writing if a key of `steps` is the engine's
+    /// (starts with `_`) or the instance is a queue's reserved one
+    /// ([`ForgetOutcome::Reserved`]), the instance is
+    /// missing ([`ForgetOutcome::InstanceMissing`]) or `Running`
+    /// ([`ForgetOutcome::Running`]: a run may be in flight; cancel it or
+    /// wait until it is suspended or ended). Otherwise removes together
+    /// each named record that exists, whatever its state, with its timer
+    /// row (a suspended point with a deadline) and, for a child point
+    /// ([`StepKind::Child`]), the parent's `_child:<key>` link (the rerun
+    /// starts the child again, or adopts the child instance if it is still
+    /// there); answers the keys that existed as
+    /// [`ForgetOutcome::Forgotten`]. The instance's status and every other
+    /// record are unchanged: the forgotten steps run again on its next run
+    /// (`Engine::resume`, or a signal or timer that wakes it).
+    Forget {
+        /// Instance.
+        key: InstanceKey,
+        /// The step keys to forget.
+        steps: Vec<String>,
+        /// Clock reading (kept for the journal; the instance's
+        /// `updated_at` is not changed).
+        now_ms: u64,
+    },
+    /// **Fork** an instance to a new id of the same workflow (an operator's
+    /// repair or experiment). Refused without writing if a key of `without`
+    /// is the engine's or `from` is a queue's reserved instance
+    /// ([`ForkOutcome::Reserved`]), `to` names another
+    /// workflow ([`ForkOutcome::OtherWorkflow`]), `from` is missing
+    /// ([`ForkOutcome::SourceMissing`]) or `to` exists
+    /// ([`ForkOutcome::TargetExists`]). Otherwise writes together: `to`
+    /// `Running` (`created_at = updated_at = now_ms`) and a copy of every
+    /// record of `from` except the keys of `without` and the per-run and
+    /// engine bookkeeping — `_owner` (the fork is nobody's yet), `_output`,
+    /// `_parent` (a fork is no one's child), `_queue` (it runs outside the
+    /// queue), the child links `_child:*` and child points still
+    /// `Suspended` (the fork starts its own children, whose ids derive from
+    /// its id) — with a timer row for each copied suspended record that has
+    /// a deadline; `_input` and buffered signals are copied. Answers
+    /// [`ForkOutcome::Forked`] with the user keys copied. `from` is not
+    /// changed.
+    Fork {
+        /// The instance copied.
+        from: InstanceKey,
+        /// The new instance (same workflow).
+        to: InstanceKey,
+        /// Step keys not copied (they run again in the fork).
+        without: Vec<String>,
+        /// Clock reading.
+        now_ms: u64,
+    },
 }
 
 impl WriteOp {
@@ -527,11 +579,14 @@ impl WriteOp {
             Self::StartChild { .. } => "start_child",
             Self::Enqueue { .. } => "enqueue",
             Self::Admit { .. } => "admit",
+            Self::Forget { .. } => "forget_steps",
+            Self::Fork { .. } => "fork_instance",
             Self::Fenced { op, .. } => op.name(),
         }
     }
 
-    /// The instance the op writes to.
+    /// The instance the op writes to (for a [`Fork`](Self::Fork), the
+    /// new instance).
     ///
     /// # Examples
     ///
@@ -558,7 +613,9 @@ impl WriteOp {
             | Self::Release { key }
             | Self::StartChild { parent: key, .. }
             | Self::Enqueue { key, .. }
-            | Self::Admit { queue: key, .. } => key,
+            | Self::Admit { queue: key, .. }
+            | Self::Forget { key, .. }
+            | Self::Fork { to: key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
         }
@@ -629,6 +686,10 @@ pub enum WriteOutcome {
     Enqueue(EnqueueOutcome),
     /// Answer to [`WriteOp::Admit`].
     Admit(AdmitOutcome),
+    /// Answer to [`WriteOp::Forget`].
+    Forget(ForgetOutcome),
+    /// Answer to [`WriteOp::Fork`].
+    Fork(ForkOutcome),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -663,6 +724,8 @@ impl WriteOutcome {
             Self::StartChild(_) => "start_child",
             Self::Enqueue(_) => "enqueue",
             Self::Admit(_) => "admit",
+            Self::Forget(_) => "forget",
+            Self::Fork(_) => "fork",
             Self::Stale(_) => "stale",
         }
     }
@@ -779,6 +842,17 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             usize::try_from(*max).unwrap_or(usize::MAX),
             *now_ms,
         )?),
+        WriteOp::Forget {
+            key,
+            steps,
+            now_ms: _,
+        } => WriteOutcome::Forget(repair::forget(txn, key, steps)?),
+        WriteOp::Fork {
+            from,
+            to,
+            without,
+            now_ms,
+        } => WriteOutcome::Fork(repair::fork(txn, from, to, without, *now_ms)?),
         WriteOp::Fenced { epoch, op } => fenced(txn, *epoch, op)?,
     })
 }

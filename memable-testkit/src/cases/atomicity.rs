@@ -265,6 +265,19 @@ async fn write(
             .await
             .map(drop),
         StoreOp::ReleaseInstance => store.release(running.clone()).await.map(drop),
+        StoreOp::ForgetSteps => store
+            .forget_steps(suspended.clone(), vec!["nap".into(), "done".into()], 500)
+            .await
+            .map(drop),
+        StoreOp::ForkInstance => store
+            .fork_instance(
+                completed.clone(),
+                key(completed.workflow(), "forked"),
+                vec!["done".into()],
+                500,
+            )
+            .await
+            .map(drop),
         StoreOp::Enqueue => store
             .enqueue(
                 key("queued", "q3"),

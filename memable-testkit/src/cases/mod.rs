@@ -14,6 +14,7 @@
 // Cases are assertions: they panic on purpose when a store breaks a contract.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod age;
 pub mod atomicity;
 pub mod children;
 pub mod claim;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod ownership;
 pub mod persistence;
 pub mod queues;
+pub mod repair;
 pub mod signals;
 pub mod snapshot;
 pub mod start;

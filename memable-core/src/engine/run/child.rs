@@ -17,6 +17,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::super::check::CheckKind;
 use super::context::Context;
 use crate::key::INPUT_KEY;
 use crate::store::{CHILD_CANCELLED, child_instance_id, child_link_key};
@@ -174,6 +175,12 @@ impl Context {
         if self.run.steps.get(&child_link_key(key)).is_some() {
             return Ok((child, self.run.steps.get(key).cloned()));
         }
+        let kind = if point.is_some() {
+            CheckKind::Child
+        } else {
+            CheckKind::DetachedChild
+        };
+        self.dry_new_work(key, kind, 0)?;
         self.check_active()?;
         self.go_live().await?;
         let input = StepRecord::completed(
@@ -254,12 +261,14 @@ impl Context {
         status: Option<String>,
     ) -> Result<O, EngineError> {
         if let Some(result) = Self::child_result(key, child, point.as_ref()) {
-            return result;
+            return self.dry_checked(key, type_tag::<O>(), result);
         }
         self.check_active()?;
-        let now = self.run.env.store.get_step(&self.run.key, key).await?;
-        if let Some(result) = Self::child_result(key, child, now.as_ref()) {
-            return result;
+        if self.dry().is_none() {
+            let now = self.run.env.store.get_step(&self.run.key, key).await?;
+            if let Some(result) = Self::child_result(key, child, now.as_ref()) {
+                return result;
+            }
         }
         self.note_waiting(key, status.or_else(|| self.current_status()));
         Err(EngineError::Suspended {
@@ -532,7 +541,7 @@ where
         for slot in &children {
             if let Some(result) = Context::child_result(&slot.key, &slot.child, slot.point.as_ref())
             {
-                results.push(result);
+                results.push(ctx.dry_checked(&slot.key, type_tag::<O>(), result));
             } else {
                 if slot.started {
                     ctx.note_waiting(&slot.key, status.clone());

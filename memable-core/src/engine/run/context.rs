@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 
+use super::super::check::{CheckKind, CheckStop, DryRun, TypeMismatchReport};
 use super::RunEnv;
 use super::memo::{Entered, Memo};
 use super::step::StepBuilder;
 use super::suspend::{SuspendBuilder, SuspendPoint};
-use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, QUEUE_KEY};
+use crate::key::{INPUT_KEY, OUTPUT_KEY, PARENT_KEY, QUEUE_KEY, buffered_signal_key};
 use crate::{
     EngineError, InstanceKey, InstanceSnapshot, MetadataStatus, ParentLink, ReviveOutcome,
     StepRecord, StepStoreExt, WorkflowState, decode_record, type_tag, validate_user_key,
@@ -115,7 +116,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Context {
-    pub(super) fn new(
+    pub(crate) fn new(
         env: RunEnv,
         key: InstanceKey,
         snapshot: InstanceSnapshot,
@@ -196,14 +197,34 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub fn input<T: DeserializeOwned + 'static>(&self) -> Result<T, EngineError> {
-        match self.run.steps.get(INPUT_KEY) {
+        let input = match self.run.steps.get(INPUT_KEY) {
             Some(record) => decode_record(INPUT_KEY, record),
             None => Err(EngineError::TypeMismatch {
                 key: INPUT_KEY.to_owned(),
                 expected: type_tag::<T>().to_owned(),
                 found: "no input record".to_owned(),
             }),
+        };
+        if let (Some(dry), Err(error)) = (self.dry(), &input) {
+            let stored = self
+                .run
+                .steps
+                .get(INPUT_KEY)
+                .map(|record| record.type_tag.clone())
+                .unwrap_or_default();
+            dry.mismatch(TypeMismatchReport {
+                key: INPUT_KEY.to_owned(),
+                stored: stored.clone(),
+                expected: type_tag::<T>().to_owned(),
+                error: error.to_string(),
+            });
+            dry.stop(CheckStop::InputMismatch {
+                stored,
+                expected: type_tag::<T>().to_owned(),
+                error: error.to_string(),
+            });
         }
+        input
     }
 
     /// Sets the status message observers see (`Invocation::status`,
@@ -262,6 +283,12 @@ impl Context {
         validate_user_key("step_key", key)?;
         self.check_boundary()?;
         let entered = self.run.steps.enter(key);
+        if let Some(dry) = self.dry()
+            && entered.fresh
+            && entered.record.is_some()
+        {
+            dry.reach(key);
+        }
         if !entered.fresh {
             if self.run.env.strict_keys {
                 return Err(EngineError::KeyReused {
@@ -306,12 +333,23 @@ impl Context {
 
     /// Marks the run over: later uses of any clone of this context fail
     /// with [`EngineError::RunEnded`].
-    pub(super) fn end(&self) {
+    pub(crate) fn end(&self) {
         self.run.ended.store(true, Ordering::Release);
     }
 
     /// Records that the run waits at `key` (once per key).
     pub(super) fn note_waiting(&self, key: &str, status: Option<String>) {
+        if let Some(dry) = self.dry() {
+            let kind = self
+                .run
+                .steps
+                .get(key)
+                .map_or(CheckKind::Suspend, |record| CheckKind::of(record.kind));
+            dry.stop(CheckStop::Waiting {
+                key: key.to_owned(),
+                kind,
+            });
+        }
         let mut waiting = lock(&self.run.waiting);
         if !waiting.iter().any(|(at, _)| at == key) {
             waiting.push((key.to_owned(), status));
@@ -342,7 +380,7 @@ impl Context {
     /// The run reaches new work: revive a finished instance being resumed,
     /// then publish the running state once.
     pub(super) async fn go_live(&self) -> Result<(), EngineError> {
-        if self.run.live.swap(true, Ordering::AcqRel) {
+        if self.dry().is_some() || self.run.live.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.revive_if_pending().await?;
@@ -355,7 +393,7 @@ impl Context {
     /// Sets a resumed `Completed`/`Failed` instance `Running` in the store,
     /// once, before the run writes anything else.
     pub(super) async fn revive_if_pending(&self) -> Result<(), EngineError> {
-        if !self.run.pending_revive.swap(false, Ordering::AcqRel) {
+        if self.dry().is_some() || !self.run.pending_revive.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         let env = &self.run.env;
@@ -404,6 +442,82 @@ impl Context {
         crate::QueueTicket::from_record(record)
             .ok()
             .map(|ticket| ticket.queue)
+    }
+
+    /// The dry run this context serves, if it is one (see
+    /// [`check`](super::super::check)).
+    pub(super) fn dry(&self) -> Option<&DryRun> {
+        self.run.env.dry.as_deref()
+    }
+
+    /// In a dry run, the code reached new work at `key` (nothing is
+    /// stored for it, or only failed attempts): the dry run stops there
+    /// ([`EngineError::Suspended`] for the workflow). Outside one, `Ok`.
+    pub(super) fn dry_new_work(
+        &self,
+        key: &str,
+        kind: CheckKind,
+        attempts: u32,
+    ) -> Result<(), EngineError> {
+        let Some(dry) = self.dry() else {
+            return Ok(());
+        };
+        let signal_buffered =
+            kind == CheckKind::Suspend && self.run.steps.get(&buffered_signal_key(key)).is_some();
+        dry.stop(CheckStop::NewWork {
+            key: key.to_owned(),
+            kind,
+            attempts,
+            signal_buffered,
+        });
+        Err(EngineError::Suspended {
+            key: key.to_owned(),
+        })
+    }
+
+    /// In a dry run, a stored value of `key` that does not decode as
+    /// `expected` is recorded as a mismatch and stops the dry run; the
+    /// result is returned as it is.
+    pub(super) fn dry_checked<V>(
+        &self,
+        key: &str,
+        expected: &str,
+        result: Result<V, EngineError>,
+    ) -> Result<V, EngineError> {
+        if let (Some(dry), Err(error)) = (self.dry(), &result)
+            && matches!(error,
+                EngineError::TypeMismatch { key: at, .. } | EngineError::Serialization { key: at, .. }
+                    if at == key)
+        {
+            let stored = self
+                .run
+                .steps
+                .get(key)
+                .map(|record| record.type_tag.clone())
+                .unwrap_or_default();
+            dry.mismatch(TypeMismatchReport {
+                key: key.to_owned(),
+                stored,
+                expected: expected.to_owned(),
+                error: error.to_string(),
+            });
+            dry.stop(CheckStop::TypeMismatch {
+                key: key.to_owned(),
+            });
+        }
+        result
+    }
+
+    /// In a dry run, marks the stored ones of `keys` reached (the points
+    /// of a `first_of` group).
+    pub(super) fn dry_reach_all<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        if let Some(dry) = self.dry() {
+            for key in keys {
+                if self.run.steps.get(key).is_some() {
+                    dry.reach(key);
+                }
+            }
+        }
     }
 
     /// The parent that awaits this instance (a child not started detached).

@@ -66,6 +66,7 @@ mod suspend;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub use child::{ChildBuilder, ChildHandle, FanOutBuilder};
 pub use context::Context;
@@ -76,7 +77,9 @@ use super::Inner;
 use super::activity::{Activity, RunActivity};
 use super::lease::StoreLease;
 use super::live::{LiveInstance, RunEnd, RunRequest};
+use super::metrics;
 use super::scheduler::TimerWakeup;
+use super::telemetry::{self, RunOrigin};
 use crate::{
     AcquireOutcome, Clock, EngineError, Finish, FinishOutcome, InstanceKey, MetadataStatus,
     ParkOutcome, RetryPolicy, StepRecord, StepStore, StepStoreExt, WorkflowState,
@@ -107,6 +110,10 @@ pub(crate) struct RunEnv {
     /// `true` once a shutdown's deadline passed: stop at the next step
     /// boundary, record nothing more.
     pub halt: watch::Receiver<bool>,
+    /// Set for a dry run ([`Engine::check_instance`](crate::Engine::check_instance)):
+    /// nothing is written, no step closure is called, and what the code
+    /// reaches is recorded here.
+    pub dry: Option<Arc<crate::engine::check::DryRun>>,
 }
 
 /// Decrements the engine's active-run and busy counts when the run task
@@ -138,12 +145,14 @@ impl Drop for ActiveRun {
     }
 }
 
-/// Runs `key` until no rerun is queued behind it.
+/// Runs `key` until no rerun is queued behind it; each run in a span (see
+/// [`telemetry`]) whose parent is `origin`'s, reruns as roots.
 pub(crate) async fn run_loop(
     inner: Arc<Inner>,
     key: InstanceKey,
     entry: Arc<LiveInstance>,
     mut request: RunRequest,
+    mut origin: RunOrigin,
 ) {
     let _active = ActiveRun(inner.active_runs(), inner.activity(), inner.lease());
     // At most the worker's capacity of runs at once; the rest wait here.
@@ -153,10 +162,16 @@ pub(crate) async fn run_loop(
     };
     loop {
         if !inner.is_aborted() {
-            run_once(&inner, &key, &entry, request).await;
+            let span = telemetry::run_span(&key, &origin);
+            run_once(&inner, &key, &entry, request)
+                .instrument(span)
+                .await;
         }
         match inner.live.run_finished(&key, &entry) {
-            Some(next) => request = next,
+            Some(next) => {
+                request = next;
+                origin = RunOrigin::rerun();
+            }
             None => break,
         }
     }
@@ -173,24 +188,26 @@ async fn run_once(
     request: RunRequest,
 ) {
     if !inner.worker.shared {
-        run_with(inner, key, entry, request, Arc::clone(&inner.store)).await;
+        let outcome = run_with(inner, key, entry, request, Arc::clone(&inner.store)).await;
+        telemetry::run_outcome(outcome);
         return;
     }
     // A shared store: own the instance before any workflow code runs, and
     // fence every write by the acquisition's epoch.
-    let epoch = match request.epoch {
-        Some(epoch) => epoch,
-        None => match acquire(inner, key, entry).await {
-            Some(epoch) => epoch,
-            None => return,
-        },
+    let epoch = if let Some(epoch) = request.epoch {
+        epoch
+    } else if let Some(epoch) = acquire(inner, key, entry).await {
+        epoch
+    } else {
+        telemetry::run_outcome("skipped");
+        return;
     };
     let fenced = Arc::new(fence::FencedStore::new(
         Arc::clone(&inner.store),
         key.clone(),
         epoch,
     ));
-    run_with(
+    let outcome = run_with(
         inner,
         key,
         entry,
@@ -198,6 +215,7 @@ async fn run_once(
         Arc::clone(&fenced) as Arc<dyn StepStore>,
     )
     .await;
+    telemetry::run_outcome(outcome);
     if !inner.is_aborted() {
         // (An aborted run is a simulated crash: it writes nothing more.)
         fenced.release_if_held().await;
@@ -236,14 +254,15 @@ async fn acquire(inner: &Arc<Inner>, key: &InstanceKey, entry: &Arc<LiveInstance
     }
 }
 
-/// One run over `store` (the engine's store, or a fenced view of it).
+/// One run over `store` (the engine's store, or a fenced view of it);
+/// returns its outcome for the run's span (see [`telemetry`]).
 async fn run_with(
     inner: &Arc<Inner>,
     key: &InstanceKey,
     entry: &Arc<LiveInstance>,
     request: RunRequest,
     store: Arc<dyn StepStore>,
-) {
+) -> &'static str {
     let snapshot = match store.load_instance(key).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => {
@@ -251,35 +270,35 @@ async fn run_with(
             entry.publish(WorkflowState::Failed {
                 error: "the instance no longer exists".to_owned(),
             });
-            return;
+            return "skipped";
         }
         Err(error) => {
             tracing::error!(instance = %key, %error, "run could not load its instance");
             publish_error(entry, error);
-            return;
+            return "unrecorded";
         }
     };
     match &snapshot.metadata.status {
         status if crate::store::is_queued(status) => {
             // Not admitted yet: its queue runs it.
             entry.publish(WorkflowState::from(status));
-            return;
+            return "skipped";
         }
         MetadataStatus::Cancelled => {
             entry.publish(WorkflowState::Cancelled);
-            return;
+            return "skipped";
         }
         status @ (MetadataStatus::Completed(_) | MetadataStatus::Failed(_)) if !request.resume => {
             // A stale trigger: nothing to run.
             entry.publish(WorkflowState::from(status));
-            return;
+            return "skipped";
         }
         _ => {}
     }
     let Some(workflow) = inner.registry.get(key.workflow()) else {
         tracing::warn!(instance = %key, "run skipped: workflow is not registered");
         entry.publish(WorkflowState::from(&snapshot.metadata.status));
-        return;
+        return "skipped";
     };
     let env = RunEnv {
         store: Arc::clone(&store),
@@ -292,12 +311,14 @@ async fn run_with(
         spawn: inner.spawner(),
         kick: inner.kicker(),
         halt: inner.halt(),
+        dry: None,
     };
+    let run_metric = metrics::run_started(key.workflow());
     let ctx = Context::new(env, key.clone(), snapshot, request.resume);
     // The workflow runs as its own task so a panic in user code is caught
     // and reported instead of tearing down the run loop, and so a cancel
     // can drop it (with every step future in it) at once.
-    let task = tokio::spawn(workflow(ctx.clone()));
+    let task = tokio::spawn(workflow(ctx.clone()).instrument(tracing::Span::current()));
     entry.set_abort(task.abort_handle());
     if inner.is_aborted() {
         // `Engine::abort` ran between the check in `run_loop` and the
@@ -308,7 +329,8 @@ async fn run_with(
     ctx.end();
     if let Ok(Err(EngineError::LostOwnership { .. })) = &joined {
         // Another worker runs the instance now; nothing of this run lands.
-        return;
+        run_metric.finished("lost_ownership");
+        return "lost_ownership";
     }
     let outcome = match joined {
         Ok(outcome) => outcome,
@@ -324,21 +346,31 @@ async fn run_with(
             // Cancelled: the store already says so; the run's step futures
             // were dropped and nothing more is written.
             entry.publish(WorkflowState::Cancelled);
-            return;
+            run_metric.finished("cancelled");
+            return "cancelled";
         }
-        Err(_) => return, // aborted: a simulated crash writes nothing more
+        Err(_) => return "aborted", // a simulated crash writes nothing more
     };
+    let panicked = matches!(outcome, Err(EngineError::WorkflowPanicked { .. }));
     if ctx.is_halted() && matches!(outcome, Err(EngineError::Stopped)) {
         // Stopped at a step boundary by a shutdown past its deadline: it
         // writes nothing more, and the instance stays `Running` in the store
         // for the next start.
         tracing::info!(instance = %key, "run stopped by the shutdown deadline; it runs again on the next start");
+        run_metric.finished("stopped");
+        "stopped"
     } else if entry.is_cancelled() {
         entry.publish(WorkflowState::Cancelled);
+        run_metric.finished("cancelled");
+        "cancelled"
     } else if ctx.is_suspended() {
         park(inner, &store, key, entry, &ctx).await;
+        run_metric.finished("suspended");
+        ended_as(entry, false)
     } else {
+        run_metric.finished_with(&outcome, entry);
         record_outcome(inner, &store, key, entry, &ctx, outcome).await;
+        ended_as(entry, panicked)
     }
 }
 
@@ -361,6 +393,7 @@ async fn park(
         // Stopped where it stopped before: nothing to write. A signal that
         // resolved a point since the snapshot set the instance `Running`
         // and queued a rerun behind this run.
+        telemetry::suspended(key, first_point(&parked), waiting.len());
         entry.publish(WorkflowState::from(&parked));
         return;
     }
@@ -374,10 +407,14 @@ async fn park(
     let MetadataStatus::Suspended { status, .. } = &parked else {
         return;
     };
-    let keys = waiting.into_iter().map(|(point, _)| point).collect();
+    let keys: Vec<String> = waiting.into_iter().map(|(point, _)| point).collect();
     let now = inner.clock.now_ms();
+    let points = keys.len();
     match store.park(key.clone(), keys, status.clone(), now).await {
-        Ok(ParkOutcome::Parked) => entry.publish(WorkflowState::from(&parked)),
+        Ok(ParkOutcome::Parked) => {
+            telemetry::suspended(key, first_point(&parked), points);
+            entry.publish(WorkflowState::from(&parked));
+        }
         Ok(ParkOutcome::Woken) => {
             tracing::debug!(instance = %key, "a point was resolved during the run; running again");
             entry.queue_rerun(RunRequest::default());
@@ -474,6 +511,29 @@ async fn record_outcome(
     }
 }
 
+/// The outcome of a run that parked or recorded its end, for its span: what
+/// it published.
+fn ended_as(entry: &LiveInstance, panicked: bool) -> &'static str {
+    match &*entry.state.borrow() {
+        WorkflowState::Completed { .. } => "completed",
+        WorkflowState::Failed { .. } if panicked => "panicked",
+        WorkflowState::Failed { .. } => "failed",
+        WorkflowState::Suspended { .. } | WorkflowState::Queued { .. } => "suspended",
+        WorkflowState::Cancelled => "cancelled",
+        WorkflowState::OutcomeUnknown { .. } => "unrecorded",
+        // A point was resolved during the run: it runs again at once.
+        WorkflowState::Running { .. } => "rerun",
+    }
+}
+
+/// The point a parked status names.
+fn first_point(parked: &MetadataStatus) -> &str {
+    match parked {
+        MetadataStatus::Suspended { key, .. } => key,
+        _ => "",
+    }
+}
+
 /// What the live entry keeps of a run's end for its waiters.
 fn run_end(outcome: &Result<StepRecord, EngineError>) -> Option<RunEnd> {
     match outcome {
@@ -499,7 +559,7 @@ fn publish_error(entry: &LiveInstance, error: EngineError) {
     }
 }
 
-fn panic_message(error: tokio::task::JoinError) -> String {
+pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
     let payload = error.into_panic();
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
+use super::super::check::CheckKind;
+use super::super::metrics;
+use super::super::telemetry::{self, Attempt};
 use super::context::{Context, lock};
 use super::memo::Entered;
 use crate::{
@@ -151,21 +155,27 @@ impl StepBuilder<'_> {
         let entered = ctx.enter_step(&key)?;
         let mut earlier = Earlier::default();
         if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier) {
-            return memoised;
+            telemetry::memoised(&key);
+            return ctx.dry_checked(&key, type_tag::<T>(), memoised);
         }
         // `started_at_ms`: when the first attempt began, across retries and runs.
         let Earlier {
             mut attempts,
             mut started_at_ms,
         } = earlier;
+        ctx.dry_new_work(&key, CheckKind::Step, attempts)?;
         ctx.go_live().await?;
         let policy = self.retry.unwrap_or(ctx.run.env.default_retry);
         let _in_flight = ctx.run.env.activity.step();
+        let workflow = ctx.run.key.workflow();
         loop {
             ctx.check_boundary()?;
             let started = *started_at_ms.get_or_insert_with(|| ctx.run.env.clock.now_ms());
+            let mut span = Attempt::start(&key, attempts + 1);
+            let future = attempt().instrument(span.span());
+            let timer = metrics::AttemptTimer::start();
             let result = match self.timeout {
-                Some(limit) => match tokio::time::timeout(limit, attempt()).await {
+                Some(limit) => match tokio::time::timeout(limit, future).await {
                     Ok(result) => result,
                     // A timed-out attempt is a retryable failure like any other.
                     Err(_) => Err(StepError::Retryable(Box::new(EngineError::StepTimeout {
@@ -173,8 +183,9 @@ impl StepBuilder<'_> {
                         duration: limit,
                     }))),
                 },
-                None => attempt().await,
+                None => future.await,
             };
+            timer.record(workflow, &result);
             match result {
                 Ok(value) => {
                     let bytes = encode_value(&key, &value)?;
@@ -187,8 +198,13 @@ impl StepBuilder<'_> {
                     .with_times(Some(started), Some(ctx.run.env.clock.now_ms()));
                     // The attempts made, this successful one included.
                     record.attempts = attempts.saturating_add(1);
-                    return match ctx.commit(&key, record).await? {
-                        CommitOutcome::Committed => Ok(value),
+                    let committed = ctx.commit(&key, record).await?;
+                    span.committed(&committed);
+                    return match committed {
+                        CommitOutcome::Committed => {
+                            metrics::step_committed(workflow);
+                            Ok(value)
+                        }
                         CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
                             decode_record(&key, &existing)
                         }
@@ -198,6 +214,7 @@ impl StepBuilder<'_> {
                     };
                 }
                 Err(StepError::Permanent(source)) => {
+                    span.end("permanent");
                     return Err(EngineError::StepFailed {
                         key,
                         source,
@@ -220,17 +237,19 @@ impl StepBuilder<'_> {
                     )
                     .await?;
                     if exhausted {
-                        tracing::warn!(instance = %ctx.run.key, step = %key, attempts, error = %source, "retries exhausted; step dead-lettered");
+                        metrics::step_dead_letter(workflow);
+                        span.dead_letter(&key, attempts, &source);
                         return Err(EngineError::RetriesExhausted {
                             key,
                             attempts,
                             source,
                         });
                     }
+                    metrics::step_retry(workflow);
                     let delay = policy.jittered_delay_for(attempts);
-                    tracing::debug!(instance = %ctx.run.key, step = %key, attempts, ?delay, error = %source, "retrying step");
                     // Rounded up to the clock's millisecond: never shorter than the policy.
                     let delay_ms = delay.as_nanos().div_ceil(1_000_000);
+                    span.retry(&key, attempts, delay_ms, &*source);
                     let wake = ctx
                         .run
                         .env

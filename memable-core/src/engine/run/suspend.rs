@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::super::check::{CheckKind, CheckStop, TypeMismatchReport};
 use super::context::Context;
 use crate::{
     EngineError, MetadataStatus, StepKind, StepRecord, StepState, StepStoreExt, StorageError,
@@ -171,7 +172,7 @@ impl<'a, T: DeserializeOwned + Send + 'static> SuspendBuilder<'a, T> {
         if let Some(record) = existing
             && record.state == StepState::Completed
         {
-            return resolved(key, record);
+            return ctx.dry_checked(key, type_tag::<T>(), resolved(key, record));
         }
         let deadline = timeout.map(|duration| ctx.deadline_of(existing, duration));
         let status = self.status.or_else(|| ctx.current_status());
@@ -322,6 +323,7 @@ impl FirstOfBuilder<'_> {
         }
         let key = self.key;
         let existing = ctx.enter_step(&key)?.record;
+        ctx.dry_reach_all(self.members.iter().map(|(member, _)| *member));
         if let Some(record) = existing
             && record.state == StepState::Completed
         {
@@ -501,7 +503,7 @@ impl Context {
         let key = key.into();
         let deadline = match self.enter_step(&key)?.record {
             Some(record) if record.state == StepState::Completed => {
-                return decode_record(&key, record);
+                return self.dry_checked(&key, type_tag::<()>(), decode_record(&key, record));
             }
             Some(record)
                 if record.state == StepState::Suspended && record.deadline_ms.is_some() =>
@@ -571,6 +573,30 @@ impl Context {
                 .get(member)
                 .is_some_and(|r| r.state == StepState::Suspended && r.kind == StepKind::Member)
         });
+        if let Some(dry) = self.dry() {
+            // A dry run writes nothing: it stops here, at a point the
+            // instance already waits at or at a new one.
+            if !already_waiting_here {
+                return self
+                    .dry_new_work(key, CheckKind::of(record.kind), 0)
+                    .map(|()| None);
+            }
+            if let Some(stored) = self.run.steps.get(key)
+                && stored.kind == StepKind::Suspend
+                && stored.type_tag != record.type_tag
+            {
+                // It waits for a value of another type than the code's.
+                dry.mismatch(TypeMismatchReport {
+                    key: key.to_owned(),
+                    stored: stored.type_tag.clone(),
+                    expected: record.type_tag.clone(),
+                    error: "the point waits for a signal of another type".to_owned(),
+                });
+                dry.stop(CheckStop::TypeMismatch {
+                    key: key.to_owned(),
+                });
+            }
+        }
         let deadline = record.deadline_ms;
         if !already_waiting_here {
             self.revive_if_pending().await?;
