@@ -47,8 +47,8 @@
 // The engine and a run.
 pub use memable_core::{
     Context, Engine, EngineBuilder, FirstOf, FirstOfBuilder, Invocation, InvokeBuilder,
-    RetryPolicy, StatusStream, StepBuilder, SuspendBuilder, SuspendPoint, SuspendTimeout,
-    WorkflowState,
+    RetryPolicy, ShutdownReport, StatusStream, StepBuilder, SuspendBuilder, SuspendPoint,
+    SuspendTimeout, WorkflowState,
 };
 // Retention: ended instances deleted in the background.
 pub use memable_core::{RetentionPolicy, RetentionRule, RetentionStats, TerminalStatus};
@@ -114,10 +114,11 @@ pub mod store {
     pub use memable_core::transitions::{self, Transaction, apply};
     pub use memable_core::{
         CancelOutcome, ClaimOutcome, Codec, CommitOutcome, Finish, FinishOutcome, FireOutcome,
-        InstanceSnapshot, MemoryStore, ParkOutcome, RecordLayout, ReviveOutcome, SignalOutcome,
-        StartOutcome, StepKind, StepRecord, StepRecordV1, StepRecordV2, StepState, StepStore,
-        StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome, WriteOp, WriteOutcome,
-        decode_record, decode_value, encode_value, type_tag, with_record_layout,
+        ForgetOutcome, ForkOutcome, InstanceSnapshot, MemoryStore, ParkOutcome, RecordLayout,
+        ReviveOutcome, SignalOutcome, StartOutcome, StepKind, StepRecord, StepRecordV1,
+        StepRecordV2, StepState, StepStore, StepStoreExt, SuspendOutcome, TimerEntry, WaitOutcome,
+        WriteOp, WriteOutcome, decode_record, decode_value, encode_value, type_tag,
+        with_record_layout,
     };
 }
 

@@ -136,23 +136,23 @@ async fn dispatch(app: &App, cli: &Cli, opened: &Opened) -> Result<Printed, CliE
             status,
             older_than,
             newer_than,
+            ended_older_than,
             limit,
         } => {
             let status = parse_status(status.as_deref())?;
-            let listed = list(
-                &engine,
-                workflow.as_deref(),
-                status,
-                *older_than,
-                *newer_than,
-                *limit,
-            )
-            .await?;
+            let ages = Ages {
+                min_age: *older_than,
+                max_age: *newer_than,
+                min_since_end: *ended_older_than,
+            };
+            let listed = list(&engine, workflow.as_deref(), status, ages, *limit).await?;
             let doc = json!({ "instances": listed });
             Ok(render(json, &doc, || list_table(&listed)))
         }
         Command::Show { workflow, id } => show(&*store, workflow, id, json).await,
-        Command::Steps { workflow, id, all } => steps(&*store, workflow, id, *all, json).await,
+        Command::Steps { workflow, id, all } => {
+            steps(&engine, &*store, workflow, id, *all, json).await
+        }
         Command::Signal {
             workflow,
             id,
@@ -262,44 +262,61 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// How far back `list`'s age options reach (ms), each relative to now.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ages {
+    /// Created longer ago than this.
+    pub min_age: Option<u64>,
+    /// Created more recently than this.
+    pub max_age: Option<u64>,
+    /// Ended longer ago than this.
+    pub min_since_end: Option<u64>,
+}
+
 async fn list(
     engine: &memable_core::Engine,
     workflow: Option<&str>,
     status: Option<StatusKind>,
-    older_than: Option<u64>,
-    newer_than: Option<u64>,
+    ages: Ages,
     limit: Option<usize>,
 ) -> Result<Vec<InstanceJson>, CliError> {
     let now = now_ms();
-    let mut filter = InstanceFilter::new().limit(PAGE);
+    let mut filter = InstanceFilter::new().limit(limit.map_or(PAGE, |l| l.min(PAGE)));
     if let Some(workflow) = workflow {
         filter = filter.workflow(workflow);
     }
     if let Some(status) = status {
         filter = filter.status(status);
     }
-    // TODO: use InstanceFilter's age fields once they land; until then the
-    // age is filtered here, page by page.
+    // Ages are strict: older than `a` is `created_at < now - a`; newer than
+    // `a` is `created_at > now - a`.
+    if let Some(age) = ages.min_age {
+        filter = filter.created_before(now.saturating_sub(age));
+    }
+    if let Some(age) = ages.max_age {
+        filter = filter.created_since(now.saturating_sub(age).saturating_add(1));
+    }
+    if let Some(age) = ages.min_since_end {
+        filter = filter.ended_before(now.saturating_sub(age));
+    }
     let mut listed = Vec::new();
     loop {
         let page = engine.list_instances(&filter).await?;
+        let full = filter.limit.is_some_and(|l| page.len() == l);
         let last = page
             .last()
             .map(memable_core::WorkflowMetadata::key)
             .transpose()?;
-        for meta in &page {
-            let age = now.saturating_sub(meta.created_at_ms);
-            if older_than.is_some_and(|min| age <= min) || newer_than.is_some_and(|max| age >= max)
-            {
-                continue;
-            }
-            listed.push(InstanceJson::from(meta));
-            if limit.is_some_and(|limit| listed.len() >= limit) {
+        listed.extend(page.iter().map(InstanceJson::from));
+        if let Some(limit) = limit {
+            if listed.len() >= limit {
+                listed.truncate(limit);
                 return Ok(listed);
             }
+            filter = filter.limit((limit - listed.len()).min(PAGE));
         }
         match last {
-            Some(last) if page.len() == PAGE => filter = filter.after(last),
+            Some(last) if full => filter = filter.after(last),
             _ => return Ok(listed),
         }
     }
@@ -437,48 +454,116 @@ async fn show(
 }
 
 async fn steps(
+    engine: &memable_core::Engine,
     store: &dyn StepStore,
     workflow: &str,
     id: &str,
     all: bool,
     json: bool,
 ) -> Result<Printed, CliError> {
-    let snap = snapshot(store, workflow, id).await?;
-    let steps: Vec<StepJson> = snap
-        .steps
+    let history = engine.step_history(workflow, id).await?;
+    let meta = store
+        .get_metadata(&InstanceKey::new(workflow, id)?)
+        .await?
+        .ok_or_else(|| CliError::not_found(format!("no instance {workflow}/{id}")))?;
+    let steps: Vec<StepJson> = history.steps.iter().map(StepJson::from).collect();
+    let buffered: Vec<Value> = history
+        .buffered_signals
         .iter()
-        .filter(|(key, _)| all || !key.starts_with('_'))
-        .map(|(key, record)| StepJson::new(key, record))
+        .map(|b| json!({ "point": b.point, "type_tag": b.type_tag, "value": b.value, "received_at_ms": b.received_at_ms }))
         .collect();
-    let doc = json!({ "instance": InstanceJson::from(&snap.metadata), "steps": steps });
-    Ok(render(json, &doc, || {
-        if steps.is_empty() {
-            return format!("{workflow}/{id} has no step records");
-        }
-        let rows: Vec<Vec<String>> = steps
+    let timers: Vec<Value> = history
+        .timers
+        .iter()
+        .map(|t| json!({ "key": t.key, "deadline_ms": t.deadline_ms }))
+        .collect();
+    let mut doc = json!({
+        "instance": InstanceJson::from(&meta),
+        "steps": steps,
+        "buffered_signals": buffered,
+        "timers": timers,
+    });
+    let engine_records: Vec<StepJson> = if all {
+        let snap = snapshot(store, workflow, id).await?;
+        snap.steps
             .iter()
-            .map(|s| {
-                vec![
-                    s.key.clone(),
-                    s.kind.to_owned(),
-                    s.state.to_owned(),
-                    s.attempts.to_string(),
-                    s.type_tag.clone(),
-                    match (&s.error, s.deadline_ms) {
-                        (Some(error), _) => format!("error: {error}"),
-                        (None, Some(deadline)) if s.state == "suspended" => {
-                            format!("until {} UTC", when(deadline))
-                        }
-                        _ => compact(&s.value),
-                    },
-                ]
-            })
-            .collect();
+            .filter(|(key, _)| key.starts_with('_'))
+            .map(|(key, record)| StepJson::new(key, record))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if all {
+        doc["engine_records"] = json!(engine_records);
+    }
+    Ok(render(json, &doc, || {
+        steps_table(workflow, id, &steps, &history, &engine_records)
+    }))
+}
+
+fn steps_table(
+    workflow: &str,
+    id: &str,
+    steps: &[StepJson],
+    history: &memable_core::StepHistory,
+    engine_records: &[StepJson],
+) -> String {
+    let rows: Vec<Vec<String>> = steps.iter().chain(engine_records).map(step_row).collect();
+    let mut out = if rows.is_empty() {
+        format!("{workflow}/{id} has no steps yet")
+    } else {
         table(
-            &["KEY", "KIND", "STATE", "ATTEMPTS", "TYPE", "VALUE"],
+            &[
+                "KEY",
+                "KIND",
+                "STATE",
+                "ATTEMPTS",
+                "STARTED",
+                "COMPLETED",
+                "TYPE",
+                "VALUE",
+            ],
             &rows,
         )
-    }))
+    };
+    for signal in &history.buffered_signals {
+        let value = signal.value.clone().unwrap_or(Value::Null);
+        let _ = write!(
+            out,
+            "\nbuffered signal for '{}': {}",
+            signal.point,
+            compact(&value)
+        );
+    }
+    for timer in &history.timers {
+        let _ = write!(
+            out,
+            "\npending deadline '{}' at {} UTC",
+            timer.key,
+            when(timer.deadline_ms)
+        );
+    }
+    out
+}
+
+fn step_row(s: &StepJson) -> Vec<String> {
+    let time = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), when);
+    vec![
+        s.key.clone(),
+        s.kind.to_owned(),
+        s.state.to_owned(),
+        s.attempts.to_string(),
+        time(s.started_at_ms),
+        time(s.completed_at_ms),
+        s.type_tag.clone(),
+        match (&s.error, s.deadline_ms) {
+            (Some(error), _) => format!("error: {error}"),
+            (None, Some(deadline)) if s.state == "suspended" => {
+                format!("until {} UTC", when(deadline))
+            }
+            _ => compact(&s.value),
+        },
+    ]
 }
 
 async fn signal(
@@ -553,11 +638,11 @@ async fn signal(
     }))
 }
 
-/// Revives an instance (`Engine::resume`'s store transition); returns its
-/// status before.
+/// Marks an instance to run again, its dead letters with a fresh retry
+/// budget (the store's `Resume` transition); returns its status before.
 async fn resume(store: &dyn StepStore, workflow: &str, id: &str) -> Result<&'static str, CliError> {
     let key = InstanceKey::new(workflow, id)?;
-    match store.revive_instance(key, now_ms()).await? {
+    match store.resume_instance(key, now_ms()).await? {
         ReviveOutcome::Revived(previous) => Ok(previous.kind().as_str()),
         ReviveOutcome::Cancelled => Err(CliError::refused(format!(
             "{workflow}/{id} is cancelled; a cancelled instance cannot run again (fork it to a new id instead)"

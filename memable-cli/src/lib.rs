@@ -157,6 +157,10 @@ pub enum Command {
         /// Only instances created more recently than this.
         #[arg(long, value_parser = parse_age)]
         newer_than: Option<u64>,
+        /// Only instances that ended (completed, failed or were cancelled)
+        /// longer ago than this.
+        #[arg(long, value_parser = parse_age)]
+        ended_older_than: Option<u64>,
         /// At most this many instances.
         #[arg(long)]
         limit: Option<usize>,

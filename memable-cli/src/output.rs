@@ -1,7 +1,9 @@
 //! What commands print: the `--json` documents (stable: fields are only
 //! ever added) and the human tables.
 
-use memable_core::{Codec, MetadataStatus, StepKind, StepRecord, StepState, WorkflowMetadata};
+use memable_core::{
+    Codec, MetadataStatus, StepEntry, StepKind, StepRecord, StepState, WorkflowMetadata,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -49,9 +51,12 @@ pub(crate) struct StepJson {
     pub kind: &'static str,
     pub state: &'static str,
     pub attempts: u32,
+    pub started_at_ms: Option<u64>,
+    pub completed_at_ms: Option<u64>,
     pub type_tag: String,
     /// The value as JSON (`null` if none or not JSON-encoded).
     pub value: Value,
+    pub value_len: usize,
     pub error: Option<String>,
     pub deadline_ms: Option<u64>,
     pub status: Option<String>,
@@ -64,11 +69,33 @@ impl StepJson {
             kind: kind_name(record.kind),
             state: state_name(record.state),
             attempts: record.attempts,
+            started_at_ms: record.started_at_ms,
+            completed_at_ms: record.completed_at_ms,
             type_tag: record.type_tag.clone(),
             value: value_of(record),
+            value_len: record.value.len(),
             error: record.error.clone(),
             deadline_ms: record.deadline_ms,
             status: record.status.clone(),
+        }
+    }
+}
+
+impl From<&StepEntry> for StepJson {
+    fn from(entry: &StepEntry) -> Self {
+        Self {
+            key: entry.key.clone(),
+            kind: kind_name(entry.kind),
+            state: state_name(entry.state),
+            attempts: entry.attempts,
+            started_at_ms: entry.started_at_ms,
+            completed_at_ms: entry.completed_at_ms,
+            type_tag: entry.type_tag.clone(),
+            value: entry.value.clone().unwrap_or(Value::Null),
+            value_len: entry.value_len,
+            error: entry.error.clone(),
+            deadline_ms: entry.deadline_ms,
+            status: entry.status.clone(),
         }
     }
 }

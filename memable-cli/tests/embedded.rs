@@ -5,9 +5,13 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{File, Runs, fixture_app, ids, memable, register_counted, settle, workflows};
+use common::{
+    File, Runs, fixture_app, ids, memable, register_counted, register_flaky, settle, workflows,
+};
 use memable_cli::exit;
 use memable_core::{Engine, ManualClock, StatusKind};
 use serde_json::json;
@@ -29,10 +33,16 @@ async fn app(
     at_ms: u64,
     runs: &Runs,
 ) -> Engine {
-    let engine = Engine::builder()
-        .store(store)
-        .clock(ManualClock::new(at_ms))
-        .build();
+    app_on_clock(store, ManualClock::new(at_ms), runs).await
+}
+
+/// [`app`] on a clock the caller moves.
+async fn app_on_clock(
+    store: std::sync::Arc<dyn memable_core::StepStore>,
+    clock: ManualClock,
+    runs: &Runs,
+) -> Engine {
+    let engine = Engine::builder().store(store).clock(clock).build();
     workflows::register_v1(&engine).expect("register order");
     register_counted(&engine, runs);
     engine.start().await.expect("start");
@@ -56,7 +66,8 @@ async fn prepare_orders(file: File, path: &std::path::Path) {
         .unwrap();
     engine.shutdown().await;
     drop(engine);
-    let engine = app(file.open(path), now, &runs).await;
+    let clock = ManualClock::new(now - 60_000);
+    let engine = app_on_clock(file.open(path), clock.clone(), &runs).await;
     for (id, amount) in [("o1", 10u32), ("o2", 20)] {
         engine
             .invoke("order")
@@ -68,6 +79,8 @@ async fn prepare_orders(file: File, path: &std::path::Path) {
             .await
             .unwrap();
     }
+    // Approved a minute after it was charged.
+    clock.set(now);
     let done = engine
         .signal("order", "o2", &workflows::APPROVAL, true)
         .await
@@ -99,6 +112,11 @@ async fn list_show_and_steps_print_the_stored_instances() {
         )
         .json();
         assert_eq!(ids(&new), ["o1"], "{file:?}");
+        // Only `o2` has ended (moments before the command ran).
+        let ended = memable(store, &["--json", "list", "--ended-older-than", "1ms"]).json();
+        assert_eq!(ids(&ended), ["o2"], "{file:?}");
+        let ended = memable(store, &["--json", "list", "--ended-older-than", "1h"]).json();
+        assert_eq!(ids(&ended), Vec::<String>::new(), "{file:?}");
         let none = memable(store, &["--json", "list", "--workflow", "other"]).json();
         assert_eq!(ids(&none), Vec::<String>::new());
 
@@ -117,19 +135,36 @@ async fn list_show_and_steps_print_the_stored_instances() {
             .iter()
             .map(|s| s["key"].as_str().unwrap())
             .collect();
-        assert_eq!(keys, ["approval", "charge", "ship"], "{file:?}");
-        assert_eq!(steps["steps"][1]["value"], json!(20));
-        assert_eq!(steps["steps"][1]["state"], "completed");
-        assert_eq!(steps["steps"][0]["kind"], "suspend");
-        assert_eq!(steps["steps"][0]["value"], json!(true));
+        // In order of completion, with when each began and ended.
+        assert_eq!(keys, ["charge", "approval", "ship"], "{file:?}");
+        let charge = &steps["steps"][0];
+        assert_eq!(charge["value"], json!(20));
+        assert_eq!(charge["state"], "completed");
+        assert_eq!(charge["attempts"], 1);
+        let charged_at = charge["completed_at_ms"].as_u64().unwrap();
+        let approval = &steps["steps"][1];
+        assert_eq!(approval["kind"], "suspend");
+        assert_eq!(approval["value"], json!(true));
+        assert_eq!(approval["started_at_ms"].as_u64(), Some(charged_at));
+        assert_eq!(
+            approval["completed_at_ms"].as_u64(),
+            Some(charged_at + 60_000),
+            "approved a minute later"
+        );
+        assert_eq!(steps["buffered_signals"], json!([]));
+        assert!(steps.get("engine_records").is_none());
         let with_engine = memable(store, &["--json", "steps", "order", "o2", "--all"]).json();
         assert!(
-            with_engine["steps"]
+            with_engine["engine_records"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|s| s["key"] == "_input")
         );
+        // A waiting instance lists its point as suspended.
+        let waiting = memable(store, &["--json", "steps", "order", "o1"]).json();
+        assert_eq!(waiting["steps"][1]["key"], "approval");
+        assert_eq!(waiting["steps"][1]["state"], "suspended");
 
         // Human output is a table.
         let table = memable(store, &["list"]);
@@ -213,8 +248,11 @@ async fn a_store_held_by_a_running_application_refuses_writes_and_sqlite_still_r
                 assert_eq!(read.code, 0, "{read:?}");
                 assert_eq!(ids(&read.json()), ["o1"]);
                 assert!(read.stderr.contains("read-only"), "{read:?}");
+                // `charge` committed, then the point it waits at.
                 let steps = memable(store, &["--json", "steps", "order", "o1"]).json();
-                assert_eq!(steps["steps"][0]["key"], "approval");
+                assert_eq!(steps["steps"][0]["key"], "charge");
+                assert_eq!(steps["steps"][1]["key"], "approval");
+                assert_eq!(steps["steps"][1]["state"], "suspended");
                 let backup = memable(
                     store,
                     &["backup", dir.path().join("copy.db").to_str().unwrap()],
@@ -417,6 +455,78 @@ async fn cancel_resume_and_delete_follow_the_instance_rules() {
             "shipped 20"
         );
         engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_of_a_failed_instance_retries_its_dead_letter_on_restart() {
+    for file in File::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.path(dir.path());
+        let down = Arc::new(AtomicBool::new(true));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let start_app = |path: &std::path::Path| {
+            let engine = Engine::builder()
+                .store(file.open(path))
+                .clock(ManualClock::new(now_ms()))
+                .build();
+            register_flaky(&engine, &down, &calls);
+            engine
+        };
+        let engine = start_app(&path);
+        engine.start().await.unwrap();
+        let ended = engine
+            .invoke("flaky")
+            .id("f1")
+            .await
+            .unwrap()
+            .wait_idle()
+            .await
+            .unwrap();
+        assert!(
+            matches!(ended, memable_core::WorkflowState::Failed { .. }),
+            "{ended:?}"
+        );
+        engine.shutdown().await;
+        drop(engine);
+        let store = path.to_str().unwrap();
+
+        // The operator sees the dead letter: its attempts and error.
+        let steps = memable(store, &["--json", "steps", "flaky", "f1"]).json();
+        assert_eq!(steps["instance"]["status"], "failed", "{file:?}");
+        let call = &steps["steps"][1];
+        assert_eq!(call["key"], "call");
+        assert_eq!(call["state"], "failed");
+        assert_eq!(call["attempts"], 2);
+        assert!(
+            call["error"].as_str().unwrap().contains("service down"),
+            "{call}"
+        );
+
+        // The service is back; the operator resumes the instance.
+        down.store(false, Ordering::SeqCst);
+        let resumed = memable(store, &["--json", "resume", "flaky", "f1"]);
+        assert_eq!(resumed.code, 0, "{resumed:?}");
+        assert_eq!(resumed.json()["previous_status"], "failed");
+
+        // The application restarts: the dead letter runs again with a
+        // fresh budget and the instance completes.
+        let engine = start_app(&path);
+        engine.start().await.unwrap();
+        settle(&engine, "flaky", "f1").await;
+        engine.wait_all().await;
+        assert_eq!(
+            engine.output::<u32>("flaky", "f1").await.unwrap(),
+            42,
+            "{file:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "{file:?}");
+        engine.shutdown().await;
+        drop(engine);
+        let steps = memable(store, &["--json", "steps", "flaky", "f1"]).json();
+        assert_eq!(steps["instance"]["status"], "completed");
+        assert_eq!(steps["steps"][1]["state"], "completed");
+        assert_eq!(steps["steps"][1]["value"], json!(41));
     }
 }
 

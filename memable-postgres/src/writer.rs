@@ -560,6 +560,8 @@ fn named_steps(op: &WriteOp) -> Vec<Cow<'_, str>> {
         WriteOp::Acquire { .. }
         | WriteOp::Release { .. }
         | WriteOp::Revive { .. }
+        // The dead letters are found among the instance's records.
+        | WriteOp::Resume { .. }
         | WriteOp::Cancel { .. }
         | WriteOp::Delete { .. }
         // A fork's key is its new instance, which has no records yet; the

@@ -118,6 +118,7 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         | WriteOp::Admit { .. }
         | WriteOp::Forget { .. }
         | WriteOp::Fork { .. }
+        | WriteOp::Resume { .. }
         | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }

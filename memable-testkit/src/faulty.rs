@@ -74,11 +74,13 @@ pub enum StoreOp {
     ForgetSteps,
     /// `fork_instance`.
     ForkInstance,
+    /// `resume_instance`.
+    ResumeInstance,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 25] = [
+    pub const ALL: [StoreOp; 26] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -104,10 +106,11 @@ impl StoreOp {
         Self::Admit,
         Self::ForgetSteps,
         Self::ForkInstance,
+        Self::ResumeInstance,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 19] = [
+    pub const WRITES: [StoreOp; 20] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -127,6 +130,7 @@ impl StoreOp {
         Self::Admit,
         Self::ForgetSteps,
         Self::ForkInstance,
+        Self::ResumeInstance,
     ];
 
     /// The method name, as used in storage errors.
@@ -164,6 +168,7 @@ impl StoreOp {
             Self::Admit => "admit",
             Self::ForgetSteps => "forget_steps",
             Self::ForkInstance => "fork_instance",
+            Self::ResumeInstance => "resume_instance",
         }
     }
 
@@ -201,6 +206,7 @@ impl StoreOp {
             WriteOp::Admit { .. } => Self::Admit,
             WriteOp::Forget { .. } => Self::ForgetSteps,
             WriteOp::Fork { .. } => Self::ForkInstance,
+            WriteOp::Resume { .. } => Self::ResumeInstance,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

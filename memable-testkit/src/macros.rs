@@ -223,6 +223,8 @@ macro_rules! conformance_tests {
                 fork_refusals_write_nothing,
                 engine_forget_and_fork_rerun_only_those_steps,
                 engine_fork_runs_on_the_next_start,
+                resume_gives_dead_letters_a_fresh_budget,
+                engine_runs_a_resumed_dead_letter_on_the_next_start,
             ],
         }
     };

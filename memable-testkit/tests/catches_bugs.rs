@@ -340,7 +340,8 @@ impl StepStore for Broken {
             | WriteOp::Enqueue { .. }
             | WriteOp::Admit { .. }
             | WriteOp::Forget { .. }
-            | WriteOp::Fork { .. }) => self.inner.write(op).await?,
+            | WriteOp::Fork { .. }
+            | WriteOp::Resume { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(

@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use memable_core::{Context, Engine, StepError, StepStore};
+use memable_core::{Context, Engine, RetryPolicy, StepError, StepStore};
 use serde_json::Value;
 
 #[path = "../fixture/workflows.rs"]
@@ -154,4 +155,38 @@ pub fn ids(doc: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["id"].as_str().expect("id").to_owned())
         .collect()
+}
+
+/// Registers `flaky`: step `first` (1), then step `call` (41), which fails
+/// (two attempts, no backoff, then a dead letter) while `down` is set;
+/// outputs their sum. `calls` counts `call`'s attempts.
+pub fn register_flaky(engine: &Engine, down: &Arc<AtomicBool>, calls: &Arc<AtomicUsize>) {
+    let (down, calls) = (Arc::clone(down), Arc::clone(calls));
+    engine
+        .register("flaky", move |ctx: Context| {
+            let (down, calls) = (Arc::clone(&down), Arc::clone(&calls));
+            async move {
+                let first: u32 = ctx
+                    .step("first")
+                    .run(|| async { Ok::<_, StepError>(1) })
+                    .await?;
+                let call: u32 = ctx
+                    .step("call")
+                    .retry(RetryPolicy::fixed(2, Duration::ZERO))
+                    .run(move || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let down = down.load(Ordering::SeqCst);
+                        async move {
+                            if down {
+                                Err(StepError::retryable("service down"))
+                            } else {
+                                Ok(41)
+                            }
+                        }
+                    })
+                    .await?;
+                Ok(first + call)
+            }
+        })
+        .expect("register flaky");
 }

@@ -642,9 +642,7 @@ impl Engine {
     /// # async fn main() -> Result<(), memable_core::EngineError> {
     /// let engine = Engine::builder().build();
     /// engine.register("noop", |_ctx: Context| async { Ok(()) })?;
-    /// let mut stats = engine.retention_stats();
     /// engine.start().await?;
-    /// stats.wait_for(|s| s.sweeps >= 1).await.unwrap(); // the sweep at start is over
     /// engine.invoke("noop").id("a").await?.wait_idle().await?;
     /// let again = engine.resume("noop", "a").await?;
     /// assert!(again.wait_idle().await?.is_terminal());

@@ -599,6 +599,31 @@ pub trait StepStoreExt: StepStore {
         })
     }
 
+    /// **Resume** an instance for an operator: revive it and give its dead
+    /// letters a fresh retry budget; see [`WriteOp::Resume`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, ReviveOutcome, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// assert_eq!(store.resume_instance(key, 0).await.unwrap(), ReviveOutcome::InstanceMissing);
+    /// # });
+    /// ```
+    fn resume_instance(
+        &self,
+        key: InstanceKey,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<ReviveOutcome, EngineError>> + Send {
+        transition(self, WriteOp::Resume { key, now_ms }, |o| match o {
+            WriteOutcome::Resume(o) => Some(o),
+            _ => None,
+        })
+    }
+
     /// **Fork** an instance to a new id without chosen steps; see
     /// [`WriteOp::Fork`].
     ///

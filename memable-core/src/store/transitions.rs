@@ -547,6 +547,23 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Resume** an instance for an operator (the `memable resume`
+    /// command), so that the application's engine, or any worker, runs it
+    /// again as [`Engine::resume`](crate::Engine::resume) would. As
+    /// [`Revive`](Self::Revive), and in the same transaction each dead
+    /// letter (a [`StepKind::Step`] record in state
+    /// [`Failed`](StepState::Failed)) becomes
+    /// [`Retrying`](StepState::Retrying) with no attempts counted, its
+    /// first start and last error kept: the next run attempts it again with
+    /// a fresh retry budget. A `Running` instance, and a queued one not
+    /// admitted yet, are left as they are (a run may be in flight, for
+    /// which its dead letters are final). Answers as `Revive`.
+    Resume {
+        /// Instance.
+        key: InstanceKey,
+        /// Clock reading.
+        now_ms: u64,
+    },
 }
 
 impl WriteOp {
@@ -581,6 +598,7 @@ impl WriteOp {
             Self::Admit { .. } => "admit",
             Self::Forget { .. } => "forget_steps",
             Self::Fork { .. } => "fork_instance",
+            Self::Resume { .. } => "resume_instance",
             Self::Fenced { op, .. } => op.name(),
         }
     }
@@ -615,6 +633,7 @@ impl WriteOp {
             | Self::Enqueue { key, .. }
             | Self::Admit { queue: key, .. }
             | Self::Forget { key, .. }
+            | Self::Resume { key, .. }
             | Self::Fork { to: key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
@@ -690,6 +709,8 @@ pub enum WriteOutcome {
     Forget(ForgetOutcome),
     /// Answer to [`WriteOp::Fork`].
     Fork(ForkOutcome),
+    /// Answer to [`WriteOp::Resume`].
+    Resume(ReviveOutcome),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -726,6 +747,7 @@ impl WriteOutcome {
             Self::Admit(_) => "admit",
             Self::Forget(_) => "forget",
             Self::Fork(_) => "fork",
+            Self::Resume(_) => "resume",
             Self::Stale(_) => "stale",
         }
     }
@@ -772,6 +794,7 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
             now_ms,
         } => WriteOutcome::Finish(finish_instance(txn, key, finish, *now_ms)?),
         WriteOp::Revive { key, now_ms } => WriteOutcome::Revive(revive(txn, key, *now_ms)?),
+        WriteOp::Resume { key, now_ms } => WriteOutcome::Resume(resume(txn, key, *now_ms)?),
         WriteOp::Cancel { key, now_ms } => WriteOutcome::Cancel(cancel(txn, key, *now_ms)?),
         WriteOp::Delete { key } => WriteOutcome::Delete(delete(txn, key)?),
         WriteOp::Wait {
@@ -1315,6 +1338,34 @@ fn revive(
             Ok(ReviveOutcome::Revived(meta.status))
         }
     }
+}
+
+fn resume(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    now_ms: u64,
+) -> Result<ReviveOutcome, EngineError> {
+    let Some(meta) = txn.metadata(key)? else {
+        return Ok(ReviveOutcome::InstanceMissing);
+    };
+    if queue::is_queued(&meta.status) || meta.status == MetadataStatus::Running {
+        return Ok(ReviveOutcome::Revived(meta.status));
+    }
+    let outcome = revive(txn, key, now_ms)?;
+    if let ReviveOutcome::Revived(_) = outcome {
+        for (step_key, record) in txn.steps(key)? {
+            if record.kind == StepKind::Step && record.state == StepState::Failed {
+                let retry = StepRecord {
+                    state: StepState::Retrying,
+                    attempts: 0,
+                    completed_at_ms: None,
+                    ..record
+                };
+                txn.put_step(key, &step_key, &retry)?;
+            }
+        }
+    }
+    Ok(outcome)
 }
 
 fn remove_timers(txn: &mut impl Transaction, key: &InstanceKey) -> Result<(), EngineError> {

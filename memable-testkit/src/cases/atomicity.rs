@@ -269,6 +269,7 @@ async fn write(
             .forget_steps(suspended.clone(), vec!["nap".into(), "done".into()], 500)
             .await
             .map(drop),
+        StoreOp::ResumeInstance => store.resume_instance(keys[3].clone(), 500).await.map(drop),
         StoreOp::ForkInstance => store
             .fork_instance(
                 completed.clone(),

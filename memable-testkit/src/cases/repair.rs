@@ -1,15 +1,16 @@
-//! `forget_steps` and `fork_instance` (the operator's repairs): what each
-//! removes or copies, together; what each refuses without writing; and, on
-//! an engine, that a forgotten step (or one a fork left out) runs again
-//! while the others replay.
+//! `forget_steps`, `fork_instance` and `resume_instance` (the operator's
+//! repairs): what each removes, copies or resets, together; what each
+//! refuses without writing; and, on an engine, that a forgotten step (or
+//! one a fork left out, or a resumed dead letter) runs again while the
+//! others replay.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use memable_core::{
-    Context, Engine, EngineError, ForgetOutcome, ForkOutcome, InvalidKeyReason, ManualClock,
-    MetadataStatus, ParkOutcome, SignalOutcome, StatusKind, StepError, StepKind, StepRecord,
-    StepStoreExt, WaitOutcome, child_link_key,
+    Context, Engine, EngineError, Finish, ForgetOutcome, ForkOutcome, InvalidKeyReason,
+    ManualClock, MetadataStatus, ParkOutcome, ReviveOutcome, SignalOutcome, StatusKind, StepError,
+    StepKind, StepRecord, StepState, StepStoreExt, WaitOutcome, child_link_key,
 };
 
 use crate::StoreFactory;
@@ -582,5 +583,187 @@ pub async fn engine_fork_runs_on_the_next_start(factory: &dyn StoreFactory) {
         111
     );
     assert_eq!((runs.get("a"), runs.get("b"), runs.get("c")), (2, 1, 1));
+    engine.shutdown().await;
+}
+
+/// Resume (an operator's) revives an ended instance and, together, turns
+/// each dead letter into a retry with no attempts counted (its first start
+/// and last error kept); every other record is unchanged. A running
+/// instance (a run may be in flight) and a queued one are left as they
+/// are; a cancelled or missing one is refused; none of these writes.
+pub async fn resume_gives_dead_letters_a_fresh_budget(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let s = &*store;
+    let failed = key("wf", "failed");
+    start(s, &failed, 1).await;
+    let dead = StepRecord::failure(StepState::Failed, 3, "503").with_times(Some(5), None);
+    for (step, record) in [("a", done(b"a")), ("call", dead.clone())] {
+        ok(
+            s.commit_step(failed.clone(), step.into(), record).await,
+            "commit",
+        );
+    }
+    let fin = Finish::Failed("call: retries exhausted".into());
+    ok(s.finish_instance(failed.clone(), fin, 9).await, "finish");
+    let before = dump(s).await;
+
+    let outcome = ok(s.resume_instance(failed.clone(), 20).await, "resume");
+    assert!(
+        matches!(outcome, ReviveOutcome::Revived(MetadataStatus::Failed(_))),
+        "resume answered {outcome:?}"
+    );
+    let after = dump(s).await;
+    let snap = after.instance(&failed).expect("the instance is kept");
+    assert_eq!(snap.metadata.status, MetadataStatus::Running);
+    assert_eq!(snap.metadata.updated_at_ms, 20);
+    assert_eq!(snap.metadata.completed_at_ms, None);
+    let call = snap.step("call").expect("the dead letter's record is kept");
+    assert_eq!(call.state, StepState::Retrying, "{call:?}");
+    assert_eq!(call.attempts, 0, "a fresh budget counts no attempt");
+    assert_eq!(call.error.as_deref(), Some("503"), "the last error is kept");
+    assert_eq!(call.started_at_ms, Some(5), "the first start is kept");
+    let before_snap = before.instance(&failed).expect("before");
+    for (step, record) in &snap.steps {
+        if step != "call" {
+            assert_eq!(
+                before_snap.step(step),
+                Some(record),
+                "resume changed record {step}"
+            );
+        }
+    }
+    assert_eq!(snap.steps.len(), before_snap.steps.len());
+
+    // Running (a dead letter a run may be handling), cancelled, missing:
+    // nothing written.
+    let running = key("wf", "running");
+    start(s, &running, 1).await;
+    ok(
+        s.commit_step(running.clone(), "call".into(), dead.clone())
+            .await,
+        "commit",
+    );
+    let cancelled = key("wf", "cancelled");
+    start(s, &cancelled, 1).await;
+    ok(
+        s.commit_step(cancelled.clone(), "call".into(), dead).await,
+        "commit",
+    );
+    ok(s.cancel_instance(cancelled.clone(), 2).await, "cancel");
+    let before = dump(s).await;
+    assert_eq!(
+        ok(s.resume_instance(running, 30).await, "resume"),
+        ReviveOutcome::Revived(MetadataStatus::Running)
+    );
+    assert_eq!(
+        ok(s.resume_instance(cancelled, 30).await, "resume"),
+        ReviveOutcome::Cancelled
+    );
+    assert_eq!(
+        ok(s.resume_instance(key("wf", "missing"), 30).await, "resume"),
+        ReviveOutcome::InstanceMissing
+    );
+    assert_eq!(dump(s).await, before, "a refused or idle resume wrote");
+}
+
+/// On an engine: an instance that failed on a dead letter, resumed
+/// through the store while no engine runs (as the `memable resume`
+/// command does), is run by the next engine that starts: the dead-lettered
+/// step gets a fresh budget and runs again, the steps before it replay,
+/// and the instance completes.
+pub async fn engine_runs_a_resumed_dead_letter_on_the_next_start(factory: &dyn StoreFactory) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (_fx, store) = fresh(factory).await;
+    let down = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let firsts = Arc::new(AtomicUsize::new(0));
+    let build = || {
+        let engine = Engine::builder().store(Arc::clone(&store)).build();
+        let (down, calls, firsts) = (Arc::clone(&down), Arc::clone(&calls), Arc::clone(&firsts));
+        engine
+            .register("flaky", move |ctx: Context| {
+                let (down, calls, firsts) =
+                    (Arc::clone(&down), Arc::clone(&calls), Arc::clone(&firsts));
+                async move {
+                    let first: u32 = ctx
+                        .step("first")
+                        .run(move || {
+                            firsts.fetch_add(1, Ordering::SeqCst);
+                            async { Ok::<_, StepError>(1) }
+                        })
+                        .await?;
+                    let call: u32 = ctx
+                        .step("call")
+                        .retry(memable_core::RetryPolicy::fixed(
+                            2,
+                            std::time::Duration::ZERO,
+                        ))
+                        .run(move || {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            let down = down.load(Ordering::SeqCst);
+                            async move {
+                                if down {
+                                    Err(StepError::retryable("service down"))
+                                } else {
+                                    Ok(41)
+                                }
+                            }
+                        })
+                        .await?;
+                    Ok(first + call)
+                }
+            })
+            .expect("register");
+        engine
+    };
+    let engine = build();
+    engine.start().await.expect("start");
+    let ended = engine
+        .invoke("flaky")
+        .id("f1")
+        .await
+        .expect("invoke")
+        .wait_idle()
+        .await
+        .expect("idle");
+    assert!(
+        matches!(ended, memable_core::WorkflowState::Failed { .. }),
+        "{ended:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    engine.shutdown().await;
+    drop(engine);
+
+    let k = key("flaky", "f1");
+    let outcome = ok(store.resume_instance(k, 100).await, "resume");
+    assert!(matches!(
+        outcome,
+        ReviveOutcome::Revived(MetadataStatus::Failed(_))
+    ));
+    down.store(false, Ordering::SeqCst);
+
+    let engine = build();
+    engine.start().await.expect("start");
+    let mut states = engine.subscribe("flaky", "f1").await.expect("subscribe");
+    while states.next().await.is_some() {}
+    engine.wait_all().await;
+    assert_eq!(
+        engine.output::<u32>("flaky", "f1").await.expect("output"),
+        42
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the dead letter ran once more"
+    );
+    assert_eq!(firsts.load(Ordering::SeqCst), 1, "the step before replayed");
+    let history = engine.step_history("flaky", "f1").await.expect("history");
+    let call = history
+        .steps
+        .iter()
+        .find(|s| s.key == "call")
+        .expect("call");
+    assert_eq!(call.state, StepState::Completed);
+    assert_eq!(call.attempts, 1, "attempts count from the fresh budget");
     engine.shutdown().await;
 }

@@ -174,17 +174,7 @@ impl StepBuilder<'_> {
             let mut span = Attempt::start(&key, attempts + 1);
             let future = attempt().instrument(span.span());
             let timer = metrics::AttemptTimer::start();
-            let result = match self.timeout {
-                Some(limit) => match tokio::time::timeout(limit, future).await {
-                    Ok(result) => result,
-                    // A timed-out attempt is a retryable failure like any other.
-                    Err(_) => Err(StepError::Retryable(Box::new(EngineError::StepTimeout {
-                        key: key.clone(),
-                        duration: limit,
-                    }))),
-                },
-                None => future.await,
-            };
+            let result = within(self.timeout, &key, future).await;
             timer.record(workflow, &result);
             match result {
                 Ok(value) => {
@@ -250,23 +240,46 @@ impl StepBuilder<'_> {
                     // Rounded up to the clock's millisecond: never shorter than the policy.
                     let delay_ms = delay.as_nanos().div_ceil(1_000_000);
                     span.retry(&key, attempts, delay_ms, &*source);
-                    let wake = ctx
-                        .run
-                        .env
-                        .clock
-                        .now_ms()
-                        .saturating_add(u64::try_from(delay_ms).unwrap_or(u64::MAX));
-                    let backoff = ctx.run.env.activity.backoff();
-                    let mut halt = ctx.run.env.halt.clone();
-                    tokio::select! {
-                        () = ctx.run.env.clock.sleep_until(wake) => {}
-                        () = ctx.run.env.entry.cancelled() => {}
-                        _ = halt.wait_for(|halted| *halted) => {}
-                    }
-                    drop(backoff);
+                    ctx.back_off(u64::try_from(delay_ms).unwrap_or(u64::MAX))
+                        .await;
                     ctx.check_boundary()?;
                 }
             }
+        }
+    }
+}
+
+/// One attempt, limited to `timeout` if set: a timed-out attempt is a
+/// retryable failure like any other.
+async fn within<T>(
+    timeout: Option<std::time::Duration>,
+    key: &str,
+    attempt: impl Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    match timeout {
+        Some(limit) => match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::Retryable(Box::new(EngineError::StepTimeout {
+                key: key.to_owned(),
+                duration: limit,
+            }))),
+        },
+        None => attempt.await,
+    }
+}
+
+impl Context {
+    /// Waits `delay_ms` on the engine's clock before a retry; a cancel or
+    /// a halt ends the wait early (the caller checks the boundary).
+    async fn back_off(&self, delay_ms: u64) {
+        let env = &self.run.env;
+        let wake = env.clock.now_ms().saturating_add(delay_ms);
+        let _backoff = env.activity.backoff();
+        let mut halt = env.halt.clone();
+        tokio::select! {
+            () = env.clock.sleep_until(wake) => {}
+            () = env.entry.cancelled() => {}
+            _ = halt.wait_for(|halted| *halted) => {}
         }
     }
 }
