@@ -563,6 +563,7 @@ fn named_steps(op: &WriteOp) -> Vec<Cow<'_, str>> {
         // The dead letters are found among the instance's records.
         | WriteOp::Resume { .. }
         | WriteOp::Cancel { .. }
+        | WriteOp::DeleteEnded { .. }
         | WriteOp::Delete { .. }
         // A fork's key is its new instance, which has no records yet; the
         // source's records are read whole.

@@ -119,6 +119,7 @@ async fn run(store: &dyn StepStore, op: WriteOp) -> WriteOutcome {
         | WriteOp::Forget { .. }
         | WriteOp::Fork { .. }
         | WriteOp::Resume { .. }
+        | WriteOp::DeleteEnded { .. }
         | WriteOp::Fenced { .. }) => store.write(other).await.unwrap(),
     }
 }

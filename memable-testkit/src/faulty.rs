@@ -76,11 +76,13 @@ pub enum StoreOp {
     ForkInstance,
     /// `resume_instance`.
     ResumeInstance,
+    /// `delete_ended`.
+    DeleteEnded,
 }
 
 impl StoreOp {
     /// Every operation, writes first.
-    pub const ALL: [StoreOp; 26] = [
+    pub const ALL: [StoreOp; 27] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -107,10 +109,11 @@ impl StoreOp {
         Self::ForgetSteps,
         Self::ForkInstance,
         Self::ResumeInstance,
+        Self::DeleteEnded,
     ];
 
     /// The write transitions.
-    pub const WRITES: [StoreOp; 20] = [
+    pub const WRITES: [StoreOp; 21] = [
         Self::StartInstance,
         Self::CommitStep,
         Self::SuspendStep,
@@ -131,6 +134,7 @@ impl StoreOp {
         Self::ForgetSteps,
         Self::ForkInstance,
         Self::ResumeInstance,
+        Self::DeleteEnded,
     ];
 
     /// The method name, as used in storage errors.
@@ -169,6 +173,7 @@ impl StoreOp {
             Self::ForgetSteps => "forget_steps",
             Self::ForkInstance => "fork_instance",
             Self::ResumeInstance => "resume_instance",
+            Self::DeleteEnded => "delete_ended",
         }
     }
 
@@ -207,6 +212,7 @@ impl StoreOp {
             WriteOp::Forget { .. } => Self::ForgetSteps,
             WriteOp::Fork { .. } => Self::ForkInstance,
             WriteOp::Resume { .. } => Self::ResumeInstance,
+            WriteOp::DeleteEnded { .. } => Self::DeleteEnded,
             WriteOp::Fenced { op, .. } => Self::of(op),
         }
     }

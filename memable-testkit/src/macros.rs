@@ -116,6 +116,7 @@ macro_rules! conformance_tests {
                 list_by_creation_time_is_half_open,
                 list_by_end_time_skips_instances_not_ended,
                 age_filtered_pages_are_full,
+                delete_ended_checks_the_end_in_its_transaction,
             ],
             delete: [
                 delete_removes_every_row,

@@ -341,7 +341,8 @@ impl StepStore for Broken {
             | WriteOp::Admit { .. }
             | WriteOp::Forget { .. }
             | WriteOp::Fork { .. }
-            | WriteOp::Resume { .. }) => self.inner.write(op).await?,
+            | WriteOp::Resume { .. }
+            | WriteOp::DeleteEnded { .. }) => self.inner.write(op).await?,
         })
     }
     async fn load_instance(

@@ -11,12 +11,13 @@
 //!    statuses, list (`InstanceFilter::status(s).ended_before(now - age)`,
 //!    with the rule's workflow) at most what is left of the batch
 //!    ([`RetentionPolicy::batch_size`] instances in all, across rules).
-//! 2. Delete each listed instance through the engine's delete path
-//!    (`WriteOp::Delete`: metadata, step records, buffered signals, timers,
-//!    its queue entries, in one transition), after checking it again:
-//!    skipped if a run of it is in progress in this engine (a
-//!    [`resume`](crate::Engine::resume) replay), or if a fresh read finds it
-//!    gone, no longer ended, or ended since. Deletes of one batch are issued
+//! 2. Delete each listed instance with `WriteOp::DeleteEnded` (metadata,
+//!    step records, buffered signals, timers, its queue entries, in one
+//!    transition) that checks in the same transaction that it is still
+//!    ended, and ended before the cutoff: one gone, resumed or ended since
+//!    is left. Skipped beforehand if a run of it is in progress in this
+//!    engine (a [`resume`](crate::Engine::resume) replay, which revives it
+//!    only when it reaches new work). Deletes of one batch are issued
 //!    together, so a group-committing store writes them in few
 //!    transactions.
 //! 3. Emit one `tracing` event for the batch, update the counters
@@ -49,11 +50,16 @@
 //!   database: a delete of an instance another engine deleted first answers
 //!   "did not exist" and counts nothing; no error is raised.
 //!
-//! What stays racy: [`resume`](crate::Engine::resume) of an old ended
-//! instance *in another engine* that lands between a sweep's check and its
-//! delete loses the instance (its run then finds it missing and ends).
-//! Resume instances that a policy is about to delete only with retention
-//! disabled for them.
+//! - A resume through the store (`memable resume`, any engine's revive)
+//!   that lands before the delete's transaction makes the instance
+//!   `Running`, and the delete leaves it; one that lands after finds it
+//!   missing.
+//!
+//! What stays racy: [`resume`](crate::Engine::resume) in *another* engine
+//! replays an ended instance without reviving it until the replay reaches
+//! new work; a sweep can delete it during that replay (the run then finds
+//! it missing and ends, `InstanceNotFound`). Resume instances that a
+//! policy is about to delete only with retention disabled for them.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -541,13 +547,9 @@ async fn delete_if_due(
     if inner.live.get(&key).is_some_and(|e| e.is_running()) {
         return Ok(false);
     }
-    let Some(now) = inner.store.get_metadata(&key).await? else {
-        return Ok(false);
-    };
-    if !now.status.is_terminal() || now.completed_at_ms.is_none_or(|end| end >= cutoff) {
-        return Ok(false);
-    }
-    inner.store.delete_instance(key).await
+    // Checked again in the delete's own transaction: an instance resumed
+    // (or ended again) since the listing is kept.
+    inner.store.delete_ended(key, cutoff).await
 }
 
 /// Spawns the sweep loop (see the module header).

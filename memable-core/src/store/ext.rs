@@ -624,6 +624,35 @@ pub trait StepStoreExt: StepStore {
         })
     }
 
+    /// **Delete an instance that ended before `ended_before`** (what
+    /// retention calls); see [`WriteOp::DeleteEnded`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{InstanceKey, MemoryStore, StepStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = InstanceKey::new("etl", "1").unwrap();
+    /// assert!(!store.delete_ended(key, 1_000).await.unwrap());
+    /// # });
+    /// ```
+    fn delete_ended(
+        &self,
+        key: InstanceKey,
+        ended_before: u64,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send {
+        transition(
+            self,
+            WriteOp::DeleteEnded { key, ended_before },
+            |o| match o {
+                WriteOutcome::DeleteEnded(o) => Some(o),
+                _ => None,
+            },
+        )
+    }
+
     /// **Fork** an instance to a new id without chosen steps; see
     /// [`WriteOp::Fork`].
     ///

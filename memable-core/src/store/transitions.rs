@@ -564,6 +564,18 @@ pub enum WriteOp {
         /// Clock reading.
         now_ms: u64,
     },
+    /// **Delete an ended instance** (retention): as [`Delete`](Self::Delete),
+    /// but only if the instance is `Completed`, `Failed` or `Cancelled` and
+    /// ended strictly before `ended_before` (`completed_at_ms <
+    /// ended_before`), checked in the same transaction; otherwise writes
+    /// nothing. So an instance resumed, or ended again, after a sweep listed
+    /// it is never lost. Answers whether it was deleted.
+    DeleteEnded {
+        /// Instance.
+        key: InstanceKey,
+        /// Only an instance that ended before this time (ms).
+        ended_before: u64,
+    },
 }
 
 impl WriteOp {
@@ -599,6 +611,7 @@ impl WriteOp {
             Self::Forget { .. } => "forget_steps",
             Self::Fork { .. } => "fork_instance",
             Self::Resume { .. } => "resume_instance",
+            Self::DeleteEnded { .. } => "delete_ended",
             Self::Fenced { op, .. } => op.name(),
         }
     }
@@ -634,6 +647,7 @@ impl WriteOp {
             | Self::Admit { queue: key, .. }
             | Self::Forget { key, .. }
             | Self::Resume { key, .. }
+            | Self::DeleteEnded { key, .. }
             | Self::Fork { to: key, .. } => key,
             Self::Fire { timer, .. } => &timer.instance,
             Self::Fenced { op, .. } => op.key(),
@@ -711,6 +725,8 @@ pub enum WriteOutcome {
     Fork(ForkOutcome),
     /// Answer to [`WriteOp::Resume`].
     Resume(ReviveOutcome),
+    /// Answer to [`WriteOp::DeleteEnded`]: whether it was deleted.
+    DeleteEnded(bool),
     /// Answer to a [`WriteOp::Fenced`] op whose epoch is not current:
     /// nothing was written. (A current one is answered by its op's own
     /// outcome.)
@@ -748,6 +764,7 @@ impl WriteOutcome {
             Self::Forget(_) => "forget",
             Self::Fork(_) => "fork",
             Self::Resume(_) => "resume",
+            Self::DeleteEnded(_) => "delete_ended",
             Self::Stale(_) => "stale",
         }
     }
@@ -797,6 +814,9 @@ pub fn apply(op: &WriteOp, txn: &mut impl Transaction) -> Result<WriteOutcome, E
         WriteOp::Resume { key, now_ms } => WriteOutcome::Resume(resume(txn, key, *now_ms)?),
         WriteOp::Cancel { key, now_ms } => WriteOutcome::Cancel(cancel(txn, key, *now_ms)?),
         WriteOp::Delete { key } => WriteOutcome::Delete(delete(txn, key)?),
+        WriteOp::DeleteEnded { key, ended_before } => {
+            WriteOutcome::DeleteEnded(delete_ended(txn, key, *ended_before)?)
+        }
         WriteOp::Wait {
             key,
             step_key,
@@ -1436,6 +1456,22 @@ fn delete(txn: &mut impl Transaction, key: &InstanceKey) -> Result<bool, EngineE
     queue::leave(txn, key)?;
     txn.remove_instance(key, &meta)?;
     Ok(true)
+}
+
+fn delete_ended(
+    txn: &mut impl Transaction,
+    key: &InstanceKey,
+    ended_before: u64,
+) -> Result<bool, EngineError> {
+    match txn.metadata(key)? {
+        Some(meta)
+            if meta.status.is_terminal()
+                && meta.completed_at_ms.is_some_and(|end| end < ended_before) =>
+        {
+            delete(txn, key)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// The instance's metadata if it exists and is not terminal, else its

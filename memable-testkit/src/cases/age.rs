@@ -226,3 +226,54 @@ pub async fn age_filtered_pages_are_full(factory: &dyn StoreFactory) {
         windowed
     );
 }
+
+/// `delete_ended(k, t)` (what retention calls) deletes an instance only if
+/// it has ended, and before `t` (strictly), checking in its own
+/// transaction: an instance that is running, suspended, revived after a
+/// listing, or ended at or after `t` is kept and nothing is written.
+pub async fn delete_ended_checks_the_end_in_its_transaction(factory: &dyn StoreFactory) {
+    let (_fx, store) = fresh(factory).await;
+    let s = &*store;
+    let (old, recent, running, suspended, revived) = (
+        key("wf", "old"),
+        key("wf", "recent"),
+        key("wf", "running"),
+        key("wf", "suspended"),
+        key("wf", "revived"),
+    );
+    for k in [&old, &recent, &running, &suspended, &revived] {
+        start(s, k, 1).await;
+    }
+    complete(s, &old, 10).await;
+    fail(s, &recent, 100).await;
+    ok(
+        s.wait_at(suspended.clone(), "p".into(), waiting(), Vec::new(), 2)
+            .await,
+        "wait_at",
+    );
+    complete(s, &revived, 10).await;
+    // Listed as ended, then resumed before the delete.
+    ok(s.revive_instance(revived.clone(), 50).await, "revive");
+
+    for k in [&recent, &running, &suspended, &revived] {
+        assert!(
+            !ok(s.delete_ended(k.clone(), 100).await, "delete_ended"),
+            "{k} was deleted"
+        );
+        assert!(
+            ok(s.get_metadata(k).await, "get_metadata").is_some(),
+            "{k} is gone"
+        );
+    }
+    assert!(ok(s.delete_ended(old.clone(), 11).await, "delete_ended"));
+    assert!(ok(s.get_metadata(&old).await, "get_metadata").is_none());
+    assert!(!ok(s.delete_ended(old, 11).await, "delete_ended again"));
+    assert!(ok(
+        s.delete_ended(recent.clone(), 101).await,
+        "delete_ended"
+    ));
+    assert_eq!(
+        list(s, InstanceFilter::new()).await,
+        [revived, running, suspended]
+    );
+}

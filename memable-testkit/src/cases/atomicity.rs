@@ -269,6 +269,10 @@ async fn write(
             .forget_steps(suspended.clone(), vec!["nap".into(), "done".into()], 500)
             .await
             .map(drop),
+        StoreOp::DeleteEnded => store
+            .delete_ended(keys[2].clone(), u64::MAX)
+            .await
+            .map(drop),
         StoreOp::ResumeInstance => store.resume_instance(keys[3].clone(), 500).await.map(drop),
         StoreOp::ForkInstance => store
             .fork_instance(
