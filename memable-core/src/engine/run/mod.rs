@@ -62,6 +62,7 @@ mod fence;
 mod memo;
 mod step;
 mod suspend;
+mod upgrade;
 
 use std::sync::Arc;
 

@@ -14,9 +14,10 @@ use super::super::metrics;
 use super::super::telemetry::{self, Attempt};
 use super::context::{Context, lock};
 use super::memo::Entered;
+use super::upgrade::Upgrades;
 use crate::{
     CommitOutcome, EngineError, RetryPolicy, StepError, StepKind, StepRecord, StepState,
-    StepStoreExt, decode_record, encode_value, type_tag,
+    StepStoreExt, encode_value, type_tag,
 };
 
 /// A step being configured; finish with [`run`](StepBuilder::run).
@@ -46,6 +47,7 @@ pub struct StepBuilder<'a> {
     key: String,
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
+    upgrades: Upgrades<'a>,
 }
 
 impl<'a> StepBuilder<'a> {
@@ -55,7 +57,76 @@ impl<'a> StepBuilder<'a> {
             key,
             retry: None,
             timeout: None,
+            upgrades: Upgrades::default(),
         }
+    }
+
+    /// Reads a result committed as an older type `Old` through `convert`
+    /// instead of failing with a type mismatch: for a deploy that changed
+    /// the step's output type while instances have its result stored.
+    ///
+    /// A stored result is read as the step's type when its type tag and
+    /// bytes fit it; otherwise each upgrade declared for the stored tag is
+    /// tried in order (`Old` decodes the bytes, `convert` makes the new
+    /// value), the first that decodes wins. `Old` may have the same name as
+    /// the new type (a field added: keep the old shape in a `v1` module) or
+    /// another (a rename). The conversion runs on every read and writes
+    /// nothing — the record keeps its old bytes — so keep the upgrade for as
+    /// long as instances with old results may be replayed. The conversion
+    /// must be deterministic, like the rest of the workflow's code. Without
+    /// an upgrade that applies, the read fails as before
+    /// ([`TypeMismatch`](EngineError::TypeMismatch) or
+    /// [`Serialization`](EngineError::Serialization)). A step may declare
+    /// several (`V1 -> V3`, `V2 -> V3`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::{Context, Engine, StepError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// mod v1 {
+    ///     #[derive(serde::Serialize, serde::Deserialize)]
+    ///     pub struct Quote { pub cents: u32 }
+    /// }
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Quote { cents: u64, currency: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), memable_core::EngineError> {
+    /// let store = memable_core::MemoryStore::new(); // a clone shares the data
+    /// let engine = Engine::builder().store(store.clone()).build();
+    /// // Yesterday's code committed a v1::Quote for "quote".
+    /// engine.register("order", |ctx: Context| async move {
+    ///     ctx.step("quote").run(|| async { Ok::<_, StepError>(v1::Quote { cents: 250 }) }).await?;
+    ///     ctx.suspend(&memable_core::SuspendPoint::<()>::new("paid")).await
+    /// })?;
+    /// engine.start().await?;
+    /// engine.invoke("order").id("o1").await?.wait_idle().await?;
+    /// engine.shutdown().await;
+    ///
+    /// // Today's code reads it as a Quote.
+    /// let engine = Engine::builder().store(store).build();
+    /// engine.register("order", |ctx: Context| async move {
+    ///     let quote: Quote = ctx
+    ///         .step("quote")
+    ///         .upgrade_from(|old: v1::Quote| Quote { cents: old.cents.into(), currency: "EUR".into() })
+    ///         .run(|| async { Ok::<_, StepError>(Quote { cents: 0, currency: "EUR".into() }) })
+    ///         .await?;
+    ///     Ok(format!("{} {}", quote.cents, quote.currency))
+    /// })?;
+    /// engine.start().await?;
+    /// let out = engine.resume("order", "o1").await?.wait_output::<String>().await?;
+    /// assert_eq!(out, "250 EUR");
+    /// # Ok(()) }
+    /// ```
+    pub fn upgrade_from<Old, New>(mut self, convert: impl Fn(Old) -> New + Send + Sync + 'a) -> Self
+    where
+        Old: DeserializeOwned + 'static,
+        New: Send + 'static,
+    {
+        self.upgrades.add(convert);
+        self
     }
 }
 
@@ -154,7 +225,7 @@ impl StepBuilder<'_> {
         let key = self.key;
         let entered = ctx.enter_step(&key)?;
         let mut earlier = Earlier::default();
-        if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier) {
+        if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier, &self.upgrades) {
             telemetry::memoised(&key);
             return ctx.dry_checked(&key, type_tag::<T>(), memoised);
         }
@@ -196,7 +267,7 @@ impl StepBuilder<'_> {
                             Ok(value)
                         }
                         CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
-                            decode_record(&key, &existing)
+                            self.upgrades.decode(&key, &existing)
                         }
                         CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict { key }),
                         CommitOutcome::InstanceMissing => Err(ctx.not_found()),
@@ -302,6 +373,7 @@ impl Context {
         key: &str,
         entered: &Entered<'_>,
         earlier: &mut Earlier,
+        upgrades: &Upgrades<'_>,
     ) -> Option<Result<T, EngineError>> {
         // Only a key used before in this run can have a result of this run.
         let this_run = if entered.fresh {
@@ -318,7 +390,7 @@ impl Context {
             ))
         };
         match record.state {
-            StepState::Completed => Some(decode_record(key, record)),
+            StepState::Completed => Some(upgrades.decode(key, record)),
             StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
                 key: key.to_owned(),
             })),
