@@ -208,6 +208,35 @@ pub enum EngineError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// An [at-most-once](crate::StepBuilder::at_most_once) step's attempt
+    /// began but its outcome was never recorded (a crash, a kill, an abort
+    /// or a timeout while the closure ran): its side effect may or may not
+    /// have happened, so the step is not run again. Every later run gets
+    /// this error at the step until someone decides: the workflow (it can
+    /// catch the error, check the outside system and go on under another
+    /// key), or an operator — [`Engine::forget`](crate::Engine::forget)
+    /// drops the record so the step runs again on the next run;
+    /// [`Engine::resume`](crate::Engine::resume) or `memable resume` retry it
+    /// (counting the interrupted attempt).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memable_core::EngineError;
+    ///
+    /// let err = EngineError::Ambiguous { key: "charge".into(), attempt: 1 };
+    /// assert!(err.to_string().contains("may or may not have run"));
+    /// ```
+    #[error(
+        "step '{key}': attempt {attempt} began but its outcome was never recorded, so it may or may not have run; an at-most-once step is not run again: handle this error in the workflow, or forget or resume the step"
+    )]
+    Ambiguous {
+        /// The step key.
+        key: String,
+        /// The interrupted attempt (1 for the first).
+        attempt: u32,
+    },
+
     /// The workflow suspended at a step, awaiting an external signal.
     #[error("workflow suspended at step '{key}'")]
     Suspended {

@@ -555,7 +555,9 @@ pub enum WriteOp {
     /// [`Failed`](StepState::Failed)) becomes
     /// [`Retrying`](StepState::Retrying) with no attempts counted, its
     /// first start and last error kept: the next run attempts it again with
-    /// a fresh retry budget. A `Running` instance, and a queued one not
+    /// a fresh retry budget; an [at-most-once](crate::StepBuilder::at_most_once)
+    /// attempt of unknown outcome (`Retrying` with no error) becomes a
+    /// retry with that attempt counted. A `Running` instance, and a queued one not
     /// admitted yet, are left as they are (a run may be in flight, for
     /// which its dead letters are final). Answers as `Revive`.
     Resume {
@@ -1360,6 +1362,10 @@ fn revive(
     }
 }
 
+/// The error a resumed at-most-once attempt of unknown outcome records.
+const AMBIGUOUS_RESUMED: &str =
+    "an attempt of unknown outcome (at most once) was interrupted; resumed by an operator";
+
 fn resume(
     txn: &mut impl Transaction,
     key: &InstanceKey,
@@ -1374,15 +1380,26 @@ fn resume(
     let outcome = revive(txn, key, now_ms)?;
     if let ReviveOutcome::Revived(_) = outcome {
         for (step_key, record) in txn.steps(key)? {
-            if record.kind == StepKind::Step && record.state == StepState::Failed {
-                let retry = StepRecord {
+            if record.kind != StepKind::Step {
+                continue;
+            }
+            let retry = match record.state {
+                StepState::Failed => StepRecord {
                     state: StepState::Retrying,
                     attempts: 0,
                     completed_at_ms: None,
                     ..record
-                };
-                txn.put_step(key, &step_key, &retry)?;
-            }
+                },
+                // An at-most-once attempt of unknown outcome: the operator
+                // decided to retry it (the interrupted attempt counts).
+                StepState::Retrying if record.error.is_none() => StepRecord {
+                    attempts: record.attempts.saturating_add(1),
+                    error: Some(AMBIGUOUS_RESUMED.to_owned()),
+                    ..record
+                },
+                _ => continue,
+            };
+            txn.put_step(key, &step_key, &retry)?;
         }
     }
     Ok(outcome)

@@ -588,7 +588,9 @@ pub async fn engine_fork_runs_on_the_next_start(factory: &dyn StoreFactory) {
 
 /// Resume (an operator's) revives an ended instance and, together, turns
 /// each dead letter into a retry with no attempts counted (its first start
-/// and last error kept); every other record is unchanged. A running
+/// and last error kept) and an at-most-once attempt of unknown outcome
+/// into a known retry (that attempt counted); every other record is
+/// unchanged. A running
 /// instance (a run may be in flight) and a queued one are left as they
 /// are; a cancelled or missing one is refused; none of these writes.
 pub async fn resume_gives_dead_letters_a_fresh_budget(factory: &dyn StoreFactory) {
@@ -597,7 +599,14 @@ pub async fn resume_gives_dead_letters_a_fresh_budget(factory: &dyn StoreFactory
     let failed = key("wf", "failed");
     start(s, &failed, 1).await;
     let dead = StepRecord::failure(StepState::Failed, 3, "503").with_times(Some(5), None);
-    for (step, record) in [("a", done(b"a")), ("call", dead.clone())] {
+    // An at-most-once attempt that began and recorded no outcome.
+    let mut in_flight = StepRecord::failure(StepState::Retrying, 1, "").with_times(Some(6), None);
+    in_flight.error = None;
+    for (step, record) in [
+        ("a", done(b"a")),
+        ("call", dead.clone()),
+        ("charge", in_flight),
+    ] {
         ok(
             s.commit_step(failed.clone(), step.into(), record).await,
             "commit",
@@ -622,9 +631,14 @@ pub async fn resume_gives_dead_letters_a_fresh_budget(factory: &dyn StoreFactory
     assert_eq!(call.attempts, 0, "a fresh budget counts no attempt");
     assert_eq!(call.error.as_deref(), Some("503"), "the last error is kept");
     assert_eq!(call.started_at_ms, Some(5), "the first start is kept");
+    let charge = snap.step("charge").expect("the in-flight record is kept");
+    assert_eq!(charge.state, StepState::Retrying, "{charge:?}");
+    assert_eq!(charge.attempts, 2, "the interrupted attempt counts");
+    assert!(charge.error.is_some(), "now a known retry: {charge:?}");
+    assert_eq!(charge.started_at_ms, Some(6));
     let before_snap = before.instance(&failed).expect("before");
     for (step, record) in &snap.steps {
-        if step != "call" {
+        if step != "call" && step != "charge" {
             assert_eq!(
                 before_snap.step(step),
                 Some(record),

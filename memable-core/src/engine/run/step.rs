@@ -48,6 +48,7 @@ pub struct StepBuilder<'a> {
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
     upgrades: Upgrades<'a>,
+    at_most_once: bool,
 }
 
 impl<'a> StepBuilder<'a> {
@@ -58,6 +59,7 @@ impl<'a> StepBuilder<'a> {
             retry: None,
             timeout: None,
             upgrades: Upgrades::default(),
+            at_most_once: false,
         }
     }
 
@@ -162,6 +164,53 @@ impl StepBuilder<'_> {
         self.retry(RetryPolicy::none())
     }
 
+    /// Runs each attempt **at most once**, for side effects that must not
+    /// happen twice and cannot be made idempotent (a payment without an
+    /// idempotency key, a message that cannot be taken back).
+    ///
+    /// Before each attempt the engine records durably that it began; the
+    /// outcome replaces that record. If the outcome is never recorded — the
+    /// process crashed or was killed, the engine aborted, or the attempt
+    /// timed out (its future was dropped mid-flight) — the step is not run
+    /// again: this run and every later one get
+    /// [`EngineError::Ambiguous`] at the step, until the workflow handles
+    /// that error or an operator decides ([`Engine::forget`](crate::Engine::forget)
+    /// runs it again; [`Engine::resume`](crate::Engine::resume) and
+    /// `memable resume` retry it). A failure the closure *returns* is a
+    /// known outcome and retries by the policy as usual; combine with
+    /// [`no_retry`](Self::no_retry) for one attempt in all. Costs one more
+    /// durable write per attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memable_core::{Context, Engine, EngineError, StepError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EngineError> {
+    /// let engine = Engine::builder().build();
+    /// engine.register("pay", |ctx: Context| async move {
+    ///     let paid = ctx
+    ///         .step("charge")
+    ///         .at_most_once()
+    ///         .timeout(Duration::from_millis(20))
+    ///         .run(|| async {
+    ///             std::future::pending::<()>().await; // the card service hangs
+    ///             Ok::<_, StepError>(())
+    ///         })
+    ///         .await;
+    ///     // Timed out mid-flight: maybe charged, maybe not. Not retried.
+    ///     Ok(matches!(paid, Err(EngineError::Ambiguous { attempt: 1, .. })))
+    /// })?;
+    /// engine.start().await?;
+    /// assert!(engine.invoke("pay").await?.wait_output::<bool>().await?);
+    /// # Ok(()) }
+    /// ```
+    pub fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
+    }
+
     /// Bounds each attempt to `duration`. An attempt that takes longer is
     /// dropped and counts as a **retryable failure**: it is recorded as a
     /// retry (like a [`StepError::Retryable`]) and attempted again after the
@@ -225,7 +274,11 @@ impl StepBuilder<'_> {
         let key = self.key;
         let entered = ctx.enter_step(&key)?;
         let mut earlier = Earlier::default();
-        if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier, &self.upgrades) {
+        let reading = Reading {
+            upgrades: &self.upgrades,
+            at_most_once: self.at_most_once,
+        };
+        if let Some(memoised) = ctx.memoised(&key, &entered, &mut earlier, &reading) {
             telemetry::memoised(&key);
             return ctx.dry_checked(&key, type_tag::<T>(), memoised);
         }
@@ -242,6 +295,13 @@ impl StepBuilder<'_> {
         loop {
             ctx.check_boundary()?;
             let started = *started_at_ms.get_or_insert_with(|| ctx.run.env.clock.now_ms());
+            if self.at_most_once
+                && let Some(done) = ctx
+                    .attempt_begins::<T>(&key, attempts, started, &reading)
+                    .await?
+            {
+                return done;
+            }
             let mut span = Attempt::start(&key, attempts + 1);
             let future = attempt().instrument(span.span());
             let timer = metrics::AttemptTimer::start();
@@ -249,37 +309,29 @@ impl StepBuilder<'_> {
             timer.record(workflow, &result);
             match result {
                 Ok(value) => {
-                    let bytes = encode_value(&key, &value)?;
-                    let mut record = StepRecord::completed(
-                        StepKind::Step,
-                        type_tag::<T>(),
-                        bytes,
-                        ctx.current_status(),
-                    )
-                    .with_times(Some(started), Some(ctx.run.env.clock.now_ms()));
-                    // The attempts made, this successful one included.
-                    record.attempts = attempts.saturating_add(1);
-                    let committed = ctx.commit(&key, record).await?;
-                    span.committed(&committed);
-                    return match committed {
-                        CommitOutcome::Committed => {
-                            metrics::step_committed(workflow);
-                            Ok(value)
-                        }
-                        CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
-                            self.upgrades.decode(&key, &existing)
-                        }
-                        CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict { key }),
-                        CommitOutcome::InstanceMissing => Err(ctx.not_found()),
-                        CommitOutcome::Cancelled => Err(ctx.cancelled()),
-                    };
+                    return ctx
+                        .commit_value(&key, value, (started, attempts), &reading, &mut span)
+                        .await;
                 }
                 Err(StepError::Permanent(source)) => {
                     span.end("permanent");
+                    if self.at_most_once {
+                        ctx.attempt_failed(&key, attempts, started, &*source)
+                            .await?;
+                    }
                     return Err(EngineError::StepFailed {
                         key,
                         source,
                         retryable: false,
+                    });
+                }
+                // Dropped mid-flight: the outcome is unknown, and the record
+                // of its beginning stays.
+                Err(StepError::Retryable(source)) if self.at_most_once && timed_out(&*source) => {
+                    span.end("ambiguous");
+                    return Err(EngineError::Ambiguous {
+                        key,
+                        attempt: attempts + 1,
                     });
                 }
                 Err(StepError::Retryable(source)) => {
@@ -320,6 +372,14 @@ impl StepBuilder<'_> {
     }
 }
 
+/// Whether a retryable failure is an attempt's timeout.
+fn timed_out(source: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        source.downcast_ref::<EngineError>(),
+        Some(EngineError::StepTimeout { .. })
+    )
+}
+
 /// One attempt, limited to `timeout` if set: a timed-out attempt is a
 /// retryable failure like any other.
 async fn within<T>(
@@ -355,6 +415,27 @@ impl Context {
     }
 }
 
+/// How a step reads what is stored for it.
+pub(super) struct Reading<'u, 'a> {
+    upgrades: &'u Upgrades<'a>,
+    at_most_once: bool,
+}
+
+/// The record an [at-most-once](StepBuilder::at_most_once) step writes
+/// before attempt `attempts + 1`: retrying, with no error (every failure
+/// record carries one).
+fn in_flight(attempts: u32, started_at_ms: u64) -> StepRecord {
+    let mut record = StepRecord::failure(StepState::Retrying, attempts, String::new())
+        .with_times(Some(started_at_ms), None);
+    record.error = None;
+    record
+}
+
+/// Whether `record` is an attempt that began and recorded no outcome.
+pub(crate) fn is_in_flight(record: &StepRecord) -> bool {
+    record.kind == StepKind::Step && record.state == StepState::Retrying && record.error.is_none()
+}
+
 /// What earlier attempts of a step left that is not a result: how many
 /// were made and when the first began (from a `Retrying` or re-attempted
 /// `Failed` record).
@@ -373,7 +454,7 @@ impl Context {
         key: &str,
         entered: &Entered<'_>,
         earlier: &mut Earlier,
-        upgrades: &Upgrades<'_>,
+        reading: &Reading<'_, '_>,
     ) -> Option<Result<T, EngineError>> {
         // Only a key used before in this run can have a result of this run.
         let this_run = if entered.fresh {
@@ -390,10 +471,27 @@ impl Context {
             ))
         };
         match record.state {
-            StepState::Completed => Some(upgrades.decode(key, record)),
+            StepState::Completed => Some(reading.upgrades.decode(key, record)),
             StepState::Suspended => Some(Err(EngineError::SuspendedStepConflict {
                 key: key.to_owned(),
             })),
+            // An at-most-once attempt that began and never recorded its
+            // outcome: not run again, unless a resume decided so (the
+            // interrupted attempt counts).
+            StepState::Retrying if reading.at_most_once && is_in_flight(record) => {
+                if self.run.retry_dead_letters {
+                    *earlier = Earlier {
+                        attempts: record.attempts.saturating_add(1),
+                        started_at_ms: record.started_at_ms,
+                    };
+                    None
+                } else {
+                    Some(Err(EngineError::Ambiguous {
+                        key: key.to_owned(),
+                        attempt: record.attempts.saturating_add(1),
+                    }))
+                }
+            }
             StepState::Retrying => {
                 *earlier = Earlier {
                     attempts: record.attempts,
@@ -415,6 +513,84 @@ impl Context {
                 None
             }
         }
+    }
+
+    /// Commits a step's result (`started`: when its first attempt began,
+    /// and the attempts before this successful one).
+    async fn commit_value<T: DeserializeOwned + Serialize + 'static>(
+        &self,
+        key: &str,
+        value: T,
+        (started, attempts): (u64, u32),
+        reading: &Reading<'_, '_>,
+        span: &mut Attempt,
+    ) -> Result<T, EngineError> {
+        let bytes = encode_value(key, &value)?;
+        let mut record = StepRecord::completed(
+            StepKind::Step,
+            type_tag::<T>(),
+            bytes,
+            self.current_status(),
+        )
+        .with_times(Some(started), Some(self.run.env.clock.now_ms()));
+        // The attempts made, this successful one included.
+        record.attempts = attempts.saturating_add(1);
+        let committed = self.commit(key, record).await?;
+        span.committed(&committed);
+        match committed {
+            CommitOutcome::Committed => {
+                metrics::step_committed(self.run.key.workflow());
+                Ok(value)
+            }
+            CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
+                reading.upgrades.decode(key, &existing)
+            }
+            CommitOutcome::Kept(_) => Err(EngineError::SuspendedStepConflict {
+                key: key.to_owned(),
+            }),
+            CommitOutcome::InstanceMissing => Err(self.not_found()),
+            CommitOutcome::Cancelled => Err(self.cancelled()),
+        }
+    }
+
+    /// Replaces the record of an at-most-once attempt's beginning with its
+    /// known failure (a later run retries it, as any step that failed
+    /// permanently runs again on a replay).
+    async fn attempt_failed(
+        &self,
+        key: &str,
+        attempts: u32,
+        started: u64,
+        source: &(dyn std::error::Error + Send + Sync),
+    ) -> Result<(), EngineError> {
+        let failed = StepRecord::failure(StepState::Retrying, attempts + 1, source.to_string())
+            .with_times(Some(started), None);
+        self.commit(key, failed).await.map(drop)
+    }
+
+    /// Records durably that an at-most-once attempt begins. `Some` ends
+    /// the step: another run committed it meanwhile, or the instance is
+    /// gone or cancelled.
+    async fn attempt_begins<T: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        attempts: u32,
+        started_at_ms: u64,
+        reading: &Reading<'_, '_>,
+    ) -> Result<Option<Result<T, EngineError>>, EngineError> {
+        Ok(
+            match self.commit(key, in_flight(attempts, started_at_ms)).await? {
+                CommitOutcome::Committed => None,
+                CommitOutcome::Kept(existing) if existing.state == StepState::Completed => {
+                    Some(reading.upgrades.decode(key, &existing))
+                }
+                CommitOutcome::Kept(_) => Some(Err(EngineError::SuspendedStepConflict {
+                    key: key.to_owned(),
+                })),
+                CommitOutcome::InstanceMissing => Some(Err(self.not_found())),
+                CommitOutcome::Cancelled => Some(Err(self.cancelled())),
+            },
+        )
     }
 
     pub(super) async fn commit(
