@@ -26,6 +26,7 @@
 pub mod backup;
 pub mod cases;
 pub mod crash;
+pub mod explore;
 mod factory;
 mod faulty;
 mod macros;
