@@ -7,9 +7,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -204,129 +201,146 @@ backend_tests! {
     }
 }
 
-// --- A real crash: the process is SIGKILLed inside the closure. ---
-
-const ENV_DB: &str = "MEMABLE_AT_MOST_ONCE_DB";
-const ENV_BACKEND: &str = "MEMABLE_AT_MOST_ONCE_BACKEND";
-const IN_CHARGE: &str = "in-charge";
-
-fn open(backend: &str, path: &Path) -> Arc<dyn StepStore> {
-    match backend {
-        #[cfg(feature = "redb")]
-        "redb" => Arc::new(memable::redb::RedbStore::open(path).expect("open redb")),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => Arc::new(memable::sqlite::SqliteStore::open(path).expect("open sqlite")),
-        other => panic!("no backend {other:?} in this build"),
-    }
-}
-
-/// The process the crash test kills: it invokes `pay/p1`, whose `charge`
-/// prints `in-charge` inside its closure and then hangs (no timeout here).
-#[test]
-#[ignore = "the process the crash test starts and kills"]
-fn child_process() {
-    let db = PathBuf::from(std::env::var(ENV_DB).expect("db path"));
-    let backend = std::env::var(ENV_BACKEND).expect("backend");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let engine = Engine::builder().store(open(&backend, &db)).build();
-        engine
-            .register("pay", |ctx: Context| async move {
-                ctx.step("charge")
-                    .at_most_once()
-                    .run(|| async {
-                        println!("{IN_CHARGE}");
-                        std::future::pending::<()>().await;
-                        Ok::<_, StepError>(0u32)
-                    })
-                    .await
-            })
-            .expect("register");
-        engine.start().await.expect("start");
-        let _run = engine.invoke("pay").id("p1").await.expect("invoke");
-        std::future::pending::<()>().await;
-    });
-}
-
+/// A real crash: the process is `SIGKILL`ed inside the closure (file
+/// stores only: the memory store cannot outlive a process).
 #[cfg(any(feature = "redb", feature = "sqlite"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_inside_the_closure_leaves_the_step_ambiguous_until_resumed() {
-    let backends: &[&str] = &[
-        #[cfg(feature = "redb")]
-        "redb",
-        #[cfg(feature = "sqlite")]
-        "sqlite",
-    ];
-    for backend in backends {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join(format!("pay.{backend}"));
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--ignored", "--exact", "child_process", "--nocapture"])
-            .env(ENV_DB, &db)
-            .env(ENV_BACKEND, backend)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the process");
-        let stdout = child.stdout.take().expect("stdout");
-        let reached = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line == IN_CHARGE);
-        assert!(reached, "{backend}: the process never reached the closure");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+mod crash {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
-        // The application restarts: the step is not run again.
-        let calls = Calls::default();
-        let engine = Engine::builder().store(open(backend, &db)).build();
-        let counted = calls.clone();
-        engine
-            .register("pay", move |ctx: Context| {
-                let counted = counted.clone();
-                async move {
+    use memable::{Context, Engine, EngineError, StepError, StepStore};
+
+    use super::Calls;
+
+    const ENV_DB: &str = "MEMABLE_AT_MOST_ONCE_DB";
+    const ENV_BACKEND: &str = "MEMABLE_AT_MOST_ONCE_BACKEND";
+    const IN_CHARGE: &str = "in-charge";
+
+    fn open(backend: &str, path: &Path) -> Arc<dyn StepStore> {
+        match backend {
+            #[cfg(feature = "redb")]
+            "redb" => Arc::new(memable::redb::RedbStore::open(path).expect("open redb")),
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Arc::new(memable::sqlite::SqliteStore::open(path).expect("open sqlite")),
+            other => panic!("no backend {other:?} in this build"),
+        }
+    }
+
+    /// The process the crash test kills: it invokes `pay/p1`, whose `charge`
+    /// prints `in-charge` inside its closure and then hangs (no timeout here).
+    #[test]
+    #[ignore = "the process the crash test starts and kills"]
+    fn child_process() {
+        let db = PathBuf::from(std::env::var(ENV_DB).expect("db path"));
+        let backend = std::env::var(ENV_BACKEND).expect("backend");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let engine = Engine::builder().store(open(&backend, &db)).build();
+            engine
+                .register("pay", |ctx: Context| async move {
                     ctx.step("charge")
                         .at_most_once()
-                        .run(|| {
-                            counted.0.fetch_add(1, Ordering::SeqCst);
-                            async { Ok::<_, StepError>(7u32) }
+                        .run(|| async {
+                            println!("{IN_CHARGE}");
+                            std::future::pending::<()>().await;
+                            Ok::<_, StepError>(0u32)
                         })
                         .await
-                }
-            })
-            .expect("register");
-        engine.start().await.expect("start");
-        let mut states = engine.subscribe("pay", "p1").await.expect("subscribe");
-        while states.next().await.is_some() {}
-        engine.wait_all().await;
-        let err = engine
-            .output::<u32>("pay", "p1")
-            .await
-            .expect_err("ambiguous");
-        assert!(
-            matches!(err, EngineError::WorkflowFailed { .. }),
-            "{backend}: {err:?}"
-        );
-        assert_eq!(
-            calls.get(),
-            0,
-            "{backend}: the step ran again after the kill"
-        );
+                })
+                .expect("register");
+            engine.start().await.expect("start");
+            let _run = engine.invoke("pay").id("p1").await.expect("invoke");
+            std::future::pending::<()>().await;
+        });
+    }
 
-        // The operator checked the card service: retry it.
-        let out: u32 = engine
-            .resume("pay", "p1")
-            .await
-            .expect("resume")
-            .wait_output()
-            .await
-            .expect("output");
-        assert_eq!(out, 7, "{backend}");
-        assert_eq!(calls.get(), 1);
-        engine.shutdown().await;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_inside_the_closure_leaves_the_step_ambiguous_until_resumed() {
+        let backends: &[&str] = &[
+            #[cfg(feature = "redb")]
+            "redb",
+            #[cfg(feature = "sqlite")]
+            "sqlite",
+        ];
+        for backend in backends {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = dir.path().join(format!("pay.{backend}"));
+            let mut child = Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "crash::child_process",
+                    "--nocapture",
+                ])
+                .env(ENV_DB, &db)
+                .env(ENV_BACKEND, backend)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn the process");
+            let stdout = child.stdout.take().expect("stdout");
+            let reached = BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|line| line == IN_CHARGE);
+            assert!(reached, "{backend}: the process never reached the closure");
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+
+            // The application restarts: the step is not run again.
+            let calls = Calls::default();
+            let engine = Engine::builder().store(open(backend, &db)).build();
+            let counted = calls.clone();
+            engine
+                .register("pay", move |ctx: Context| {
+                    let counted = counted.clone();
+                    async move {
+                        ctx.step("charge")
+                            .at_most_once()
+                            .run(|| {
+                                counted.0.fetch_add(1, Ordering::SeqCst);
+                                async { Ok::<_, StepError>(7u32) }
+                            })
+                            .await
+                    }
+                })
+                .expect("register");
+            engine.start().await.expect("start");
+            let mut states = engine.subscribe("pay", "p1").await.expect("subscribe");
+            while states.next().await.is_some() {}
+            engine.wait_all().await;
+            let err = engine
+                .output::<u32>("pay", "p1")
+                .await
+                .expect_err("ambiguous");
+            assert!(
+                matches!(err, EngineError::WorkflowFailed { .. }),
+                "{backend}: {err:?}"
+            );
+            assert_eq!(
+                calls.get(),
+                0,
+                "{backend}: the step ran again after the kill"
+            );
+
+            // The operator checked the card service: retry it.
+            let out: u32 = engine
+                .resume("pay", "p1")
+                .await
+                .expect("resume")
+                .wait_output()
+                .await
+                .expect("output");
+            assert_eq!(out, 7, "{backend}");
+            assert_eq!(calls.get(), 1);
+            engine.shutdown().await;
+        }
     }
 }
