@@ -353,8 +353,8 @@ impl Engine {
     /// `(workflow, instance_id)` without executing anything, and reports
     /// the stored keys it reaches, where it stops (the first new key, a
     /// point it waits at, its end), the stored keys it never reaches and
-    /// the stored values it cannot decode (see [`check`](self) for the
-    /// rules). Nothing is written; no step closure is called; the engine
+    /// the stored values it cannot decode (the rules are in the header of
+    /// `engine/check.rs`). Nothing is written; no step closure is called; the engine
     /// need not be started. Bounded by [`DEFAULT_CHECK_TIMEOUT`].
     ///
     /// Errors: [`InstanceNotFound`](EngineError::InstanceNotFound), key
