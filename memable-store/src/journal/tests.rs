@@ -136,6 +136,25 @@ fn ops(n: u64) -> Vec<WriteOp> {
             }),
         },
         WriteOp::Release { key: key(n) },
+        WriteOp::Forget {
+            key: key(n),
+            steps: vec!["a".into(), "nap".into()],
+            now_ms: n + 5,
+        },
+        WriteOp::Fork {
+            from: key(n),
+            to: InstanceKey::new("wf", &format!("fork-{n}")).unwrap(),
+            without: vec!["nap".into()],
+            now_ms: n + 5,
+        },
+        WriteOp::Resume {
+            key: key(n),
+            now_ms: n + 6,
+        },
+        WriteOp::DeleteEnded {
+            key: key(n),
+            ended_before: n + 7,
+        },
         WriteOp::Delete { key: key(n) },
     ]
 }
