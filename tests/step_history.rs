@@ -205,17 +205,19 @@ backend_tests! {
             engine.start().await.unwrap();
             engine.invoke("slow_retry").id("r").await.unwrap();
             failed.notified().await;
-            // The failure is committed before the backoff starts.
-            let mut retrying = None;
-            for _ in 0..2_000 {
-                let history = engine.step_history("slow_retry", "r").await.unwrap();
-                if history.steps.first().is_some_and(|s| s.state == StepState::Retrying) {
-                    retrying = Some(history);
-                    break;
+            // The failure is committed before the backoff starts (a group
+            // commit on a busy disk may take a while: wait for it, bounded).
+            let recorded = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let history = engine.step_history("slow_retry", "r").await.unwrap();
+                    if history.steps.first().is_some_and(|s| s.state == StepState::Retrying) {
+                        return history;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                tokio::task::yield_now().await;
-            }
-            let retrying = retrying.expect("the failed attempt is recorded");
+            })
+            .await;
+            let retrying = recorded.expect("the failed attempt is recorded");
             assert_eq!((retrying.steps[0].attempts, retrying.steps[0].started_at_ms), (1, Some(1_000)));
             assert_eq!(retrying.steps[0].error.as_deref(), Some("busy"));
             // Stopped in its backoff: the next engine goes on from the record.
